@@ -1,0 +1,84 @@
+"""Output helpers: nothing half-written is ever left behind.
+
+Files and directories are written under a temporary name beside their target and renamed
+into place only when complete (rename is atomic on one filesystem).  On error the
+temporary is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+__all__ = ["atomic_dir", "atomic_file", "ensure_writable_dir"]
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check that files can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create output directory '{path}': {err.strerror}") from None
+    if not path.is_dir():
+        raise OutputError(f"output path '{path}' exists and is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fivesigma-probe-"):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"output directory '{path}' is not writable ({err.strerror}); "
+            "choose another with --out"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    The temporary keeps the target's suffix so writers that look at it (uproot, pyarrow)
+    choose the right format.
+    """
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; move it to ``path`` on success.
+
+    An existing ``path`` is replaced only once the new content is complete.
+    """
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                raise OutputError(f"'{path}' already exists; remove it or choose another --out")
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,66 @@
+"""Domain exceptions.
+
+Every error a user can cause is a :class:`FivesigmaError` whose message is one line that
+names the problem (file, branch, key) and what would be accepted.  The CLI prints that
+line and exits non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ExpressionError",
+    "FivesigmaError",
+    "GenerationError",
+    "ModelError",
+    "OutputError",
+    "close_matches",
+]
+
+
+class FivesigmaError(Exception):
+    """Base class of all user-facing errors; ``str(err)`` is a single line."""
+
+    exit_code = 2
+
+
+class ConfigError(FivesigmaError):
+    """A config file is missing, not YAML, or does not match the schema."""
+
+
+class DataError(FivesigmaError):
+    """An input file, tree, branch or the data in it cannot be used."""
+
+
+class ExpressionError(DataError):
+    """A selection or derived-variable expression is invalid or names unknown columns."""
+
+
+class GenerationError(FivesigmaError):
+    """The built-in event generation failed or was asked something impossible."""
+
+
+class ModelError(FivesigmaError):
+    """A model bundle is missing, corrupt, or incompatible with the input."""
+
+
+class OutputError(FivesigmaError):
+    """An output location cannot be written."""
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
+    """A short ``did you mean ...`` hint, or the list of what exists if nothing is close.
+
+    >>> close_matches("lep_ptt", ["lep_pt", "lep_eta", "weight"])
+    "did you mean 'lep_pt'?"
+    """
+    candidates = sorted(set(candidates))
+    matches = difflib.get_close_matches(word, candidates, n=n, cutoff=0.6)
+    if matches:
+        return "did you mean " + " or ".join(repr(m) for m in matches) + "?"
+    shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
+    return f"available: {shown}" if candidates else "nothing is available"
