@@ -1,0 +1,200 @@
+"""Model bundles: a trained model as a directory that can be shared and re-applied safely.
+
+A bundle is a directory::
+
+    model-name/
+      manifest.json        format, version, kind, features, preprocessing, config, versions,
+                           data fingerprint, and the SHA-256 of every other file
+      arrays.safetensors   named numpy arrays (network weights, scaler parameters, ...)
+      <native files>       e.g. ``booster.json`` for xgboost, in the library's own format
+
+Nothing is ever unpickled: arrays go through safetensors, everything else is JSON or a
+library's native text format.  Bundles are written atomically (temporary directory, then
+rename), so an interrupted save never leaves a bundle that looks complete.
+
+>>> import numpy as np, tempfile, pathlib
+>>> b = Bundle(kind="demo", features=["x"], arrays={"w": np.ones(3, dtype=np.float32)})
+>>> path = save_bundle(b, pathlib.Path(tempfile.mkdtemp()) / "demo")
+>>> load_bundle(path).arrays["w"].tolist()
+[1.0, 1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._io import atomic_dir
+from .errors import ModelError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "Bundle",
+    "data_fingerprint",
+    "library_versions",
+    "load_bundle",
+    "save_bundle",
+]
+
+BUNDLE_FORMAT = "fivesigma-model-bundle"
+BUNDLE_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.safetensors"
+
+_TRACKED_LIBRARIES = ("numpy", "awkward", "uproot", "torch", "xgboost-cpu", "xgboost", "scikit-learn", "onnx")
+
+
+@dataclass
+class Bundle:
+    """Everything needed to re-create a trained model and reproduce its preprocessing.
+
+    Attributes
+    ----------
+    kind : registry name of the estimator, e.g. ``"mlp"``, ``"bdt"``, ``"logistic"``.
+    params : the estimator's hyper-parameters (JSON-serialisable).
+    features : input feature names, in the order the model expects them.
+    preprocessing : JSON-serialisable preprocessing description (scaler type, padding, ...).
+    data : how features are made from files: derived expressions, selection, fingerprint.
+    training : training config, history, seed.
+    arrays : named numpy arrays, stored with safetensors.
+    files : extra files in native formats, name -> bytes (e.g. an xgboost JSON model).
+    metadata : anything else worth keeping (metrics, provenance of the training data).
+    """
+
+    kind: str
+    features: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, fivesigma and the numerical libraries that are installed."""
+    out = {"python": platform.python_version(), "fivesigma": __version__}
+    for name in _TRACKED_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """A short SHA-256 over array contents, to tell later which data a model saw."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST, ARRAYS):
+        raise ModelError(f"bundle file name {name!r} is not allowed (plain names only, not {MANIFEST}/{ARRAYS})")
+
+
+def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Path:
+    """Write ``bundle`` to the directory ``path`` atomically and return the path."""
+    from safetensors.numpy import save as st_save
+
+    path = Path(path)
+    arrays = {k: np.ascontiguousarray(v) for k, v in bundle.arrays.items()}
+    payload: dict[str, bytes] = {}
+    if arrays:
+        payload[ARRAYS] = st_save(arrays)
+    for name, content in bundle.files.items():
+        _check_name(name)
+        payload[name] = content
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "kind": bundle.kind,
+        "features": list(bundle.features),
+        "params": bundle.params,
+        "preprocessing": bundle.preprocessing,
+        "data": bundle.data,
+        "training": bundle.training,
+        "metadata": bundle.metadata,
+        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
+        "files": {name: _sha256(content) for name, content in payload.items()},
+        "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv[:1]),
+    }
+    try:
+        text = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=True)
+    except TypeError as err:
+        raise ModelError(f"bundle '{path}': manifest is not JSON-serialisable: {err}") from None
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        for name, content in payload.items():
+            (tmp / name).write_bytes(content)
+        (tmp / MANIFEST).write_text(text)
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle directory, verifying its format, version and file checksums."""
+    from safetensors.numpy import load as st_load
+
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.exists():
+        raise ModelError(f"model bundle '{path}' does not exist")
+    if not mpath.is_file():
+        raise ModelError(f"'{path}' is not a fivesigma model bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"model bundle '{path}': {MANIFEST} is unreadable: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise ModelError(f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})")
+    version = manifest.get("format_version")
+    if version != BUNDLE_VERSION:
+        raise ModelError(
+            f"model bundle '{path}' has format version {version}; this fivesigma reads version {BUNDLE_VERSION}"
+        )
+    payload: dict[str, bytes] = {}
+    for name, digest in manifest.get("files", {}).items():
+        if name != ARRAYS:
+            _check_name(name)
+        fpath = path / name
+        try:
+            content = fpath.read_bytes()
+        except OSError:
+            raise ModelError(f"model bundle '{path}' is incomplete: missing {name}") from None
+        if _sha256(content) != digest:
+            raise ModelError(f"model bundle '{path}' is corrupt: checksum of {name} does not match the manifest")
+        payload[name] = content
+    arrays = st_load(payload.pop(ARRAYS)) if ARRAYS in payload else {}
+    return Bundle(
+        kind=manifest["kind"],
+        features=list(manifest.get("features", [])),
+        params=manifest.get("params", {}),
+        preprocessing=manifest.get("preprocessing", {}),
+        data=manifest.get("data", {}),
+        training=manifest.get("training", {}),
+        arrays=dict(arrays),
+        files=payload,
+        metadata=manifest.get("metadata", {}) | {"versions": manifest.get("versions", {})},
+    )

@@ -1,0 +1,97 @@
+"""Model bundles: round trip, integrity checks, atomic writes, no pickle."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fivesigma.artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.errors import ModelError
+
+
+def _bundle() -> Bundle:
+    rng = np.random.default_rng(0)
+    return Bundle(
+        kind="mlp",
+        features=["m4l", "mZ1"],
+        params={"hidden": [16, 16]},
+        preprocessing={"scaler": "standard"},
+        arrays={"w0": rng.normal(size=(2, 16)).astype(np.float32), "mean": np.array([125.0, 91.0])},
+        files={"booster.json": b'{"x": 1}'},
+        metadata={"auc": 0.9},
+    )
+
+
+def test_round_trip_preserves_arrays_files_and_manifest(tmp_path):
+    b = _bundle()
+    path = save_bundle(b, tmp_path / "model")
+    back = load_bundle(path)
+    assert back.kind == "mlp"
+    assert back.features == ["m4l", "mZ1"]
+    assert back.params == {"hidden": [16, 16]}
+    np.testing.assert_array_equal(back.arrays["w0"], b.arrays["w0"])
+    assert back.arrays["mean"].dtype == np.float64
+    assert back.files["booster.json"] == b'{"x": 1}'
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert "numpy" in manifest["versions"] and manifest["format_version"] == 1
+
+
+def test_no_pickle_files_are_written(tmp_path):
+    path = save_bundle(_bundle(), tmp_path / "model")
+    names = sorted(p.name for p in path.iterdir())
+    assert names == ["arrays.safetensors", "booster.json", "manifest.json"]
+    for p in path.iterdir():
+        assert not p.read_bytes().startswith(b"\x80"), f"{p.name} looks like a pickle"
+
+
+def test_tampered_file_is_rejected(tmp_path):
+    path = save_bundle(_bundle(), tmp_path / "model")
+    (path / "booster.json").write_bytes(b'{"x": 2}')
+    with pytest.raises(ModelError, match="checksum of booster.json"):
+        load_bundle(path)
+
+
+def test_missing_file_and_missing_bundle(tmp_path):
+    path = save_bundle(_bundle(), tmp_path / "model")
+    (path / "arrays.safetensors").unlink()
+    with pytest.raises(ModelError, match="incomplete: missing arrays.safetensors"):
+        load_bundle(path)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_bundle(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ModelError, match="not a fivesigma model bundle"):
+        load_bundle(tmp_path / "plain")
+
+
+def test_future_format_version_is_refused(tmp_path):
+    path = save_bundle(_bundle(), tmp_path / "model")
+    m = json.loads((path / "manifest.json").read_text())
+    m["format_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="format version 99"):
+        load_bundle(path)
+
+
+def test_failed_save_leaves_previous_bundle_intact(tmp_path):
+    path = save_bundle(_bundle(), tmp_path / "model")
+    bad = _bundle()
+    bad.metadata = {"not_json": object()}
+    with pytest.raises(ModelError, match="not JSON-serialisable"):
+        save_bundle(bad, path)
+    assert load_bundle(path).metadata["auc"] == 0.9
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_bad_extra_file_name_is_refused(tmp_path):
+    b = _bundle()
+    b.files = {"../evil": b"x"}
+    with pytest.raises(ModelError, match="not allowed"):
+        save_bundle(b, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_data_fingerprint_changes_with_content():
+    a = np.arange(10.0)
+    assert data_fingerprint(a) == data_fingerprint(a.copy())
+    assert data_fingerprint(a) != data_fingerprint(a + 1)
+    assert data_fingerprint(a) != data_fingerprint(a.astype(np.float32))
