@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -163,8 +164,17 @@ class RunConfig(StrictModel):
     data: DataConfig
     output: OutputConfig = Field(default_factory=OutputConfig)
 
-    #: Directory of the config file; relative paths are resolved against it.
-    base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+    # Directory of the config file; relative paths are resolved against it.  Private: it
+    # is not a config key, load_config() sets it.
+    _base_dir: Path = PrivateAttr(default_factory=lambda: Path("."))
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    @base_dir.setter
+    def base_dir(self, value: Path) -> None:
+        self._base_dir = Path(value)
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the config relative to the config's directory."""
@@ -216,7 +226,7 @@ def _format_error(err: dict[str, Any], root: type[BaseModel]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         owner = _model_at(root, loc[:-1])
-        accepted = ", ".join(k for k, f in owner.model_fields.items() if not f.exclude) if owner else "?"
+        accepted = ", ".join(owner.model_fields) if owner else "?"
         return f"{where}: unknown key; accepted keys: {accepted}"
     if kind == "missing":
         return f"{where}: required key is missing"

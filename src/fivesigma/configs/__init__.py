@@ -1,0 +1,1 @@
+"""Configs shipped with fivesigma (the default analysis)."""

@@ -1,0 +1,72 @@
+"""Glue between a config and the shared layers: make built-in samples, then read the data.
+
+Tasks (``classify``, ``jets``, ...) call :func:`prepare_data`; notebooks can too::
+
+    from fivesigma.config import load_config
+    from fivesigma.workflow import prepare_data
+    dataset = prepare_data(load_config("analysis.yaml"))
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from .config import GENERATED_PLACEHOLDER, RunConfig, load_config
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_CONFIG", "default_config", "default_config_text", "prepare_data", "resolve_generated"]
+
+#: The built-in default analysis, shipped inside the package.
+DEFAULT_CONFIG = "higgs4l.yaml"
+
+
+def default_config_text() -> str:
+    """The commented default config (also what ``fivesigma init`` writes)."""
+    return resources.files("fivesigma.configs").joinpath(DEFAULT_CONFIG).read_text()
+
+
+def default_config() -> RunConfig:
+    """The built-in default analysis config; relative paths resolve against the cwd."""
+    with resources.as_file(resources.files("fivesigma.configs").joinpath(DEFAULT_CONFIG)) as path:
+        cfg = load_config(path)
+    cfg.base_dir = Path.cwd()
+    return cfg
+
+
+def resolve_generated(cfg: RunConfig, progress: bool = True) -> RunConfig:
+    """Generate (or reuse from the cache) the built-in sample and fill ``{generated}``.
+
+    Returns a copy of ``cfg`` whose sample file patterns point at real files.
+    """
+    uses_placeholder = any(GENERATED_PLACEHOLDER in f for s in cfg.data.samples for f in s.files)
+    if cfg.generate is None:
+        if uses_placeholder:
+            raise ConfigError(
+                f"data.samples use '{GENERATED_PLACEHOLDER}' in file paths but the config has no "
+                "'generate:' section; add one (e.g. generate: {process: higgs4l}) or give real paths"
+            )
+        return cfg
+    from .generate import cached_sample  # lazy: needs pythia8mc
+
+    g = cfg.generate
+    sample = cached_sample(
+        process=g.process,
+        events=g.events,
+        seed=g.seed,
+        luminosity_fb=g.luminosity_fb,
+        jobs=g.jobs,
+        cache_dir=g.cache_dir,
+        progress=progress,
+    )
+    out = cfg.model_copy(deep=True)
+    for s in out.data.samples:
+        s.files = [f.replace(GENERATED_PLACEHOLDER, str(sample.directory)) for f in s.files]
+    return out
+
+
+def prepare_data(cfg: RunConfig, progress: bool = True):
+    """Generate what the config asks for, then read, select and derive: a ``Dataset``."""
+    from .data import load_dataset
+
+    return load_dataset(resolve_generated(cfg, progress=progress), progress=progress)

@@ -1,0 +1,88 @@
+"""The command line: thin wrappers, one-line errors, non-zero exits, --debug tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fivesigma import __version__
+from fivesigma.cli import main
+from fivesigma.config import load_config
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("run", "generate", "config", "init", "inspect"):
+        assert cmd in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    code, out, _ = run_cli(capsys)
+    assert code != 0 and "usage: fivesigma" in out
+
+
+def test_config_schema_is_json(capsys):
+    code, out, _ = run_cli(capsys, "config", "--schema")
+    assert code == 0
+    assert "data" in json.loads(out)["properties"]
+
+
+def test_config_check_reports_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ndata: {samples: [{name: a, files: x.root, label: 1}], colour: red}\n")
+    code, _out, err = run_cli(capsys, "config", "--check", str(bad))
+    assert code == 2
+    assert err.count("\n") == 1 and "data.colour: unknown key" in err
+
+
+def test_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path, capsys):
+    target = tmp_path / "mine.yaml"
+    code, _out, _ = run_cli(capsys, "init", str(target))
+    assert code == 0 and target.exists()
+    assert load_config(target).generate.process == "higgs4l"
+    code, _, err = run_cli(capsys, "init", str(target))
+    assert code == 2 and "already exists" in err
+    assert run_cli(capsys, "init", str(target), "--force")[0] == 0
+
+
+def test_init_into_unwritable_location_fails_cleanly(tmp_path, capsys):
+    # A regular file where a directory should be: unwritable even for root.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "init", str(blocker / "sub" / "c.yaml"))
+    assert code == 2 and "cannot create output directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_run_with_missing_config_is_one_line_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "missing.yaml"))
+    assert code == 2
+    assert err.strip() == f"fivesigma: error: config file '{tmp_path / 'missing.yaml'}' does not exist"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="does not exist"):
+        main(["--debug", "run", str(tmp_path / "missing.yaml")])
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fivesigma.cli", "run", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("fivesigma: error:") and "Traceback" not in proc.stderr
