@@ -34,12 +34,15 @@ from .errors import ConfigError
 __all__ = [
     "CONFIG_VERSION",
     "DataConfig",
+    "EvaluationConfig",
     "GenerateConfig",
+    "ModelConfig",
     "NormalisationConfig",
     "OutputConfig",
     "RunConfig",
     "SampleConfig",
     "SplitConfig",
+    "StatsConfig",
     "config_schema",
     "load_config",
     "parse_config",
@@ -66,9 +69,14 @@ class NormalisationConfig(StrictModel):
     """
 
     cross_section_pb: Annotated[float, Field(gt=0, description="cross section in pb")]
-    luminosity_fb: Annotated[float, Field(gt=0, description="integrated luminosity in fb^-1")] = 140.0
+    luminosity_fb: Annotated[float, Field(gt=0, description="integrated luminosity in fb^-1")] = (
+        140.0
+    )
     sum_weights_generated: Annotated[
-        float | None, Field(gt=0, description="sum of weights before any filter; default: sum over the events read")
+        float | None,
+        Field(
+            gt=0, description="sum of weights before any filter; default: sum over the events read"
+        ),
     ] = None
 
 
@@ -78,13 +86,24 @@ class SampleConfig(StrictModel):
     name: Annotated[str, Field(min_length=1, description="unique sample name")]
     files: Annotated[
         list[str],
-        Field(min_length=1, description="paths or glob patterns (ROOT, Parquet, HDF5, CSV); a single string is accepted"),
+        Field(
+            min_length=1,
+            description="paths or glob patterns (ROOT, Parquet, HDF5, CSV); a single string is accepted",
+        ),
     ]
-    tree: Annotated[str, Field(description="TTree name (ROOT) or group/key (HDF5); ignored for Parquet and CSV")] = "Events"
-    label: Annotated[int, Field(ge=0, description="class index: 0 background, 1 signal (or 0..K-1)")]
-    weight: Annotated[str | None, Field(description="event-weight expression; default 1 for every event")] = None
+    tree: Annotated[
+        str, Field(description="TTree name (ROOT) or group/key (HDF5); ignored for Parquet and CSV")
+    ] = "Events"
+    label: Annotated[
+        int, Field(ge=0, description="class index: 0 background, 1 signal (or 0..K-1)")
+    ]
+    weight: Annotated[
+        str | None, Field(description="event-weight expression; default 1 for every event")
+    ] = None
     normalisation: NormalisationConfig | None = None
-    selection: Annotated[str | None, Field(description="extra selection for this sample, ANDed with data.selection")] = None
+    selection: Annotated[
+        str | None, Field(description="extra selection for this sample, ANDed with data.selection")
+    ] = None
 
     @field_validator("files", mode="before")
     @classmethod
@@ -103,7 +122,9 @@ class SplitConfig(StrictModel):
     train: Annotated[float, Field(ge=0, le=1)] = 0.6
     validation: Annotated[float, Field(ge=0, le=1)] = 0.2
     test: Annotated[float, Field(ge=0, le=1)] = 0.2
-    key: Annotated[str | None, Field(description="branch with a unique event id (e.g. 'event')")] = None
+    key: Annotated[
+        str | None, Field(description="branch with a unique event id (e.g. 'event')")
+    ] = None
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitConfig:
@@ -117,16 +138,19 @@ class DataConfig(StrictModel):
     """What to read, which events to keep and which columns to derive."""
 
     samples: Annotated[list[SampleConfig], Field(min_length=1)]
-    selection: Annotated[str | None, Field(description="expression that is true for events to keep")] = None
+    selection: Annotated[
+        str | None, Field(description="expression that is true for events to keep")
+    ] = None
     derived: Annotated[
         dict[str, str],
         Field(description="name: expression, evaluated in order; later ones may use earlier ones"),
     ] = Field(default_factory=dict)
-    features: Annotated[list[str], Field(description="columns (branches or derived) fed to models")] = Field(
-        default_factory=list
-    )
+    features: Annotated[
+        list[str], Field(description="columns (branches or derived) fed to models")
+    ] = Field(default_factory=list)
     nan_policy: Annotated[
-        Literal["error", "drop"], Field(description="NaN/inf in features: stop with an error, or drop those events")
+        Literal["error", "drop"],
+        Field(description="NaN/inf in features: stop with an error, or drop those events"),
     ] = "error"
     chunk_size: Annotated[int, Field(gt=0, description="entries read per chunk")] = 200_000
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -148,11 +172,79 @@ class GenerateConfig(StrictModel):
     seed: int = 1
     luminosity_fb: Annotated[float, Field(gt=0)] = 140.0
     jobs: Annotated[int | None, Field(ge=1, description="processes; default: all cores")] = None
-    cache_dir: Annotated[str | None, Field(description="default: $FIVESIGMA_CACHE or ~/.cache/fivesigma")] = None
+    cache_dir: Annotated[
+        str | None, Field(description="default: $FIVESIGMA_CACHE or ~/.cache/fivesigma")
+    ] = None
+
+
+class ModelConfig(StrictModel):
+    """One model to train; ``params`` are the estimator's hyper-parameters."""
+
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            pattern=r"^[A-Za-z0-9_.-]+$",
+            description="unique name (letters, digits, _ . -)",
+        ),
+    ]
+    kind: Annotated[Literal["logistic", "bdt", "mlp"], Field(description="estimator type")]
+    params: Annotated[
+        dict[str, Any], Field(description="hyper-parameters; see the estimator's docs")
+    ] = Field(default_factory=dict)
+
+
+def _default_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(name="logistic", kind="logistic"),
+        ModelConfig(name="bdt", kind="bdt"),
+        ModelConfig(name="mlp", kind="mlp"),
+    ]
+
+
+class EvaluationConfig(StrictModel):
+    """Working points and checks reported for every model."""
+
+    eff_b: Annotated[
+        list[Annotated[float, Field(gt=0, lt=1)]],
+        Field(description="background efficiencies for eps_S"),
+    ] = [
+        0.01,
+        0.1,
+        0.3,
+    ]
+    eff_s: Annotated[
+        list[Annotated[float, Field(gt=0, lt=1)]],
+        Field(description="signal efficiencies for 1/eps_B"),
+    ] = [
+        0.3,
+        0.5,
+    ]
+    ranking_repeats: Annotated[
+        int, Field(ge=0, description="permutation-importance repeats (0: skip)")
+    ] = 3
+    rel_unc_b: Annotated[
+        float, Field(ge=0, description="relative background uncertainty in the cut scan")
+    ] = 0.1
+
+
+class StatsConfig(StrictModel):
+    """The pyhf model built from the best model's score histogram (expected results)."""
+
+    bins: Annotated[int, Field(ge=1, le=200)] = 10
+    bkg_norm_unc: Annotated[
+        float, Field(ge=0, lt=1, description="relative background normalisation uncertainty")
+    ] = 0.1
+    min_background: Annotated[
+        float | None, Field(ge=0, description="merge bins until each has this background")
+    ] = 1.0
+    mc_stat: Annotated[bool, Field(description="per-bin MC statistical uncertainty")] = True
 
 
 class OutputConfig(StrictModel):
-    dir: Annotated[str, Field(description="output directory (overridden by --out)")] = "fivesigma-out"
+    dir: Annotated[str, Field(description="output directory (overridden by --out)")] = (
+        "fivesigma-out"
+    )
 
 
 class RunConfig(StrictModel):
@@ -162,7 +254,20 @@ class RunConfig(StrictModel):
     seed: int = 42
     generate: GenerateConfig | None = None
     data: DataConfig
+    models: Annotated[list[ModelConfig], Field(min_length=1)] = Field(
+        default_factory=_default_models
+    )
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> RunConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
+        return self
 
     # Directory of the config file; relative paths are resolved against it.  Private: it
     # is not a config key, load_config() sets it.
@@ -200,7 +305,9 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     """The pydantic model class that owns the key at ``loc`` (for 'accepted keys' hints)."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
             continue
         field = current.model_fields.get(part)
         if field is None:
@@ -242,9 +349,13 @@ def _format_error(err: dict[str, Any], root: type[BaseModel]) -> str:
 def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None) -> RunConfig:
     """Validate an already-parsed YAML/JSON mapping."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}"
+        )
     if "version" not in raw:
-        raise ConfigError(f"{source}: missing 'version:' key; this fivesigma reads version {CONFIG_VERSION}")
+        raise ConfigError(
+            f"{source}: missing 'version:' key; this fivesigma reads version {CONFIG_VERSION}"
+        )
     if raw["version"] != CONFIG_VERSION:
         raise ConfigError(
             f"{source}: version {raw['version']!r} is not supported; this fivesigma reads version {CONFIG_VERSION}"
@@ -254,7 +365,11 @@ def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None)
     except ValidationError as exc:
         errors = exc.errors()
         first = _format_error(errors[0], RunConfig)
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        more = (
+            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+            if len(errors) > 1
+            else ""
+        )
         raise ConfigError(f"{source}: {first}{more}") from None
     cfg.base_dir = base_dir if base_dir is not None else Path(".")
     return cfg
@@ -268,7 +383,11 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
+        raise ConfigError(
+            f"config file '{path}' does not exist"
+            if not path.exists()
+            else f"'{path}' is not a file"
+        )
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
