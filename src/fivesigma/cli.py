@@ -100,16 +100,18 @@ def _print_dataset_summary(dataset) -> None:
     from rich.table import Table
 
     summary = dataset.summary()
-    table = Table(title="Events after selection")
-    for col in ("sample", "label", "train", "validation", "test", "sum of weights"):
-        table.add_column(col, justify="left" if col == "sample" else "right")
-    for row in summary["samples"]:
+    table = Table(title=f"{summary['events']} events after selection")
+    table.add_column("sample")
+    for col in ("read", "selected", "train", "validation", "test", "sum of weights"):
+        table.add_column(col, justify="right")
+    for name, row in summary["samples"].items():
         table.add_row(
-            row["name"],
-            str(row["label"]),
-            str(row["events"]["train"]),
-            str(row["events"]["validation"]),
-            str(row["events"]["test"]),
+            name,
+            str(row.get("events_read", "")),
+            str(row["events"]),
+            str(row["train"]["events"]),
+            str(row["validation"]["events"]),
+            str(row["test"]["events"]),
             f"{row['sum_weights']:.4g}",
         )
     Console().print(table)

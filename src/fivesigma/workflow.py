@@ -9,13 +9,14 @@ Tasks (``classify``, ``jets``, ...) call :func:`prepare_data`; notebooks can too
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from .config import GENERATED_PLACEHOLDER, RunConfig, load_config
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_CONFIG", "default_config", "default_config_text", "prepare_data", "resolve_generated"]
+__all__ = ["DEFAULT_CONFIG", "default_config", "default_config_text", "generated_directory", "prepare_data"]
 
 #: The built-in default analysis, shipped inside the package.
 DEFAULT_CONFIG = "higgs4l.yaml"
@@ -34,10 +35,11 @@ def default_config() -> RunConfig:
     return cfg
 
 
-def resolve_generated(cfg: RunConfig, progress: bool = True) -> RunConfig:
-    """Generate (or reuse from the cache) the built-in sample and fill ``{generated}``.
+def generated_directory(cfg: RunConfig, progress: bool = True) -> Path | None:
+    """Generate (or reuse from the cache) the built-in sample the config asks for.
 
-    Returns a copy of ``cfg`` whose sample file patterns point at real files.
+    Returns the directory that ``{generated}`` in sample file patterns stands for, or
+    None when the config has no ``generate:`` section.
     """
     uses_placeholder = any(GENERATED_PLACEHOLDER in f for s in cfg.data.samples for f in s.files)
     if cfg.generate is None:
@@ -46,7 +48,7 @@ def resolve_generated(cfg: RunConfig, progress: bool = True) -> RunConfig:
                 f"data.samples use '{GENERATED_PLACEHOLDER}' in file paths but the config has no "
                 "'generate:' section; add one (e.g. generate: {process: higgs4l}) or give real paths"
             )
-        return cfg
+        return None
     from .generate import cached_sample  # lazy: needs pythia8mc
 
     g = cfg.generate
@@ -59,14 +61,16 @@ def resolve_generated(cfg: RunConfig, progress: bool = True) -> RunConfig:
         cache_dir=g.cache_dir,
         progress=progress,
     )
-    out = cfg.model_copy(deep=True)
-    for s in out.data.samples:
-        s.files = [f.replace(GENERATED_PLACEHOLDER, str(sample.directory)) for f in s.files]
-    return out
+    return sample.directory
 
 
-def prepare_data(cfg: RunConfig, progress: bool = True):
+def prepare_data(cfg: RunConfig, progress: bool = True, extra_columns: Sequence[str] = ()):
     """Generate what the config asks for, then read, select and derive: a ``Dataset``."""
     from .data import load_dataset
 
-    return load_dataset(resolve_generated(cfg, progress=progress), progress=progress)
+    return load_dataset(
+        cfg,
+        progress=progress,
+        extra_columns=extra_columns,
+        generated_dir=generated_directory(cfg, progress=progress),
+    )
