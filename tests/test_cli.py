@@ -25,7 +25,7 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("run", "generate", "config", "init", "inspect"):
+    for cmd in ("run", "apply", "generate", "config", "init", "inspect"):
         assert cmd in out
 
 

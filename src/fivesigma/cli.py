@@ -84,15 +84,62 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .classify.task import run
     from .config import load_config
-    from .workflow import default_config, prepare_data
+    from .workflow import default_config
 
     cfg = load_config(args.config) if args.config else default_config()
-    if args.out:
-        cfg.output.dir = str(args.out)
-    dataset = prepare_data(cfg, progress=not args.quiet)
-    _print_dataset_summary(dataset)
+    out = Path(args.out) if args.out else cfg.resolve(cfg.output.dir)
+    if args.data_only:
+        from .workflow import prepare_data
+
+        _print_dataset_summary(prepare_data(cfg, progress=not args.quiet))
+        return 0
+    result = run(cfg, out=out, progress=not args.quiet)
+    _print_run_summary(result)
     return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .classify.apply import apply_bundle
+
+    info = apply_bundle(args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size)
+    print(
+        f"scored {info['events']} events from {info['files']} file(s) "
+        f"({info['selected']} pass the selection) -> {info['out']}"
+    )
+    return 0
+
+
+def _print_run_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title="Models ranked by test AUC")
+    for col in ("model", "kind", "AUC test", "AUC train", "1/eps_B @ eps_S=0.5", "KS p (S/B)", "Z expected"):
+        table.add_column(col, justify="left" if col in ("model", "kind") else "right")
+    z = m["stats"]["z_expected"]
+    for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
+        rej = row["rejection_at_eff_s"].get("0.5")
+        table.add_row(
+            name + (" *" if name == m["best_model"] else ""),
+            row["kind"],
+            f"{row['auc_test']:.4f}",
+            f"{row['auc_train']:.4f}",
+            "-" if rej is None else f"{rej:.1f}",
+            f"{row['ks_pvalue_signal']:.2f}/{row['ks_pvalue_background']:.2f}",
+            f"{z:.2f}" if name == m["best_model"] else "",
+        )
+    console = Console()
+    console.print(table)
+    st = m["stats"]
+    band = st["cls_band"]
+    console.print(
+        f"best model: {m['best_model']}  expected Z = {z:.2f} sigma, expected 95% CLs limit on mu = "
+        f"{st['cls_upper_limit_expected']:.3f} [-1s {band['-1']:.3f}, +1s {band['+1']:.3f}]"
+    )
+    console.print(f"report: {result.files['report']}   metrics: {result.files['metrics']}")
 
 
 def _print_dataset_summary(dataset) -> None:
@@ -135,7 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (default: the built-in analysis)")
     p.add_argument("--out", help="output directory (overrides output.dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--data-only", action="store_true", help="read and select the data, print a summary, stop")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("apply", help="score files with a saved model bundle")
+    p.add_argument("bundle", help="model bundle directory (e.g. OUT/models/bdt)")
+    p.add_argument("inputs", nargs="+", help="input files or glob patterns")
+    p.add_argument("--out", required=True, help="output file: .parquet, or .root (a friend tree 'scores')")
+    p.add_argument("--tree", default=None, help="tree name (default: the one used in training)")
+    p.add_argument("--chunk-size", type=int, default=200_000, help="entries per chunk (default 200000)")
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("generate", help="generate a built-in Pythia8 sample")
     p.add_argument("process", help="sample to generate: higgs4l")

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .dataset import Dataset, concatenate, load_dataset, needed_columns, process_chunk
+from .dataset import Dataset, check_file, concatenate, load_dataset, needed_columns, process_chunk
 from .expressions import Expression
 from .jagged import nth, pad, pad_many
 from .sources import (
@@ -25,6 +25,7 @@ __all__ = [
     "Chunk",
     "Dataset",
     "Expression",
+    "check_file",
     "concatenate",
     "describe_file",
     "detect_format",

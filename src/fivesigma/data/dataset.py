@@ -420,7 +420,7 @@ def concatenate(parts: Sequence[Dataset]) -> Dataset:
 # Loading
 
 
-def _check_file(
+def check_file(
     file: Path, sample: SampleConfig, data_cfg: DataConfig, extra_columns: Sequence[str]
 ) -> None:
     """Fail fast, before reading data, if an expression names a column the file lacks."""
@@ -510,7 +510,7 @@ def load_dataset(
     for i, sample in enumerate(data_cfg.samples):
         files = expand_files(_resolve_patterns(cfg, sample, generated_dir), cfg.base_dir, sample=sample.name)
         for file in files:
-            _check_file(file, sample, data_cfg, extra)
+            check_file(file, sample, data_cfg, extra)
         plan.append((i, sample, files, sorted(needed_columns(data_cfg, sample, extra))))
 
     totals = []

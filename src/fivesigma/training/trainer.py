@@ -1,0 +1,621 @@
+"""The one training loop every torch model in fivesigma uses.
+
+A :class:`Trainer` fits any :class:`torch.nn.Module` with AdamW, a learning-rate schedule,
+event-weighted losses, early stopping on the weighted validation loss and checkpoints that
+let an interrupted run resume bit-identically.
+
+Data
+----
+``train`` and ``valid`` are either
+
+* a tuple of tensors ``(input_1, ..., input_k, target, weight)`` (or a
+  :class:`~torch.utils.data.TensorDataset` holding them): the model is called as
+  ``model(input_1, ..., input_k)``;
+* a dict of tensors with keys ``"target"`` and ``"weight"``: every other entry is passed to
+  the model by keyword, e.g. ``model(x=..., mask=...)`` for padded jet constituents.
+
+All tensors share their first (example) dimension.  ``loss_fn(output, target)`` must return
+the *per-example* loss, shape ``(n,)`` (use ``reduction="none"``); the trainer multiplies it
+by the event weights and divides by the sum of the batch's weights.
+
+>>> import torch
+>>> from fivesigma.training import Trainer, TrainerConfig
+>>> x = torch.randn(64, 2); y = (x[:, 0] > 0).float(); w = torch.ones(64)
+>>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+>>> loss = torch.nn.BCEWithLogitsLoss(reduction="none")
+>>> hist = Trainer(TrainerConfig(epochs=2, progress=False)).fit(model, (x, y, w), None, loss)
+>>> len(hist.train_loss)
+2
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .._io import atomic_file, ensure_writable_dir
+from ..errors import ConfigError, DataError, ModelError
+
+__all__ = ["CHECKPOINT_NAME", "TrainHistory", "Trainer", "TrainerConfig", "weighted_mean"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "fivesigma-trainer-checkpoint"
+CHECKPOINT_VERSION = 1
+_SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
+
+#: A batch as the trainer hands it around: positional inputs or keyword inputs.
+Batch = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]
+#: Called after every epoch (and after its checkpoint is written) with (epoch, history);
+#: raising ``KeyboardInterrupt`` there simulates an interruption.
+Callback = Callable[[int, "TrainHistory"], None]
+
+
+@dataclass
+class TrainerConfig:
+    """Hyper-parameters of the training loop.
+
+    Attributes
+    ----------
+    epochs : maximum number of passes over the training data.
+    batch_size : examples per optimiser step.
+    lr : (peak) learning rate of AdamW.
+    weight_decay : AdamW's decoupled weight decay.
+    scheduler : ``"none"``, ``"cosine"`` (per epoch, to 0 at ``epochs``), ``"plateau"``
+        (divide by 10 when the monitored loss stalls) or ``"onecycle"`` (per batch).
+    early_stopping_patience : epochs without improvement of the validation loss before
+        stopping; ``None`` disables early stopping.
+    min_delta : smallest decrease of the validation loss that counts as improvement.
+    seed : seeds torch, numpy, python's ``random`` and the shuffling generator.
+    num_threads : torch CPU threads during ``fit`` (restored afterwards); ``None``: unchanged.
+    progress : show a rich progress bar on stderr.
+    checkpoint_dir : if set, a checkpoint is written there after every epoch and ``fit``
+        resumes from it when it belongs to the same run.
+    device : torch device for the model and batches, e.g. ``"cpu"`` or ``"cuda"``.
+    """
+
+    epochs: int = 50
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "cosine"
+    early_stopping_patience: int | None = 8
+    min_delta: float = 0.0
+    seed: int = 0
+    num_threads: int | None = None
+    progress: bool = True
+    checkpoint_dir: str | None = None
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (one line) for an impossible setting."""
+        if self.scheduler not in _SCHEDULERS:
+            raise ConfigError(
+                f"trainer scheduler {self.scheduler!r} is not known; accepted: {', '.join(_SCHEDULERS)}"
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"trainer {name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"trainer lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"trainer weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(
+                "trainer early_stopping_patience must be >= 1 or None (off), "
+                f"got {self.early_stopping_patience!r}"
+            )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"trainer num_threads must be >= 1 or None, got {self.num_threads!r}")
+
+
+@dataclass
+class TrainHistory:
+    """What happened during training, one entry per epoch run.
+
+    Attributes
+    ----------
+    train_loss : weighted mean training loss of each epoch (model in train mode).
+    val_loss : weighted validation loss after each epoch (``nan`` without validation data).
+    lr : learning rate at the start of each epoch.
+    best_epoch : 1-based epoch whose weights the model holds at the end.
+    stopped_early : whether early stopping ended training before ``epochs``.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        """Number of epochs completed."""
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy (``nan`` becomes ``None``)."""
+        def clean(values: list[float]) -> list[float | None]:
+            return [None if not math.isfinite(v) else float(v) for v in values]
+
+        return {
+            "train_loss": clean(self.train_loss),
+            "val_loss": clean(self.val_loss),
+            "lr": clean(self.lr),
+            "best_epoch": int(self.best_epoch),
+            "stopped_early": bool(self.stopped_early),
+            "epochs_run": self.epochs_run,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainHistory:
+        """Inverse of :meth:`to_dict`."""
+        def unclean(values: Sequence[float | None]) -> list[float]:
+            return [float("nan") if v is None else float(v) for v in values]
+
+        return cls(
+            train_loss=unclean(d.get("train_loss", [])),
+            val_loss=unclean(d.get("val_loss", [])),
+            lr=unclean(d.get("lr", [])),
+            best_epoch=int(d.get("best_epoch", 0)),
+            stopped_early=bool(d.get("stopped_early", False)),
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Data handling
+
+
+def _as_batchable(data: Any, role: str) -> Batch:
+    """Normalise ``train``/``valid`` to a tuple or dict of tensors with a common length."""
+    if isinstance(data, torch.utils.data.TensorDataset):
+        data = tuple(data.tensors)
+    if isinstance(data, Mapping):
+        missing = [k for k in ("target", "weight") if k not in data]
+        if missing:
+            raise DataError(
+                f"{role} data dict lacks {', '.join(repr(m) for m in missing)}; "
+                "it needs 'target', 'weight' and the model's keyword inputs"
+            )
+        tensors: dict[str, torch.Tensor] | tuple[torch.Tensor, ...] = {
+            str(k): _as_tensor(v, f"{role}[{k!r}]") for k, v in data.items()
+        }
+        values = list(tensors.values())
+    elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        if len(data) < 3:
+            raise DataError(
+                f"{role} data has {len(data)} tensors; expected (inputs..., target, weight)"
+            )
+        tensors = tuple(_as_tensor(v, f"{role}[{i}]") for i, v in enumerate(data))
+        values = list(tensors)
+    else:
+        raise DataError(
+            f"{role} data of type {type(data).__name__} is not supported; pass a tuple "
+            "(inputs..., target, weight), a TensorDataset or a dict with 'target' and 'weight'"
+        )
+    lengths = {int(v.shape[0]) if v.ndim else -1 for v in values}
+    if len(lengths) != 1 or -1 in lengths:
+        raise DataError(f"{role} tensors have different lengths {sorted(lengths)}; they must agree")
+    if lengths == {0}:
+        raise DataError(f"{role} data is empty")
+    return tensors
+
+
+def _as_tensor(v: Any, name: str) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v
+    try:
+        return torch.as_tensor(np.asarray(v))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name} cannot be converted to a tensor: {err}") from None
+
+
+def _length(data: Batch) -> int:
+    first = next(iter(data.values())) if isinstance(data, dict) else data[0]
+    return int(first.shape[0])
+
+
+def _take(data: Batch, idx: torch.Tensor | slice, device: torch.device) -> Batch:
+    if isinstance(data, dict):
+        return {k: v[idx].to(device) for k, v in data.items()}
+    return tuple(v[idx].to(device) for v in data)
+
+
+def _split(batch: Batch) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """(positional inputs, keyword inputs, target, weight) of a batch."""
+    if isinstance(batch, dict):
+        kwargs = {k: v for k, v in batch.items() if k not in ("target", "weight")}
+        return (), kwargs, batch["target"], batch["weight"]
+    return tuple(batch[:-2]), {}, batch[-2], batch[-1]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor | slice]:
+    """Index sets of one epoch; shuffled with ``generator`` when given.
+
+    A trailing batch of a single example is dropped when shuffling: batch norm cannot
+    train on it, and the example is seen in other epochs anyway.
+    """
+    if generator is None:
+        for start in range(0, n, batch_size):
+            yield slice(start, min(start + batch_size, n))
+        return
+    perm = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        if len(idx) == 1 and n > 1:
+            break
+        yield idx
+
+
+def weighted_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum(loss * w) / sum(w)``: the event-weighted mean of per-example losses.
+
+    Negative weights are allowed.  When a batch's weights sum to zero or less (possible
+    with many negative weights) the sum of absolute weights normalises instead, so that a
+    batch never flips the sign of its gradient or divides by zero.
+    """
+    if loss.shape != weight.shape:
+        loss = loss.reshape(weight.shape)
+    w = weight.to(loss.dtype)
+    total = w.sum()
+    norm = torch.where(total > 0, total, w.abs().sum().clamp_min(torch.finfo(loss.dtype).tiny))
+    return (loss * w).sum() / norm
+
+
+# --------------------------------------------------------------------------------------
+# RNG state <-> tensors (so checkpoints load with weights_only=True)
+
+
+def _python_rng_to_tensor(state: tuple) -> dict[str, Any]:
+    version, internal, gauss = state
+    return {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss": gauss}
+
+
+def _python_rng_from_tensor(d: Mapping[str, Any]) -> tuple:
+    return (d["version"], tuple(int(x) for x in d["state"].tolist()), d["gauss"])
+
+
+def _numpy_rng_to_tensor(state: tuple) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_rng_from_tensor(d: Mapping[str, Any]) -> tuple:
+    keys = d["keys"].numpy().astype(np.uint32)
+    return (d["name"], keys, d["pos"], d["has_gauss"], d["cached"])
+
+
+class _GlobalRNG:
+    """Save the process-wide RNG and thread settings on enter and restore them on exit,
+    so that ``fit`` seeds freely without changing the caller's random streams."""
+
+    def __init__(self, num_threads: int | None) -> None:
+        self.num_threads = num_threads
+
+    def __enter__(self) -> _GlobalRNG:
+        self._torch = torch.get_rng_state()
+        self._numpy = np.random.get_state()
+        self._python = random.getstate()
+        self._threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_rng_state(self._torch)
+        np.random.set_state(self._numpy)
+        random.setstate(self._python)
+        torch.set_num_threads(self._threads)
+
+
+# --------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Seeded, resumable training loop (AdamW, LR schedule, weighted loss, early stopping).
+
+    Parameters
+    ----------
+    config : the loop's hyper-parameters.
+    callbacks : called as ``callback(epoch, history)`` after every epoch (1-based epoch),
+        once its checkpoint is on disk.
+    """
+
+    def __init__(self, config: TrainerConfig | None = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        self.config = config if config is not None else TrainerConfig()
+        self.config.validate()
+        self.callbacks = list(callbacks)
+
+    # -- public -------------------------------------------------------------------------
+
+    def fit(self, model: torch.nn.Module, train: Any, valid: Any | None,
+            loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> TrainHistory:
+        """Train ``model`` in place and return its :class:`TrainHistory`.
+
+        Parameters
+        ----------
+        model : any module; called with the batch's inputs (positional or keyword).
+        train : ``(inputs..., target, weight)`` tensors, a TensorDataset, or a dict with
+            ``"target"``, ``"weight"`` and keyword inputs.
+        valid : the same structure, or ``None`` (then no early stopping: the last epoch's
+            weights are kept).
+        loss_fn : ``loss_fn(output, target)`` -> per-example loss of shape ``(n,)``.
+
+        The process-wide RNG states and torch's thread count are restored afterwards.
+        At the end the model holds the weights of ``history.best_epoch``.
+        """
+        cfg = self.config
+        train_data = _as_batchable(train, "training")
+        valid_data = _as_batchable(valid, "validation") if valid is not None else None
+        device = torch.device(cfg.device)
+        with _GlobalRNG(cfg.num_threads):
+            return self._fit(model.to(device), train_data, valid_data, loss_fn, device)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _run_id(self, model: torch.nn.Module, train: Batch, valid: Batch | None) -> str:
+        """Fingerprint of what makes two runs the same run (for resuming)."""
+        cfg = asdict(self.config)
+        for key in ("progress", "checkpoint_dir", "num_threads", "device"):
+            cfg.pop(key)
+        if cfg["scheduler"] in ("none", "plateau"):
+            # the schedule does not depend on the total, so a finished run may be extended
+            cfg.pop("epochs")
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        desc = {
+            "config": cfg,
+            "model": type(model).__name__,
+            "shapes": shapes,
+            "n_train": _length(train),
+            "n_valid": _length(valid) if valid is not None else 0,
+        }
+        return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+        cfg = self.config
+        if cfg.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=0.1, patience=max(1, (cfg.early_stopping_patience or 8) // 2)
+            )
+        if cfg.scheduler == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+            )
+        return None
+
+    def _fit(self, model: torch.nn.Module, train: Batch, valid: Batch | None,
+             loss_fn: Callable, device: torch.device) -> TrainHistory:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+
+        n_train = _length(train)
+        full, rest = divmod(n_train, cfg.batch_size)
+        # as in _batches: a trailing single-example batch is dropped (unless it is all there is)
+        steps_per_epoch = full + (1 if rest > 1 or (rest == 1 and n_train == 1) else 0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = self._make_scheduler(optimizer, steps_per_epoch)
+
+        history = TrainHistory()
+        best_loss = math.inf
+        best_state = copy.deepcopy(model.state_dict())
+        bad_epochs = 0
+        start_epoch = 1
+        run_id = self._run_id(model, train, valid)
+
+        ckpt_path = None
+        if cfg.checkpoint_dir is not None:
+            ckpt_path = ensure_writable_dir(cfg.checkpoint_dir) / CHECKPOINT_NAME
+            if ckpt_path.exists():
+                state = self._load_checkpoint(ckpt_path, run_id)
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                if scheduler is not None:
+                    scheduler.load_state_dict(state["scheduler"])
+                history = TrainHistory.from_dict(json.loads(state["history"]))
+                best_loss = float(state["best_loss"])
+                best_state = state["best_state"]
+                bad_epochs = int(state["bad_epochs"])
+                start_epoch = int(state["epoch"]) + 1
+                torch.set_rng_state(state["rng_torch"])
+                np.random.set_state(_numpy_rng_from_tensor(state["rng_numpy"]))
+                random.setstate(_python_rng_from_tensor(state["rng_python"]))
+                generator.set_state(state["rng_loader"])
+                if "rng_cuda" in state and torch.cuda.is_available():
+                    torch.cuda.set_rng_state(state["rng_cuda"])
+                if history.stopped_early:
+                    start_epoch = cfg.epochs + 1  # that run is over; only restore its result
+
+        progress = _Progress(cfg.progress, cfg.epochs, start_epoch - 1)
+        try:
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                lr_now = optimizer.param_groups[0]["lr"]
+                train_loss = self._train_epoch(model, train, loss_fn, optimizer, scheduler,
+                                               generator, device)
+                if not math.isfinite(train_loss):
+                    raise ModelError(
+                        f"training diverged in epoch {epoch}: the training loss is {train_loss}; "
+                        "lower lr or check the inputs for extreme values"
+                    )
+                val_loss = (self._evaluate(model, valid, loss_fn, device)
+                            if valid is not None else float("nan"))
+                monitored = val_loss if valid is not None else train_loss
+                if scheduler is not None and cfg.scheduler == "cosine":
+                    scheduler.step()
+                elif scheduler is not None and cfg.scheduler == "plateau":
+                    scheduler.step(monitored)
+
+                history.train_loss.append(train_loss)
+                history.val_loss.append(val_loss)
+                history.lr.append(lr_now)
+                if valid is None:
+                    # nothing independent to judge by: keep the latest weights
+                    best_state = copy.deepcopy(model.state_dict())
+                    history.best_epoch = epoch
+                elif val_loss < best_loss - cfg.min_delta:
+                    best_loss = val_loss
+                    best_state = copy.deepcopy(model.state_dict())
+                    history.best_epoch = epoch
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+                stop = (valid is not None and cfg.early_stopping_patience is not None
+                        and bad_epochs >= cfg.early_stopping_patience and epoch < cfg.epochs)
+                history.stopped_early = stop
+
+                if ckpt_path is not None:
+                    self._save_checkpoint(ckpt_path, run_id, epoch, model, optimizer, scheduler,
+                                          history, best_loss, best_state, bad_epochs, generator)
+                progress.update(epoch, train_loss, val_loss, lr_now)
+                for callback in self.callbacks:
+                    callback(epoch, history)
+                if stop:
+                    break
+        finally:
+            progress.close()
+
+        model.load_state_dict(best_state)
+        return history
+
+    def _train_epoch(self, model: torch.nn.Module, data: Batch, loss_fn: Callable,
+                     optimizer: torch.optim.Optimizer, scheduler: Any,
+                     generator: torch.Generator, device: torch.device) -> float:
+        model.train()
+        total = torch.zeros((), dtype=torch.float64)
+        wsum = torch.zeros((), dtype=torch.float64)
+        wabs = torch.zeros((), dtype=torch.float64)
+        for idx in _batches(_length(data), self.config.batch_size, generator):
+            args, kwargs, target, weight = _split(_take(data, idx, device))
+            loss_vec = loss_fn(model(*args, **kwargs), target)
+            loss = weighted_mean(loss_vec, weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None and self.config.scheduler == "onecycle":
+                scheduler.step()
+            w = weight.detach().to(torch.float64).reshape(-1)
+            total += (loss_vec.detach().to(torch.float64).reshape(-1) * w).sum().cpu()
+            wsum += w.sum().cpu()
+            wabs += w.abs().sum().cpu()
+        return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
+
+    @torch.no_grad()
+    def _evaluate(self, model: torch.nn.Module, data: Batch, loss_fn: Callable,
+                  device: torch.device) -> float:
+        model.eval()
+        total = torch.zeros((), dtype=torch.float64)
+        wsum = torch.zeros((), dtype=torch.float64)
+        wabs = torch.zeros((), dtype=torch.float64)
+        for idx in _batches(_length(data), max(self.config.batch_size, 4096), None):
+            args, kwargs, target, weight = _split(_take(data, idx, device))
+            loss_vec = loss_fn(model(*args, **kwargs), target).to(torch.float64).reshape(-1)
+            w = weight.to(torch.float64).reshape(-1)
+            total += (loss_vec * w).sum().cpu()
+            wsum += w.sum().cpu()
+            wabs += w.abs().sum().cpu()
+        return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
+
+    def _save_checkpoint(self, path: Path, run_id: str, epoch: int, model: torch.nn.Module,
+                         optimizer: torch.optim.Optimizer, scheduler: Any,
+                         history: TrainHistory, best_loss: float, best_state: dict,
+                         bad_epochs: int, generator: torch.Generator) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "run_id": run_id,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            # JSON text: plain types only, loads under weights_only=True
+            "history": json.dumps(history.to_dict()),
+            "best_loss": float(best_loss),
+            "best_state": best_state,
+            "bad_epochs": int(bad_epochs),
+            "rng_torch": torch.get_rng_state(),
+            "rng_numpy": _numpy_rng_to_tensor(np.random.get_state()),
+            "rng_python": _python_rng_to_tensor(random.getstate()),
+            "rng_loader": generator.get_state(),
+        }
+        if torch.cuda.is_available() and next(iter(model.parameters()), torch.empty(0)).is_cuda:
+            # dropout on a GPU draws from the device's generator
+            state["rng_cuda"] = torch.cuda.get_rng_state()
+        with atomic_file(path) as tmp:
+            torch.save(state, tmp)
+
+    @staticmethod
+    def _load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
+        try:
+            # weights_only=True: a checkpoint is data, never code to unpickle
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for a broken file
+            raise ModelError(
+                f"checkpoint '{path}' cannot be read ({type(err).__name__}); remove it to start afresh"
+            ) from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(f"'{path}' is not a fivesigma trainer checkpoint; remove it or choose another checkpoint_dir")
+        if state.get("format_version") != CHECKPOINT_VERSION:
+            raise ModelError(
+                f"checkpoint '{path}' has format version {state.get('format_version')}; "
+                f"this fivesigma reads version {CHECKPOINT_VERSION}; remove it to start afresh"
+            )
+        if state.get("run_id") != run_id:
+            raise ModelError(
+                f"checkpoint '{path}' belongs to a different run (other config, model or data); "
+                "remove it or choose another checkpoint_dir"
+            )
+        return state
+
+
+class _Progress:
+    """A rich progress bar on stderr showing epoch, losses and learning rate (or nothing)."""
+
+    def __init__(self, enabled: bool, epochs: int, done: int) -> None:
+        self._progress = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(file=sys.stderr), transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=epochs, completed=done, info="")
+
+    def update(self, epoch: int, train_loss: float, val_loss: float, lr: float) -> None:
+        if self._progress is None:
+            return
+        info = f"train {train_loss:.4g}  val {val_loss:.4g}  lr {lr:.3g}"
+        self._progress.update(self._task, completed=epoch, info=info)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
