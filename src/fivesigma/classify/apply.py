@@ -96,7 +96,9 @@ def apply_bundle(
     est = load(bundle)
     data = getattr(est, "bundle_data_", {}) or {}
     tree = tree or data.get("tree") or "Events"
-    files = expand_files(list(inputs), Path.cwd())
+    # Keep the command-line order (a glob's matches sorted) so that file_index and the
+    # row order match a TChain built from the same arguments.
+    files = list(dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd())))
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".root"):

@@ -274,7 +274,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
         ],
         best_model=best.name,
         cut_scan=scan,
-        stats={**stats_result.to_dict(), "workspace": "workspace.json"},
+        stats={**stats_result.to_dict(), **_yields(spec), "workspace": "workspace.json"},
         config_text=config_text,
         provenance=provenance,
         n_events=n_events,
@@ -283,6 +283,12 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
     # Finished: the resume checkpoints have served their purpose.
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return ClassifyResult(results, best.name, metrics, out_dir, stats_result, files)
+
+
+def _yields(spec: dict) -> dict[str, list[float]]:
+    """Per-bin signal and background yields of the workspace (for the report's histogram)."""
+    samples = {s["name"]: s["data"] for s in spec["channels"][0]["samples"]}
+    return {"s": samples.get("signal", []), "b": samples.get("background", [])}
 
 
 def _save_bundle(r: ModelResult, cfg: RunConfig, path: Path) -> Path:

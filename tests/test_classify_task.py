@@ -1,0 +1,202 @@
+"""The event-classification job end to end on toys where the optimal answer is known.
+
+For each toy the true likelihood ratio is written down, so the best achievable AUC on the
+test events is computed exactly (scikit-learn's roc_auc_score on the true ratio); the best
+trained model must come within 0.5% of it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fivesigma.classify.apply import apply_bundle
+from fivesigma.classify.task import run
+from fivesigma.config import parse_config
+from fivesigma.errors import ConfigError, DataError
+
+N = 12_000  # per class
+
+
+def _write(path, cols):
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def toy_gaussian(rng, n):
+    """4-D unit Gaussians, means 0 and (0.6, 0.4, 0.2, 0): log LR is linear."""
+    mu = np.array([0.6, 0.4, 0.2, 0.0])
+    sig = rng.normal(size=(n, 4)) + mu
+    bkg = rng.normal(size=(n, 4))
+
+    def log_lr(X):
+        return X @ mu - 0.5 * mu @ mu
+
+    return sig, bkg, log_lr
+
+
+def toy_exponential(rng, n):
+    """Exponential decay lengths 2 (signal) vs 1 (background) plus a useless uniform."""
+    sig = np.column_stack([rng.exponential(2.0, n), rng.uniform(size=n)])
+    bkg = np.column_stack([rng.exponential(1.0, n), rng.uniform(size=n)])
+
+    def log_lr(X):
+        return np.log(0.5) - X[:, 0] / 2.0 + X[:, 0]
+
+    return sig, bkg, log_lr
+
+
+def toy_ring(rng, n):
+    """Sharp non-linear boundary: signal uniform in a ring 0.5<r<0.9, background uniform
+    in the square [-1, 1]^2; LR is constant inside the ring and 0 outside."""
+    bkg = rng.uniform(-1, 1, size=(n, 2))
+    r = np.sqrt(rng.uniform(0.5**2, 0.9**2, n))
+    phi = rng.uniform(0, 2 * np.pi, n)
+    sig = np.column_stack([r * np.cos(phi), r * np.sin(phi)])
+
+    def log_lr(X):
+        rr = np.hypot(X[:, 0], X[:, 1])
+        return np.where((rr > 0.5) & (rr < 0.9), 1.0, 0.0)  # monotone in the LR
+
+    return sig, bkg, log_lr
+
+
+def _config(tmp_path, sig, bkg, models):
+    names = [f"x{i}" for i in range(sig.shape[1])]
+    ids = np.arange(2 * len(sig))
+    _write(tmp_path / "sig.parquet", {**{k: sig[:, i] for i, k in enumerate(names)}, "id": ids[: len(sig)]})
+    _write(tmp_path / "bkg.parquet", {**{k: bkg[:, i] for i, k in enumerate(names)}, "id": ids[len(sig):]})
+    raw = {
+        "version": 1,
+        "seed": 3,
+        "data": {
+            "samples": [
+                {"name": "sig", "files": "sig.parquet", "label": 1},
+                {"name": "bkg", "files": "bkg.parquet", "label": 0},
+            ],
+            "features": names,
+            "split": {"train": 0.5, "validation": 0.2, "test": 0.3, "key": "id"},
+        },
+        "models": models,
+        "evaluation": {"ranking_repeats": 1},
+        "stats": {"bins": 5},
+    }
+    return parse_config(raw, base_dir=tmp_path)
+
+
+FAST_MODELS = [
+    {"name": "logistic", "kind": "logistic"},
+    {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.1}},
+    {"name": "mlp", "kind": "mlp", "params": {"hidden": [32, 32], "epochs": 25, "progress": False}},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("toy", [toy_gaussian, toy_exponential, toy_ring])
+def test_best_model_reaches_optimal_auc(tmp_path, toy):
+    rng = np.random.default_rng(11)
+    sig, bkg, log_lr = toy(rng, N)
+    cfg = _config(tmp_path, sig, bkg, FAST_MODELS)
+    result = run(cfg, out=tmp_path / "out", progress=False)
+
+    # The optimal AUC on exactly the test events the job used.
+    ds_split = result.metrics["n_events"]
+    assert ds_split["test"] > 0.25 * 2 * N
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    best = m["best_model"]
+    X_all = np.vstack([sig, bkg])
+    y_all = np.r_[np.ones(N), np.zeros(N)]
+    from fivesigma.data.split import split_codes
+
+    test = split_codes(np.arange(2 * N), seed=3, fractions=(0.5, 0.2, 0.3)) == 2
+    auc_opt = roc_auc_score(y_all[test], log_lr(X_all[test]))
+    assert m["models"][best]["auc_test"] == pytest.approx(result.metrics["models"][best]["auc_test"])
+    assert m["models"][best]["auc_test"] > auc_opt * 0.995, (best, m["models"][best]["auc_test"], auc_opt)
+    assert m["models"][best]["auc_test"] < auc_opt + 0.01  # cannot beat the truth (beyond noise)
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("gauss")
+    rng = np.random.default_rng(5)
+    sig, bkg, _ = toy_gaussian(rng, 3000)
+    w_models = [
+        {"name": "logistic", "kind": "logistic"},
+        {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 50}},
+        {"name": "mlp", "kind": "mlp", "params": {"hidden": [16], "epochs": 5, "progress": False}},
+    ]
+    cfg = _config(tmp_path, sig, bkg, w_models)
+    return tmp_path, cfg, run(cfg, out=tmp_path / "out", progress=False)
+
+
+def test_outputs_and_metrics_json_keys(gaussian_run):
+    tmp_path, _, _result = gaussian_run
+    out = tmp_path / "out"
+    assert (out / "report.html").is_file() and (out / "workspace.json").is_file()
+    assert not (out / "checkpoints").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["models"]) == {"logistic", "bdt", "mlp"}
+    for row in m["models"].values():
+        for key in ("auc_test", "auc_train", "ks_pvalue_signal", "ks_pvalue_background", "separation"):
+            assert isinstance(row[key], float)
+        assert set(row["eff_s_at_eff_b"]) == {"0.01", "0.1", "0.3"}
+        assert set(row["rejection_at_eff_s"]) == {"0.3", "0.5"}
+    assert m["best_model"] in m["models"]
+    assert m["stats"]["z_expected"] > 0
+    assert set(m["stats"]["cls_band"]) == {"-2", "-1", "+1", "+2"}
+    assert set(m["n_events"]) == {"train", "validation", "test"}
+    assert sum(m["n_events"].values()) == 6000
+    for name in m["models"]:
+        assert (out / "models" / name / "manifest.json").is_file()
+
+
+def test_apply_reproduces_training_scores(gaussian_run, tmp_path):
+    base, _cfg, result = gaussian_run
+    for r in result.models:
+        out = tmp_path / f"{r.name}.parquet"
+        info = apply_bundle(base / "out" / "models" / r.name, [str(base / "sig.parquet"), str(base / "bkg.parquet")], out)
+        assert info["events"] == 6000
+        table = pq.read_table(out).to_pydict()
+        scores = np.asarray(table["score"])
+        # Rebuild the test-split scores in the job's event order (sig then bkg, file order).
+        from fivesigma.data.split import split_codes
+
+        test = split_codes(np.arange(6000), seed=3, fractions=(0.5, 0.2, 0.3)) == 2
+        np.testing.assert_allclose(scores[test], r.score_test, rtol=1e-6, atol=1e-7)
+
+
+def test_apply_refuses_file_without_needed_branch(gaussian_run, tmp_path):
+    base, _, _ = gaussian_run
+    bad = _write(tmp_path / "bad.parquet", {"x0": np.zeros(3), "x1": np.zeros(3)})
+    with pytest.raises(DataError, match="x2"):
+        apply_bundle(base / "out" / "models" / "bdt", [str(bad)], tmp_path / "o.parquet")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_apply_writes_root_friend_tree(gaussian_run, tmp_path):
+    import uproot
+
+    base, _, _ = gaussian_run
+    out = tmp_path / "s.root"
+    apply_bundle(base / "out" / "models" / "logistic", [str(base / "sig.parquet")], out)
+    with uproot.open(out) as f:
+        t = f["scores"]
+        assert t.num_entries == 3000
+        assert np.array_equal(t["entry"].array(library="np"), np.arange(3000))
+
+
+def test_one_class_and_bad_model_params_are_clear(tmp_path):
+    rng = np.random.default_rng(0)
+    sig, bkg, _ = toy_gaussian(rng, 200)
+    cfg = _config(tmp_path, sig, bkg, [{"name": "bdt", "kind": "bdt", "params": {"n_trees": 5}}])
+    with pytest.raises(ConfigError, match=r"models\[0\] \(bdt\)\.params: .*n_trees"):
+        run(cfg, out=tmp_path / "out", progress=False)
+    cfg = _config(tmp_path, sig, bkg, FAST_MODELS[:1])
+    cfg.data.samples[0].label = 0
+    with pytest.raises(DataError, match="only|both signal"):
+        run(cfg, out=tmp_path / "out2", progress=False)
