@@ -1,0 +1,318 @@
+"""Shared Pythia8 helpers for the built-in generators.
+
+- :func:`require_pythia` imports ``pythia8mc`` lazily, with an install hint.
+- :func:`make_pythia` builds a configured, seeded, silent ``pythia8mc.Pythia``.
+- :func:`job_seeds` derives per-job seeds from one master seed (documented below).
+- :func:`split_events` shares events between jobs.
+- :func:`run_jobs` runs one worker per job in separate processes (``spawn``) with a rich
+  progress bar on stderr showing events/s; one job runs in-process.
+- :func:`combine_cross_sections` combines per-job cross sections.
+
+Seed derivation
+---------------
+For master seed ``s``, sample name ``name`` and job ``j``::
+
+    words = numpy.random.SeedSequence([s, crc32(name), j]).generate_state(2)
+    pythia_seed   = words[0] % 900_000_000 + 1     # Pythia accepts 1..900_000_000
+    detector_seed = words[1]                       # numpy Generator for the response
+
+so every (process, job) pair gets its own, well-mixed Pythia stream; collisions between the
+jobs of one sample are checked for and resolved deterministically.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import queue as queue_mod
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import GenerationError
+
+__all__ = [
+    "COMMON_SETTINGS",
+    "JobSeeds",
+    "combine_cross_sections",
+    "default_jobs",
+    "job_seeds",
+    "make_pythia",
+    "pythia_version",
+    "require_pythia",
+    "run_jobs",
+    "split_events",
+]
+
+PYTHIA_SEED_MAX = 900_000_000
+
+#: Settings every built-in sample uses: 13 TeV pp, MPI and hadronisation off for speed
+#: (ISR/FSR showers stay on), and Pythia silenced.
+COMMON_SETTINGS: tuple[str, ...] = (
+    "Beams:idA = 2212",
+    "Beams:idB = 2212",
+    "Beams:eCM = 13000.",
+    "PartonLevel:MPI = off",
+    "HadronLevel:all = off",
+)
+
+_SILENT: tuple[str, ...] = (
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowProcess = 0",
+    "Next:numberShowInfo = 0",
+)
+
+MB_TO_PB = 1e9
+
+
+def require_pythia() -> ModuleType:
+    """Import pythia8mc or raise a GenerationError with an install hint."""
+    try:
+        import pythia8mc
+    except ImportError:
+        raise GenerationError(
+            "event generation needs pythia8mc; install it with "
+            "'pip install pythia8mc==8.317.2' (or 'pip install fivesigma[generate]')"
+        ) from None
+    return pythia8mc
+
+
+def pythia_version() -> str:
+    """The installed pythia8mc version, or 'unknown'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pythia8mc")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def make_pythia(settings: Sequence[str], seed: int, quiet: bool = True) -> Any:
+    """A ``pythia8mc.Pythia`` with ``settings`` read, seeded with ``seed``, initialised."""
+    pythia8mc = require_pythia()
+    if not 1 <= seed <= PYTHIA_SEED_MAX:
+        raise GenerationError(f"Pythia seed {seed} is out of range; accepted: 1..{PYTHIA_SEED_MAX}")
+    pythia = pythia8mc.Pythia("", False)
+    lines = [*settings, *(_SILENT if quiet else ()), "Random:setSeed = on", f"Random:seed = {seed}"]
+    for line in lines:
+        if not pythia.readString(line):
+            raise GenerationError(f"Pythia rejected the setting '{line}'")
+    if not pythia.init():
+        raise GenerationError("Pythia initialisation failed for settings: " + "; ".join(settings))
+    return pythia
+
+
+@dataclass(frozen=True)
+class JobSeeds:
+    """Seeds of one job: Pythia's random stream and the detector response's."""
+
+    pythia: int
+    detector: int
+
+
+def job_seeds(master: int, name: str, jobs: int) -> list[JobSeeds]:
+    """Distinct per-job seeds derived from ``master`` (see the module docstring)."""
+    if not isinstance(master, int | np.integer) or master < 0:
+        raise GenerationError(f"seed must be a non-negative integer, got {master!r}")
+    tag = zlib.crc32(name.encode())
+    out: list[JobSeeds] = []
+    used: set[int] = set()
+    for j in range(jobs):
+        words = np.random.SeedSequence([int(master), tag, j]).generate_state(2)
+        pseed = int(words[0]) % PYTHIA_SEED_MAX + 1
+        while pseed in used:  # astronomically rare; resolved deterministically
+            pseed = pseed % PYTHIA_SEED_MAX + 1
+        used.add(pseed)
+        out.append(JobSeeds(pythia=pseed, detector=int(words[1])))
+    return out
+
+
+def split_events(events: int, jobs: int) -> list[int]:
+    """Events per job: as equal as possible, earlier jobs get the remainder; no empty job."""
+    jobs = max(1, min(jobs, events))
+    base, extra = divmod(events, jobs)
+    return [base + (1 if j < extra else 0) for j in range(jobs)]
+
+
+def combine_cross_sections(sigmas: Sequence[float], errors: Sequence[float], events: Sequence[int]) -> tuple[float, float]:
+    """Event-weighted mean of independent per-job estimates and its error (same units)."""
+    n = np.asarray(events, dtype=np.float64)
+    total = n.sum()
+    if total <= 0:
+        raise GenerationError("no events were generated, so there is no cross section")
+    sigma = float(np.sum(n * np.asarray(sigmas)) / total)
+    err = float(math.sqrt(np.sum((n * np.asarray(errors)) ** 2)) / total)
+    return sigma, err
+
+
+# --------------------------------------------------------------------------------------
+# Running jobs
+
+
+#: A worker: ``worker(task, report)`` where ``report(n)`` announces n more events done.
+Worker = Callable[[Any, Callable[[int], None]], Any]
+
+
+def _child(worker: Worker, key: Any, task: Any, q: Any) -> None:
+    """Entry point of a job process: run the worker, send progress and the result."""
+    pending = 0
+    last = time.monotonic()
+
+    def report(n: int) -> None:
+        nonlocal pending, last
+        pending += n
+        now = time.monotonic()
+        if now - last > 0.2:  # rate-limit queue traffic
+            q.put(("progress", key, pending))
+            pending, last = 0, now
+
+    try:
+        result = worker(task, report)
+        if pending:
+            q.put(("progress", key, pending))
+        q.put(("done", key, result))
+    except KeyboardInterrupt:
+        q.put(("error", key, "interrupted"))
+    except BaseException as err:  # the parent turns this into one clear line
+        q.put(("error", key, f"{type(err).__name__}: {err}"))
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} ev/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def run_jobs(
+    worker: Worker,
+    tasks: Sequence[tuple[str, Any, int]],
+    jobs: int,
+    progress: bool = True,
+) -> list[Any]:
+    """Run ``worker`` on each task, at most ``jobs`` processes at a time.
+
+    Parameters
+    ----------
+    worker
+        Module-level function ``worker(task, report) -> result`` (picklable for spawn).
+    tasks
+        ``(label, task, n_events)``; one progress bar per distinct label.
+    jobs
+        1 runs everything in this process (no start-up cost); more uses ``spawn``
+        processes, so nothing of the parent's state (threads, open files) leaks in.
+
+    Returns the results in the order of ``tasks``.  Any failure or Ctrl-C stops all jobs
+    and raises (GenerationError for a failed job).
+    """
+    labels = list(dict.fromkeys(t[0] for t in tasks))
+    totals = {lab: sum(t[2] for t in tasks if t[0] == lab) for lab in labels}
+    with _progress(progress) as bar:
+        ids = {lab: bar.add_task(lab, total=totals[lab], rate="-") for lab in labels}
+        started = {lab: 0.0 for lab in labels}
+        done = {lab: 0 for lab in labels}
+
+        def advance(label: str, n: int) -> None:
+            now = time.monotonic()
+            if not started[label]:
+                started[label] = now
+            done[label] += n
+            dt = now - started[label]
+            rate = f"{done[label] / dt:,.0f}" if dt > 0 else "-"
+            bar.update(ids[label], advance=n, rate=rate)
+
+        if jobs <= 1:
+            results = []
+            for label, task, _ in tasks:
+                started[label] = started[label] or time.monotonic()
+                results.append(worker(task, lambda n, lab=label: advance(lab, n)))
+            return results
+        return _run_parallel(worker, tasks, jobs, advance, started)
+
+
+def _run_parallel(
+    worker: Worker,
+    tasks: Sequence[tuple[str, Any, int]],
+    jobs: int,
+    advance: Callable[[str, int], None],
+    started: dict[str, float],
+) -> list[Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    results: dict[int, Any] = {}
+    running: dict[int, Any] = {}
+    waiting = list(range(len(tasks)))
+    dead: dict[int, int] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                i = waiting.pop(0)
+                proc = ctx.Process(target=_child, args=(worker, i, tasks[i][1], q), daemon=True)
+                proc.start()
+                running[i] = proc
+                started[tasks[i][0]] = started[tasks[i][0]] or time.monotonic()
+            try:
+                kind, key, payload = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                # A dead job that sent no result (killed, or failed while starting): a
+                # job's messages are flushed before it exits, so two quiet polls suffice.
+                for i, proc in running.items():
+                    if proc.is_alive():
+                        continue
+                    dead[i] = dead.get(i, 0) + 1
+                    if dead[i] >= 2:
+                        raise GenerationError(
+                            f"generation job {i} ({tasks[i][0]}) stopped without a result "
+                            f"(exit code {proc.exitcode})"
+                        ) from None
+                continue
+            if kind == "progress":
+                advance(tasks[key][0], payload)
+            elif kind == "done":
+                results[key] = payload
+                running.pop(key).join()
+            else:
+                raise GenerationError(f"generation job {key} ({tasks[key][0]}) failed: {payload}")
+    finally:
+        for proc in running.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+        q.close()
+    return [results[i] for i in range(len(tasks))]
+
+
+def default_jobs(jobs: int | None) -> int:
+    """``jobs`` checked, or the number of CPUs."""
+    import os
+
+    if jobs is None:
+        return max(1, os.cpu_count() or 1)
+    if not isinstance(jobs, int | np.integer) or jobs < 1:
+        raise GenerationError(f"jobs must be a positive integer, got {jobs!r}")
+    return int(jobs)
+

@@ -1,0 +1,110 @@
+"""On-disk cache of generated samples.
+
+A sample lives in ``<cache>/<process>-<hash>/`` where ``<cache>`` is the ``cache_dir``
+argument, else ``$FIVESIGMA_CACHE``, else ``~/.cache/fivesigma``, and ``<hash>`` is a
+SHA-256 (first 16 hex digits) of everything that changes the content: process, events,
+seed, luminosity, jobs (the per-job seeds depend on it), the generator's settings, format
+version and pythia8mc version, and the detector-response parameters.  The key itself is
+kept as ``cache_key.json`` in the directory.
+
+A sample is generated into a temporary directory beside its final place and renamed when
+complete (:func:`fivesigma._io.atomic_dir`), so an interrupted run never leaves a
+directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._io import atomic_dir, ensure_writable_dir
+from ..physics.detector import LeptonResponse
+
+if TYPE_CHECKING:
+    from . import GeneratedSample
+
+__all__ = ["cache_key", "cached_sample", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$FIVESIGMA_CACHE`` or ``~/.cache/fivesigma``."""
+    env = os.environ.get("FIVESIGMA_CACHE")
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".cache" / "fivesigma"
+
+
+def cache_key(
+    process: str, events: int, seed: int, luminosity_fb: float, jobs: int, detector: LeptonResponse
+) -> dict[str, Any]:
+    """The mapping whose hash names the cache directory."""
+    from . import PROCESSES
+
+    return {
+        "process": process,
+        "events": int(events),
+        "seed": int(seed),
+        "luminosity_fb": float(luminosity_fb),
+        "jobs": int(jobs),
+        "generator": PROCESSES[process].content_key(),
+        "detector": detector.to_dict(),
+    }
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load(directory: Path, files: tuple[str, ...]) -> GeneratedSample | None:
+    """The sample in ``directory`` if it is complete, else None."""
+    from . import GeneratedSample
+
+    paths = {name: directory / f"{name}.root" for name in files}
+    prov_path = directory / "provenance.json"
+    if not (prov_path.is_file() and all(p.is_file() for p in paths.values())):
+        return None
+    try:
+        provenance = json.loads(prov_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return GeneratedSample(directory=directory, files=paths, provenance=provenance)
+
+
+def cached_sample(
+    process: str = "higgs4l",
+    events: int = 20_000,
+    seed: int = 1,
+    luminosity_fb: float = 140.0,
+    jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    detector: LeptonResponse | None = None,
+) -> GeneratedSample:
+    """The sample for these arguments, generated on first use and reused afterwards.
+
+    Arguments as :func:`fivesigma.generate.generate`; ``cache_dir`` as described in the
+    module docstring.
+    """
+    from . import PROCESSES, _check, _pythia, generate
+
+    gen = _check(process, events, seed, luminosity_fb)
+    njobs = _pythia.default_jobs(jobs)
+    detector = detector if detector is not None else LeptonResponse()
+    root = ensure_writable_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    key = cache_key(process, events, seed, luminosity_fb, njobs, detector)
+    directory = root / f"{process}-{_digest(key)}"
+    found = _load(directory, gen.processes)
+    if found is not None:
+        return found
+    # Missing or incomplete (e.g. a file deleted by hand): regenerate, replace atomically.
+    with atomic_dir(directory, overwrite=True) as tmp:
+        generate(process, events, tmp, seed=seed, jobs=njobs, luminosity_fb=luminosity_fb,
+                 progress=progress, detector=detector)
+        (tmp / "cache_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+    sample = _load(directory, PROCESSES[process].processes)
+    if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
+        from ..errors import GenerationError
+
+        raise GenerationError(f"cached sample '{directory}' is incomplete after generation")
+    return sample
