@@ -252,20 +252,28 @@ def test_same_seed_identical_different_seed_different(sample, tmp_path):
 @needs_pythia
 @pythia
 @slow
-def test_two_jobs_distinct_seeds_no_duplicate_events(tmp_path):
-    s = generate("higgs4l", 300, tmp_path, seed=3, jobs=2, progress=False)
+def test_blocks_have_distinct_seeds_and_jobs_do_not_change_the_sample(tmp_path, monkeypatch):
+    from fivesigma.generate import higgs4l
+
+    monkeypatch.setattr(higgs4l, "BLOCK_EVENTS", 150)
+    s = generate("higgs4l", 300, tmp_path / "two", seed=3, jobs=2, progress=False)
+    one = generate("higgs4l", 300, tmp_path / "one", seed=3, jobs=1, progress=False)
     for name, path in s.files.items():
         prov = s.provenance["processes"][name]
-        seeds = [j["pythia"] for j in prov["job_seeds"]]
+        seeds = [j["pythia"] for j in prov["block_seeds"]]
         assert len(seeds) == 2 and seeds[0] != seeds[1]
-        assert [j["events"] for j in prov["job_seeds"]] == [150, 150]
+        assert [j["events"] for j in prov["block_seeds"]] == [150, 150]
         a = _read(path)
         assert len(a) == 300 and len(np.unique(a.event.to_numpy())) == 300
-        # No event duplicated between the jobs: true_m4l (float64, continuous) is unique.
+        # No event duplicated between the blocks: true_m4l (float64, continuous) is unique.
         m4l = a.true_m4l.to_numpy()
         m4l = m4l[np.isfinite(m4l)]
         assert len(np.unique(m4l)) == len(m4l)
         assert np.isfinite(a.true_m4l.to_numpy()).sum() > 250
+        # Two processes or one: the same events.
+        b = _read(one.files[name])
+        assert ak.all(a.lep_pt == b.lep_pt)
+        np.testing.assert_array_equal(a.true_m4l.to_numpy(), b.true_m4l.to_numpy())
 
 
 # --------------------------------------------------------------------------------------
@@ -344,7 +352,7 @@ def test_provenance_json_and_tobjstring(sample):
         assert "PartonLevel:MPI = off" in inner["pythia_settings"]
         assert inner["events_generated"] == EVENTS
         assert inner["cross_section_error_pb"] > 0
-        assert inner["job_seeds"][0]["events"] == EVENTS
+        assert inner["block_seeds"][0]["events"] == EVENTS
         assert inner["detector_response"] == LeptonResponse().to_dict()
 
 

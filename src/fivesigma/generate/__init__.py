@@ -104,8 +104,8 @@ def generate(
     out
         Output directory (created if needed).  Files appear only once complete.
     seed
-        Master seed; per-job seeds derive from it.  Same (seed, events, jobs) gives the
-        same sample.
+        Master seed; the seeds of each block of events derive from it.  The same
+        (seed, events) gives the same sample whatever ``jobs`` is.
     jobs
         Parallel processes; default ``os.cpu_count()``.
     luminosity_fb

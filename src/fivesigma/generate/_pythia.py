@@ -134,6 +134,22 @@ def job_seeds(master: int, name: str, jobs: int) -> list[JobSeeds]:
     return out
 
 
+def split_blocks(events: int, block: int) -> list[int]:
+    """Events per block: fixed-size blocks and a smaller last one.
+
+    Work is cut into blocks of a fixed size, each with its own seed, and the blocks are
+    spread over the jobs: the sample then depends on (seed, events) only, not on how many
+    processes made it.
+
+    >>> split_blocks(12, 5)
+    [5, 5, 2]
+    """
+    if block < 1:
+        raise GenerationError(f"block size must be positive, got {block}")
+    full, rest = divmod(events, block)
+    return [block] * full + ([rest] if rest else [])
+
+
 def split_events(events: int, jobs: int) -> list[int]:
     """Events per job: as equal as possible, earlier jobs get the remainder; no empty job."""
     jobs = max(1, min(jobs, events))

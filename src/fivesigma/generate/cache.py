@@ -3,7 +3,7 @@
 A sample lives in ``<cache>/<process>-<hash>/`` where ``<cache>`` is the ``cache_dir``
 argument, else ``$FIVESIGMA_CACHE``, else ``~/.cache/fivesigma``, and ``<hash>`` is a
 SHA-256 (first 16 hex digits) of everything that changes the content: process, events,
-seed, luminosity, jobs (the per-job seeds depend on it), the generator's settings, format
+seed, luminosity, the generator's settings (the number of jobs does not change a sample), format
 version and pythia8mc version, and the detector-response parameters.  The key itself is
 kept as ``cache_key.json`` in the directory.
 
@@ -36,7 +36,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(
-    process: str, events: int, seed: int, luminosity_fb: float, jobs: int, detector: LeptonResponse
+    process: str, events: int, seed: int, luminosity_fb: float, detector: LeptonResponse
 ) -> dict[str, Any]:
     """The mapping whose hash names the cache directory."""
     from . import PROCESSES
@@ -46,7 +46,6 @@ def cache_key(
         "events": int(events),
         "seed": int(seed),
         "luminosity_fb": float(luminosity_fb),
-        "jobs": int(jobs),
         "generator": PROCESSES[process].content_key(),
         "detector": detector.to_dict(),
     }
@@ -92,7 +91,7 @@ def cached_sample(
     njobs = _pythia.default_jobs(jobs)
     detector = detector if detector is not None else LeptonResponse()
     root = ensure_writable_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    key = cache_key(process, events, seed, luminosity_fb, njobs, detector)
+    key = cache_key(process, events, seed, luminosity_fb, detector)
     directory = root / f"{process}-{_digest(key)}"
     found = _load(directory, gen.processes)
     if found is not None:

@@ -51,6 +51,10 @@ __all__ = ["FORMAT_VERSION", "PROCESS_SETTINGS", "content_key", "run"]
 #: Bump when the file layout or the meaning of a branch changes (invalidates caches).
 FORMAT_VERSION = 1
 
+#: Events per block of work.  Each block has its own seeds, so this is part of the
+#: sample's definition (changing it changes the sample, hence it is in content_key()).
+BLOCK_EVENTS = 2500
+
 _Z_TO_EE_MUMU = ("23:onMode = off", "23:onIfAny = 11 13")
 
 #: Pythia settings of each physics process (on top of ``_pythia.COMMON_SETTINGS``).
@@ -89,6 +93,7 @@ def content_key() -> dict[str, Any]:
     """Everything besides the call arguments that changes the sample (for cache keys)."""
     return {
         "format_version": FORMAT_VERSION,
+        "block_events": BLOCK_EVENTS,
         "settings": {name: settings_for(name) for name in PROCESS_SETTINGS},
         "pythia8mc": _pythia.pythia_version(),
     }
@@ -245,15 +250,18 @@ def run(
     """
     _pythia.require_pythia()
     detector = detector if detector is not None else LeptonResponse()
-    shares = _pythia.split_events(events, jobs)
-    njobs = len(shares)
+    # Fixed-size blocks with their own seeds: the same (seed, events) gives the same
+    # sample whatever the number of jobs.
+    shares = _pythia.split_blocks(events, BLOCK_EVENTS)
+    nblocks = len(shares)
+    njobs = max(1, min(jobs, nblocks * len(PROCESS_SETTINGS)))
     created = datetime.now(UTC).isoformat(timespec="seconds")
     work = Path(tempfile.mkdtemp(dir=out, prefix=".fivesigma-generate-"))
     try:
         tasks = []
         seeds: dict[str, list[_pythia.JobSeeds]] = {}
         for name in PROCESS_SETTINGS:
-            seeds[name] = _pythia.job_seeds(seed, name, njobs)
+            seeds[name] = _pythia.job_seeds(seed, name, nblocks)
             for j, (n_j, s) in enumerate(zip(shares, seeds[name], strict=True)):
                 task = {
                     "name": name,
@@ -277,8 +285,10 @@ def run(
             "sample": "higgs4l",
             "seed": seed,
             "jobs": njobs,
+            "block_events": BLOCK_EVENTS,
             "seed_derivation": (
-                "SeedSequence([seed, crc32(process), job]).generate_state(2): "
+                "one seed pair per block of block_events events, "
+                "SeedSequence([seed, crc32(process), block]).generate_state(2): "
                 "pythia = w0 % 900000000 + 1, detector = w1"
             ),
             "luminosity_fb": luminosity_fb,
@@ -303,8 +313,8 @@ def run(
                 **common,
                 "process": name,
                 "pythia_settings": settings_for(name),
-                "job_seeds": [
-                    {"job": j, "pythia": s.pythia, "detector": s.detector, "events": n_j}
+                "block_seeds": [
+                    {"block": j, "pythia": s.pythia, "detector": s.detector, "events": n_j}
                     for j, (s, n_j) in enumerate(zip(seeds[name], shares, strict=True))
                 ],
                 "cross_section_pb": sigma,
