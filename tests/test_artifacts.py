@@ -95,3 +95,19 @@ def test_data_fingerprint_changes_with_content():
     assert data_fingerprint(a) == data_fingerprint(a.copy())
     assert data_fingerprint(a) != data_fingerprint(a + 1)
     assert data_fingerprint(a) != data_fingerprint(a.astype(np.float32))
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from fivesigma._io import atomic_file
+
+    old = os.umask(0o022)
+    try:
+        path = save_bundle(_bundle(), tmp_path / "model")
+        with atomic_file(tmp_path / "x.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o755
+    assert ((tmp_path / "x.json").stat().st_mode & 0o777) == 0o644
