@@ -129,3 +129,54 @@ def csv_file(tmp_path: Path, events: dict) -> Path:
     pd.DataFrame({name: events[name] for name in FLAT}).to_csv(path, index=False)
     return path
 
+
+
+@pytest.fixture
+def toy_config_file(tmp_path: Path) -> Callable[..., Path]:
+    """toy_config_file(n=2000, models=None, **data_overrides) -> path of a YAML config.
+
+    Two Parquet samples of 4-D Gaussians (signal shifted), quick models, event ids as
+    the split key.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    def make(n: int = 2000, models: list | None = None, **data_overrides) -> Path:
+        rng = np.random.default_rng(1)
+        mu = np.array([0.8, 0.4, 0.2, 0.0])
+        for name, shift, first_id in (("sig", mu, 0), ("bkg", 0 * mu, n)):
+            X = rng.normal(size=(n, 4)) + shift
+            cols = {f"x{i}": X[:, i] for i in range(4)}
+            cols["id"] = np.arange(first_id, first_id + n)
+            cols["w"] = rng.uniform(0.5, 1.5, n)
+            pq.write_table(pa.table(cols), tmp_path / f"{name}.parquet")
+        data = {
+            "samples": [
+                {"name": "sig", "files": "sig.parquet", "label": 1, "weight": "w"},
+                {"name": "bkg", "files": "bkg.parquet", "label": 0, "weight": "w"},
+            ],
+            "derived": {"r01": "sqrt(x0**2 + x1**2)"},
+            "features": ["x0", "x1", "x2", "x3", "r01"],
+            "split": {"train": 0.5, "validation": 0.2, "test": 0.3, "key": "id"},
+        }
+        data.update(data_overrides)
+        cfg = {
+            "version": 1,
+            "seed": 7,
+            "data": data,
+            "models": models
+            or [
+                {"name": "logistic", "kind": "logistic"},
+                {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 30}},
+                {"name": "mlp", "kind": "mlp", "params": {"hidden": [8], "epochs": 15, "lr": 0.01}},
+            ],
+            "evaluation": {"ranking_repeats": 1},
+            "stats": {"bins": 4},
+            "output": {"dir": "out"},
+        }
+        path = tmp_path / "toy.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return make

@@ -16,13 +16,33 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["atomic_dir", "atomic_file", "ensure_writable_dir"]
+__all__ = ["atomic_dir", "atomic_file", "check_writable_dir", "ensure_writable_dir"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Fail now if ``path`` could not be created or written later; create nothing.
+
+    Lets a long job (generation, training) stop before it starts when its output
+    location is unusable, without leaving an empty directory behind on a later error.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "exists and is not a directory" if probe == path else f"is under '{probe}', which is a file"
+        raise OutputError(f"output path '{path}' {what}; choose another with --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory '{probe}' is not writable; choose another with --out")
+    return path
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:

@@ -118,7 +118,7 @@ def _print_run_summary(result) -> None:
     m = result.metrics
     table = Table(title="Models ranked by test AUC")
     for col in ("model", "kind", "AUC test", "AUC train", "1/eB@eS=0.5", "KS p S/B", "Z exp."):
-        table.add_column(col, justify="left" if col in ("model", "kind") else "right")
+        table.add_column(col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model")
     z = m["stats"]["z_expected"]
     for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
         rej = row["rejection_at_eff_s"].get("0.5")

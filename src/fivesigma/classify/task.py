@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from .. import metrics as M
-from .._io import ensure_writable_dir
+from .._io import check_writable_dir, ensure_writable_dir
 from ..artifacts import data_fingerprint, library_versions
 from ..config import RunConfig
 from ..errors import ConfigError, DataError, ModelError
@@ -166,9 +166,12 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
     from ..stats import run_stats, save_workspace
     from ..workflow import prepare_data
 
-    out_dir = ensure_writable_dir(out if out is not None else cfg.resolve(cfg.output.dir))
+    out_dir = check_writable_dir(out if out is not None else cfg.resolve(cfg.output.dir))
     if not cfg.data.features:
         raise ConfigError("data.features is empty; list the columns the models should use")
+    # Models are built (their parameters checked) before any data is read, and the output
+    # directory is created only once the data are known to be usable.
+    estimators = [_make_model(spec, i, cfg, out_dir, progress) for i, spec in enumerate(cfg.models)]
     if dataset is None:
         dataset = prepare_data(cfg, progress=progress)
 
@@ -181,9 +184,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
     tr, va, te = (split == SPLIT_TRAIN), (split == SPLIT_VALID), (split == SPLIT_TEST)
     has_valid = bool(va.any()) and set(np.unique(y[va]).tolist()) == {0, 1}
 
+    ensure_writable_dir(out_dir)
     results: list[ModelResult] = []
-    for i, spec in enumerate(cfg.models):
-        est = _make_model(spec, i, cfg, out_dir, progress)
+    for spec, est in zip(cfg.models, estimators, strict=True):
         t0 = time.perf_counter()
         if has_valid:
             est.fit(X[tr], y[tr], w[tr], X[va], y[va], w[va], feature_names=names)
