@@ -24,7 +24,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --doctest-modules $(PYTEST_ARGS) tests src/fivesigma
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

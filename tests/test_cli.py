@@ -86,3 +86,36 @@ def test_console_script_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("fivesigma: error:") and "Traceback" not in proc.stderr
+
+
+def test_generate_unknown_process_and_bad_events(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "generate", "ttbar", "--events", "10", "--out", str(tmp_path / "g"))
+    assert code == 2 and "higgs4l" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "generate", "higgs4l", "--events", "0", "--out", str(tmp_path / "g"))
+    assert code == 2 and "events" in err
+    assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.pythia
+def test_generate_command_writes_readable_files(tmp_path, capsys):
+    import uproot
+
+    code, out, _ = run_cli(capsys, "generate", "higgs4l", "--events", "100", "--out", str(tmp_path), "--jobs", "1", "-q")
+    assert code == 0 and "ggH_4l" in out and "sigma" in out
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    for name in ("ggH_4l", "qqZZ_4l"):
+        with uproot.open(tmp_path / f"{name}.root") as f:
+            w = f["Events"]["weight"].array(library="np")
+        xs = prov["processes"][name]["cross_section_pb"]
+        assert len(w) == 100
+        assert w.sum() == pytest.approx(xs * 1000 * 140.0, rel=1e-9)
+
+
+def test_inspect_lists_branches(tmp_path, capsys, root_file):
+    code, out, _ = run_cli(capsys, "inspect", str(root_file))
+    assert code == 0
+    for branch in ("lep_pt", "nlep", "met", "weight"):
+        assert branch in out
+    code, _, err = run_cli(capsys, "inspect", str(tmp_path / "nope.root"))
+    assert code == 2 and "nope.root" in err

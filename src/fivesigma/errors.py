@@ -55,7 +55,7 @@ class OutputError(FivesigmaError):
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
     """A short ``did you mean ...`` hint, or the list of what exists if nothing is close.
 
-    >>> close_matches("lep_ptt", ["lep_pt", "lep_eta", "weight"])
+    >>> close_matches("lep_ptt", ["lep_pt", "jet_eta", "weight"])
     "did you mean 'lep_pt'?"
     """
     candidates = sorted(set(candidates))
