@@ -54,6 +54,12 @@ CONFIG_VERSION = 1
 GENERATED_PLACEHOLDER = "{generated}"
 
 
+def _require_unique(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
+
+
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, values are checked on assignment."""
 
@@ -157,10 +163,7 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_sample_names(self) -> DataConfig:
-        names = [s.name for s in self.samples]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"sample names must be unique, repeated: {', '.join(dupes)}")
+        _require_unique("sample", [s.name for s in self.samples])
         return self
 
 
@@ -263,10 +266,7 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RunConfig:
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
+        _require_unique("model", [m.name for m in self.models])
         return self
 
     # Directory of the config file; relative paths are resolved against it.  Private: it
