@@ -1,0 +1,372 @@
+"""Tagger inputs computed from a :class:`~fivesigma.jets.data.JetSample` (numpy, vectorised).
+
+Particle features follow the Particle Transformer "full" set (Qu, Li, Qian,
+arXiv:2202.03772; weaver data config ``JetClass_full.yaml``) without the track impact
+parameters:
+
+========================  ==============================================================
+``part_pt_log``           ln pT (pT in GeV)
+``part_e_log``            ln E
+``part_logptrel``         ln(pT / pT_jet)
+``part_logerel``          ln(E / E_jet)
+``part_deltaR``           sqrt(deta^2 + dphi^2)
+``part_deta``             (eta - eta_jet) * sign(eta_jet)  (sign 0 counts as +1), as ParT
+``part_dphi``             phi - phi_jet wrapped into [-pi, pi)
+``part_charge``           electric charge
+``part_is*``              one-hot particle class (charged/neutral hadron, photon, e, mu)
+========================  ==============================================================
+
+Standardisation: by default (``standardize=True``) the fixed shifts and scales of
+``JetClass_full.yaml`` are applied, ``(value - shift) * scale`` clipped to [-5, 5], for
+the five log/deltaR features (see :data:`STANDARDIZATION`); the others are left as they
+are, as in ParT.  The transforms are fixed numbers, so the inputs are a pure function of
+the jet and ``apply`` on new files reproduces training exactly; the model bundle only
+needs :func:`describe`.  Padded entries are exactly zero in ``x`` and ``v``.
+
+The jet axis (eta_jet, phi_jet, pT_jet, E_jet) is ``sample.jet`` (from the file, or the
+constituent sum), also when the constituents are truncated to ``max_particles``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from ..errors import ConfigError
+from .data import JetSample
+
+__all__ = [
+    "FEATURE_VERSION",
+    "JET_OBSERVABLES",
+    "PAIR_FEATURES",
+    "PARTICLE_FEATURES_FULL",
+    "PARTICLE_FEATURES_KIN",
+    "STANDARDIZATION",
+    "constituent_inputs",
+    "describe",
+    "jet_observables",
+    "nsubjettiness",
+    "pairwise_features_numpy",
+]
+
+FEATURE_VERSION = 1
+
+PARTICLE_FEATURES_FULL = [
+    "part_pt_log",
+    "part_e_log",
+    "part_logptrel",
+    "part_logerel",
+    "part_deltaR",
+    "part_deta",
+    "part_dphi",
+    "part_charge",
+    "part_isChargedHadron",
+    "part_isNeutralHadron",
+    "part_isPhoton",
+    "part_isElectron",
+    "part_isMuon",
+]
+#: Kinematic-only set, for samples without particle ID (Top Quark Tagging dataset).
+PARTICLE_FEATURES_KIN = PARTICLE_FEATURES_FULL[:7]
+
+#: feature -> (shift, scale) of JetClass_full.yaml; x = clip((value - shift) * scale, -5, 5).
+STANDARDIZATION: dict[str, tuple[float, float]] = {
+    "part_pt_log": (1.7, 0.7),
+    "part_e_log": (2.0, 0.7),
+    "part_logptrel": (-4.7, 0.7),
+    "part_logerel": (-4.7, 0.7),
+    "part_deltaR": (0.2, 4.0),
+}
+_CLIP = 5.0
+
+_UNITS = {
+    "part_pt_log": "ln(pT/GeV)",
+    "part_e_log": "ln(E/GeV)",
+    "part_logptrel": "ln(pT/pT_jet)",
+    "part_logerel": "ln(E/E_jet)",
+    "part_deltaR": "rad (eta-phi distance to the jet axis)",
+    "part_deta": "eta units, sign-flipped for eta_jet < 0",
+    "part_dphi": "rad in [-pi, pi)",
+    "part_charge": "e",
+}
+_CLASS_FLAGS = {
+    "part_isChargedHadron": 0,
+    "part_isNeutralHadron": 1,
+    "part_isPhoton": 2,
+    "part_isElectron": 3,
+    "part_isMuon": 4,
+}
+
+PAIR_FEATURES = ["ln_kT", "ln_z", "ln_deltaR", "ln_m2"]
+JET_OBSERVABLES = [
+    "jet_pt",
+    "jet_eta",
+    "jet_mass",
+    "n_constituents",
+    "tau1",
+    "tau2",
+    "tau3",
+    "tau21",
+    "tau32",
+]
+_EPS = 1e-8
+
+
+def _wrap(dphi: np.ndarray) -> np.ndarray:
+    """Angle difference wrapped into [-pi, pi)."""
+    return (dphi + np.pi) % (2 * np.pi) - np.pi
+
+
+def _padded(sample: JetSample, max_particles: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Constituent fields as (N, P) numpy arrays (zero-padded, highest pT kept) and the mask."""
+    c = sample.constituents[:, :max_particles]
+    counts = np.asarray(ak.to_numpy(ak.num(c, axis=1)), dtype=np.int64)
+    mask = np.arange(max_particles)[None, :] < counts[:, None]
+    out = {}
+    for name in ("px", "py", "pz", "energy", "charge", "cls"):
+        flat = ak.to_numpy(ak.flatten(c[name], axis=1))
+        dense = np.zeros((len(counts), max_particles), dtype=np.float64)
+        dense[mask] = flat  # row-major fill matches the jagged order of each jet
+        out[name] = dense
+    return out, mask
+
+
+def _check_features(names: Sequence[str]) -> list[str]:
+    from ..errors import close_matches
+
+    names = list(names)
+    for name in names:
+        if name not in PARTICLE_FEATURES_FULL:
+            raise ConfigError(
+                f"unknown particle feature '{name}'; {close_matches(name, PARTICLE_FEATURES_FULL)}"
+            )
+    return names
+
+
+def constituent_inputs(
+    sample: JetSample,
+    max_particles: int = 128,
+    features: Sequence[str] | None = None,
+    *,
+    standardize: bool = True,
+) -> dict[str, np.ndarray]:
+    """Padded per-particle inputs of the taggers.
+
+    Parameters
+    ----------
+    sample : JetSample
+        Jets; constituents are already sorted by pT, so truncation keeps the hardest.
+    max_particles : int
+        Padding/truncation length P.
+    features : sequence of str, optional
+        Names from :data:`PARTICLE_FEATURES_FULL`; default the full set when the sample has
+        particle ID, else :data:`PARTICLE_FEATURES_KIN`.
+    standardize : bool
+        Apply the fixed ParT transforms of :data:`STANDARDIZATION`.
+
+    Returns
+    -------
+    dict
+        ``x`` (N, P, F) float32 features, ``v`` (N, P, 4) float32 (px, py, pz, E) in GeV,
+        ``mask`` (N, P) bool, True for a real particle.  Padding is exactly zero.
+    """
+    if max_particles <= 0:
+        raise ConfigError(f"max_particles must be positive, got {max_particles}")
+    if features is None:
+        features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
+    names = _check_features(features)
+    p, mask = _padded(sample, max_particles)
+    jet = sample.jet
+    n = len(sample)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        pt = np.hypot(p["px"], p["py"])
+        e = p["energy"]
+        # Guard pt = 0 (padding or a purely longitudinal particle) against inf/nan.
+        eta = np.arcsinh(p["pz"] / np.maximum(pt, _EPS))
+        phi = np.arctan2(p["py"], p["px"])
+        sign = np.where(jet["eta"] < 0, -1.0, 1.0)[:, None]
+        deta = (eta - jet["eta"][:, None]) * sign
+        dphi = _wrap(phi - jet["phi"][:, None])
+        values: dict[str, Any] = {
+            "part_pt_log": lambda: np.log(np.maximum(pt, _EPS)),
+            "part_e_log": lambda: np.log(np.maximum(e, _EPS)),
+            "part_logptrel": lambda: np.log(
+                np.maximum(pt, _EPS) / np.maximum(jet["pt"], _EPS)[:, None]
+            ),
+            "part_logerel": lambda: np.log(
+                np.maximum(e, _EPS) / np.maximum(jet["energy"], _EPS)[:, None]
+            ),
+            "part_deltaR": lambda: np.hypot(deta, dphi),
+            "part_deta": lambda: deta,
+            "part_dphi": lambda: dphi,
+            "part_charge": lambda: p["charge"],
+        }
+        for flag, code in _CLASS_FLAGS.items():
+            values[flag] = lambda code=code: (p["cls"] == code).astype(np.float64)
+        x = np.zeros((n, max_particles, len(names)), dtype=np.float32)
+        for k, name in enumerate(names):
+            col = values[name]()
+            if standardize and name in STANDARDIZATION:
+                shift, scale = STANDARDIZATION[name]
+                col = np.clip((col - shift) * scale, -_CLIP, _CLIP)
+            x[:, :, k] = np.where(mask, col, 0.0)
+    v = np.stack([p["px"], p["py"], p["pz"], e], axis=-1).astype(np.float32)
+    v[~mask] = 0.0
+    return {"x": x, "v": v, "mask": mask}
+
+
+def pairwise_features_numpy(v: np.ndarray, mask: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    """ParT pairwise interaction features (arXiv:2202.03772, eq. 3), numpy reference.
+
+    For particles a, b with rapidity y, azimuth phi and pT:
+    ``Delta = sqrt((y_a - y_b)^2 + (phi_a - phi_b)^2)`` (phi wrapped),
+    ``kT = min(pT_a, pT_b) * Delta``, ``z = min(pT_a, pT_b) / (pT_a + pT_b)``,
+    ``m^2 = (E_a + E_b)^2 - |p_a + p_b|^2``; the outputs are
+    ``ln kT, ln z, ln Delta, ln m^2`` with each argument clamped below at ``eps`` as in the
+    ParT code (so the diagonal gives ln(eps) for kT and Delta).  Pairs involving a padded
+    particle are exactly zero.  Memory is N * P * P * 16 bytes: call it in batches.
+
+    Parameters
+    ----------
+    v : (N, P, 4) array of (px, py, pz, E)
+    mask : (N, P) bool, True for a real particle
+
+    Returns
+    -------
+    (N, P, P, 4) float32
+    """
+    v = np.asarray(v, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    if v.ndim != 3 or v.shape[-1] != 4 or mask.shape != v.shape[:2]:
+        raise ValueError(f"expected v (N, P, 4) and mask (N, P), got {v.shape} and {mask.shape}")
+    px, py, pz, e = (v[..., k] for k in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pt = np.hypot(px, py)
+        rap = 0.5 * np.log1p(2 * pz / np.maximum(e - pz, 1e-20))
+        phi = np.arctan2(py, px)
+        drap = rap[:, :, None] - rap[:, None, :]
+        dphi = _wrap(phi[:, :, None] - phi[:, None, :])
+        delta = np.sqrt(drap**2 + dphi**2)
+        ptmin = np.minimum(pt[:, :, None], pt[:, None, :])
+        ptsum = pt[:, :, None] + pt[:, None, :]
+        lnkt = np.log(np.maximum(ptmin * delta, eps))
+        lnz = np.log(np.maximum(ptmin / np.maximum(ptsum, eps), eps))
+        lndelta = np.log(np.maximum(delta, eps))
+        s = v[:, :, None, :] + v[:, None, :, :]
+        m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
+        lnm2 = np.log(np.maximum(m2, eps))
+    out = np.stack([lnkt, lnz, lndelta, lnm2], axis=-1)
+    pair = mask[:, :, None] & mask[:, None, :]
+    out = np.where(pair[..., None] & np.isfinite(out), out, 0.0)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# Jet observables
+
+
+def _rap_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rap = 0.5 * np.log((e + pz) / (e - pz))
+    return rap, np.arctan2(py, px)
+
+
+def nsubjettiness(
+    sample: JetSample, n_max: int = 3, r0: float = 0.8, beta: float = 1.0
+) -> np.ndarray:
+    """N-subjettiness tau_1 .. tau_{n_max} with exclusive-kT axes, shape (N, n_max).
+
+    ``tau_N = sum_i pT_i * min_k dR_ik^beta / (sum_i pT_i * r0^beta)`` with dR in
+    (rapidity, phi).  The axes are the N exclusive jets of the kT algorithm run on the
+    constituents with R = max_allowable_R (as fastjet-contrib's ``ExclusiveJetAxes``), so no
+    particle is lost to the beam; ``r0`` only normalises.  A jet with at most N particles
+    has tau_N = 0 (each particle can be its own axis); an empty jet has all tau = 0.
+    """
+    import fastjet
+
+    c = sample.constituents
+    counts = np.asarray(ak.to_numpy(ak.num(c, axis=1)), dtype=np.int64)
+    parts = ak.zip(
+        {
+            k2: ak.values_astype(c[k1], np.float64)
+            for k1, k2 in (("px", "px"), ("py", "py"), ("pz", "pz"), ("energy", "E"))
+        }
+    )
+    pt = np.hypot(parts.px, parts.py)
+    rap, phi = _rap_phi(parts.px, parts.py, parts.pz, parts.E)
+    norm = np.asarray(ak.to_numpy(ak.sum(pt, axis=1))) * r0**beta
+    taus = np.zeros((len(counts), n_max), dtype=np.float64)
+    jet_def = fastjet.JetDefinition(fastjet.kt_algorithm, fastjet.JetDefinition.max_allowable_R)
+    for n in range(1, n_max + 1):  # a loop over N (<= 3), not over jets
+        sel = np.flatnonzero(counts > n)
+        if len(sel) == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fastjet's generic "exclusive jets" caution
+            axes = fastjet.ClusterSequence(parts[sel], jet_def).exclusive_jets(n)
+        a_rap, a_phi = _rap_phi(axes.px, axes.py, axes.pz, axes.E)
+        p_rap, p_phi, p_pt = rap[sel], phi[sel], pt[sel]
+        best = None
+        for k in range(n):
+            d = np.sqrt((p_rap - a_rap[:, k]) ** 2 + _wrap(p_phi - a_phi[:, k]) ** 2) ** beta
+            best = d if best is None else np.minimum(best, d)
+        num = np.asarray(ak.to_numpy(ak.sum(p_pt * best, axis=1)))
+        taus[sel, n - 1] = num / np.where(norm[sel] > 0, norm[sel], 1.0)
+    return taus
+
+
+def jet_observables(sample: JetSample) -> tuple[np.ndarray, list[str]]:
+    """Jet-level observables (N, K) float64 and their names (:data:`JET_OBSERVABLES`).
+
+    ``jet_pt, jet_eta, jet_mass`` (GeV) from ``sample.jet``, ``n_constituents``,
+    N-subjettiness ``tau1..tau3`` (beta = 1, R0 = 0.8, exclusive-kT axes, see
+    :func:`nsubjettiness`) and the ratios ``tau21 = tau2/tau1``, ``tau32 = tau3/tau2``
+    (0 where the denominator is 0).
+    """
+    taus = nsubjettiness(sample, 3, r0=0.8, beta=1.0)
+    t1, t2, t3 = taus.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau21 = np.where(t1 > 0, t2 / np.where(t1 > 0, t1, 1.0), 0.0)
+        tau32 = np.where(t2 > 0, t3 / np.where(t2 > 0, t2, 1.0), 0.0)
+    cols = [
+        sample.jet["pt"],
+        sample.jet["eta"],
+        sample.jet["mass"],
+        sample.n_constituents.astype(np.float64),
+        t1,
+        t2,
+        t3,
+        tau21,
+        tau32,
+    ]
+    return np.stack(cols, axis=1).astype(np.float64), list(JET_OBSERVABLES)
+
+
+def describe(
+    features: Sequence[str] | None = None, max_particles: int = 128, standardize: bool = True
+) -> dict[str, Any]:
+    """Names, units and transforms of the inputs, for the model bundle's manifest (JSON-able)."""
+    names = _check_features(features if features is not None else PARTICLE_FEATURES_FULL)
+    particle = []
+    for name in names:
+        item: dict[str, Any] = {"name": name, "unit": _UNITS.get(name, "0/1 flag")}
+        if standardize and name in STANDARDIZATION:
+            shift, scale = STANDARDIZATION[name]
+            item["transform"] = {"shift": shift, "scale": scale, "clip": [-_CLIP, _CLIP]}
+        particle.append(item)
+    return {
+        "feature_version": FEATURE_VERSION,
+        "max_particles": int(max_particles),
+        "standardize": bool(standardize),
+        "particle_features": particle,
+        "vectors": ["px", "py", "pz", "energy"],
+        "vector_unit": "GeV",
+        "pair_features": list(PAIR_FEATURES),
+        "jet_observables": list(JET_OBSERVABLES),
+        "deta_convention": "(eta - eta_jet) * sign(eta_jet), sign(0) = +1 (ParT)",
+        "padding": "zeros; mask True = real particle; constituents sorted by pT, highest first",
+    }
