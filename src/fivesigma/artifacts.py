@@ -41,6 +41,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "Bundle",
+    "bundle_kind",
     "data_fingerprint",
     "library_versions",
     "load_bundle",
@@ -151,6 +152,22 @@ def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Pat
             (tmp / name).write_bytes(content)
         (tmp / MANIFEST).write_text(text)
     return path
+
+
+def bundle_kind(path: str | Path) -> str:
+    """The ``kind`` recorded in a bundle's manifest (checks only that it is a bundle)."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ModelError(
+            f"model bundle '{path}' does not exist" if not path.exists() else f"'{path}' is not a fivesigma model bundle (no {MANIFEST})"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"model bundle '{path}': {MANIFEST} is unreadable: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise ModelError(f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})")
+    return str(manifest.get("kind", ""))
 
 
 def load_bundle(path: str | Path) -> Bundle:
