@@ -1,0 +1,105 @@
+"""A 1D convolutional tagger over the pT-ordered constituent sequence (nanoGPT style).
+
+``x`` (B, P, F) -> Conv1d stack along the particle axis -> global max over *real*
+particles -> MLP -> logits (B, n_classes).  Convolutions see the particles in pT order,
+so the network is order-dependent by design; padded positions are zeroed after every
+layer, so appending padding never changes the output (a real particle next to the end
+of the sequence sees zeros either way).
+
+>>> import torch
+>>> net = CNN1D(CNN1DConfig(n_features=3))
+>>> net(torch.zeros(2, 5, 3), torch.zeros(2, 5, 4), torch.ones(2, 5, dtype=torch.bool)).shape
+torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ...errors import ModelError
+from .common import TaggerModel, check_config, check_sizes, masked_max
+
+__all__ = ["CNN1D", "CNN1DConfig"]
+
+
+@dataclass
+class CNN1DConfig:
+    """Hyper-parameters of :class:`CNN1D`.
+
+    The default is CPU-friendly (~10k parameters for 7 features); :meth:`paper` is a
+    larger stack of the size used by constituent-sequence CNN taggers (there is no single
+    reference architecture).
+
+    Attributes
+    ----------
+    n_features : per-particle input features F.
+    n_classes : number of output logits.
+    channels : output channels of each Conv1d layer.
+    kernel_size : odd kernel width (in particles); 'same' padding keeps the length.
+    hidden : widths of the MLP after pooling.
+    dropout : dropout before each hidden layer of the MLP.
+    """
+
+    n_features: int
+    n_classes: int = 2
+    channels: tuple[int, ...] = (32, 32, 32)
+    kernel_size: int = 3
+    hidden: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.channels = check_sizes("cnn1d", "channels", self.channels)
+        self.hidden = check_sizes("cnn1d", "hidden", self.hidden, allow_empty=True)
+        check_config("cnn1d", self)
+        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ModelError(f"cnn1d kernel_size must be an odd positive integer, got {self.kernel_size!r}")
+
+    @classmethod
+    def paper(cls, n_features: int, n_classes: int = 2) -> CNN1DConfig:
+        """The large size: 4 convolutions of 64 channels, kernel 3, MLP 128, dropout 0.1."""
+        return cls(n_features, n_classes, channels=(64, 64, 64, 64), kernel_size=3,
+                   hidden=(128,), dropout=0.1)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable copy."""
+        d = asdict(self)
+        d["channels"], d["hidden"] = list(self.channels), list(self.hidden)
+        return d
+
+
+class CNN1D(TaggerModel):
+    """Conv1d stack over the particle sequence + masked global max-pool + MLP."""
+
+    name = "cnn1d"
+
+    def __init__(self, config: CNN1DConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = (config.n_features, *config.channels)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(a, b, config.kernel_size, padding=config.kernel_size // 2)
+            for a, b in itertools.pairwise(widths)
+        )
+        layers: list[nn.Module] = []
+        prev = widths[-1]
+        for h in config.hidden:
+            layers += [nn.Dropout(config.dropout), nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        layers.append(nn.Linear(prev, config.n_classes))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, P, F), ``v`` (B, P, 4) unused, ``mask`` (B, P) -> logits (B, n_classes)."""
+        keep = mask.unsqueeze(1)  # (B, 1, P)
+        h = x.transpose(1, 2)  # (B, F, P): channels first for Conv1d
+        h = torch.where(keep, h, torch.zeros_like(h))
+        for conv in self.convs:
+            h = torch.relu(conv(h))  # (B, C, P)
+            # zero padded positions so the next layer sees what it would at the sequence end
+            h = torch.where(keep, h, torch.zeros_like(h))
+        pooled = masked_max(h.transpose(1, 2), mask)  # (B, P, C) -> (B, C)
+        return self.head(pooled)  # (B, n_classes)

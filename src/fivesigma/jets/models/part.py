@@ -1,0 +1,231 @@
+"""Particle Transformer (Qu, Li, Qian, arXiv:2202.03772), nanoGPT style.
+
+``x`` (B, P, F) -> particle embedding MLP -> particle attention blocks whose attention
+logits get one additive bias per head from the pairwise features
+``(ln kT, ln z, ln dR, ln m^2)`` of ``v`` -> class-attention blocks with a learnable class
+token -> LayerNorm -> linear -> logits (B, n_classes).
+
+Masking: padded particles are never attention keys (their logits are replaced by
+:data:`~fivesigma.jets.models.common.ATTENTION_MASK_VALUE`), pairs involving them get a
+zero bias, and the embedding sets them to zero.  Padded queries still compute something,
+but it never reaches a real particle or the class token.  The reference's BatchNorms
+(input and pair embedding) would mix padded entries into their statistics; they are
+replaced by LayerNorm over channels (the tagger standardises ``x`` instead).
+
+>>> import torch
+>>> net = ParT(ParTConfig(n_features=4))
+>>> v = torch.rand(2, 5, 4) + torch.tensor([0.0, 0.0, 0.0, 2.0])
+>>> net(torch.randn(2, 5, 4), v, torch.ones(2, 5, dtype=torch.bool)).shape
+torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ...errors import ModelError
+from .common import ATTENTION_MASK_VALUE, TaggerModel, check_config, check_sizes, pairwise_lv_fts
+
+__all__ = ["ParT", "ParTConfig"]
+
+
+@dataclass
+class ParTConfig:
+    """Hyper-parameters of :class:`ParT`.
+
+    Default (CPU-friendly): embedding (64, 64), pair embedding (32, 32), 4 heads,
+    3 particle blocks, 1 class block, MLP ratio 2.  :meth:`paper`: embedding
+    (128, 512, 128), pair embedding (64, 64, 64), 8 heads, 8 particle blocks, 2 class
+    blocks, MLP ratio 4, dropout 0.1.
+
+    Attributes
+    ----------
+    n_features : per-particle input features F.
+    n_classes : number of output logits.
+    embed_dims : widths of the particle embedding MLP; the last is the model width.
+    pair_embed_dims : widths of the pointwise MLP on the 4 pairwise features; a final
+        layer maps to one bias per head.  Empty: no interaction bias (plain transformer).
+    num_heads : attention heads (must divide the model width).
+    num_layers : particle attention blocks.
+    num_cls_layers : class attention blocks.
+    ffn_ratio : hidden width of each block's MLP, in units of the model width.
+    dropout : dropout after attention and MLP (also on attention weights and activations).
+    """
+
+    n_features: int
+    n_classes: int = 2
+    embed_dims: tuple[int, ...] = (64, 64)
+    pair_embed_dims: tuple[int, ...] = (32, 32)
+    num_heads: int = 4
+    num_layers: int = 3
+    num_cls_layers: int = 1
+    ffn_ratio: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.embed_dims = check_sizes("part", "embed_dims", self.embed_dims)
+        self.pair_embed_dims = check_sizes("part", "pair_embed_dims", self.pair_embed_dims,
+                                           allow_empty=True)
+        check_config("part", self)
+        for name in ("num_heads", "num_cls_layers", "ffn_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ModelError(f"part {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.num_layers, int) or self.num_layers < 0:
+            raise ModelError(f"part num_layers must be an integer >= 0, got {self.num_layers!r}")
+        if self.embed_dims[-1] % self.num_heads:
+            raise ModelError(
+                f"part num_heads {self.num_heads} must divide the model width "
+                f"embed_dims[-1] = {self.embed_dims[-1]}"
+            )
+
+    @classmethod
+    def paper(cls, n_features: int, n_classes: int = 2) -> ParTConfig:
+        """The Particle Transformer of arXiv:2202.03772."""
+        return cls(n_features, n_classes, embed_dims=(128, 512, 128), pair_embed_dims=(64, 64, 64),
+                   num_heads=8, num_layers=8, num_cls_layers=2, ffn_ratio=4, dropout=0.1)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable copy."""
+        d = asdict(self)
+        d["embed_dims"], d["pair_embed_dims"] = list(self.embed_dims), list(self.pair_embed_dims)
+        return d
+
+
+class Attention(nn.Module):
+    """Multi-head attention with an optional additive bias and a key padding mask."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.attn_dropout = nn.Dropout(dropout)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``query`` (B, Q, D), ``context`` (B, K, D), ``key_mask`` (B, K) bool (True: a
+        real key), ``bias`` (B, H, Q, K) or None -> (B, Q, D)."""
+        b, _, dim = query.shape
+        h, hd = self.num_heads, self.head_dim
+        q = self.q(query).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, Q, hd)
+        k = self.k(context).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, K, hd)
+        val = self.v(context).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, K, hd)
+        logits = q @ k.transpose(-2, -1) / math.sqrt(hd)  # (B, H, Q, K)
+        if bias is not None:
+            logits = logits + bias
+        # replace (not add to) the logits of padded keys: their weight is exactly 0
+        logits = logits.masked_fill(~key_mask[:, None, None, :], ATTENTION_MASK_VALUE)
+        weights = self.attn_dropout(torch.softmax(logits, dim=-1))  # (B, H, Q, K)
+        out = (weights @ val).transpose(1, 2).reshape(b, -1, dim)  # (B, Q, H, hd) -> (B, Q, D)
+        return self.out(out)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block as in ParT: LN -> attention -> LN -> + ; LN -> MLP -> +.
+
+    Called without ``cls`` it is a particle attention block (queries = keys = particles,
+    with the interaction bias); with ``cls`` (B, 1, D) it is a class attention block: the
+    class token attends to itself and to the particles and only it is updated.
+    """
+
+    def __init__(self, dim: int, num_heads: int, ffn_ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.pre_attn_norm = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, dropout)
+        self.post_attn_norm = nn.LayerNorm(dim)
+        self.pre_fc_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim * ffn_ratio)
+        self.post_fc_norm = nn.LayerNorm(dim * ffn_ratio)
+        self.fc2 = nn.Linear(dim * ffn_ratio, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None,
+                cls: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, P, D), ``mask`` (B, P), ``bias`` (B, H, P, P) -> (B, P, D); or with
+        ``cls`` (B, 1, D) -> updated class token (B, 1, D)."""
+        if cls is None:
+            residual = x
+            h = self.pre_attn_norm(x)
+            h = self.attn(h, h, mask, bias)  # (B, P, D)
+        else:
+            residual = cls
+            context = self.pre_attn_norm(torch.cat([cls, x], dim=1))  # (B, 1 + P, D)
+            key_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # (B, 1 + P)
+            h = self.attn(cls, context, key_mask)  # (B, 1, D)
+        x = residual + self.dropout(self.post_attn_norm(h))
+        h = self.dropout(torch.nn.functional.gelu(self.fc1(self.pre_fc_norm(x))))
+        h = self.fc2(self.post_fc_norm(h))
+        return x + self.dropout(h)
+
+
+class ParT(TaggerModel):
+    """Particle Transformer: embedding, interaction-biased attention, class attention."""
+
+    name = "part"
+
+    def __init__(self, config: ParTConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        prev = config.n_features
+        for i, w in enumerate(config.embed_dims):
+            if i > 0:
+                layers.append(nn.LayerNorm(prev))
+            layers += [nn.Linear(prev, w), nn.GELU()]
+            prev = w
+        self.embed = nn.Sequential(*layers)
+        dim = prev
+        if config.pair_embed_dims:
+            # pointwise ("1x1 conv") MLP on each pair's 4 features -> one bias per head
+            layers, prev = [], 4
+            for w in config.pair_embed_dims:
+                layers += [nn.Linear(prev, w), nn.LayerNorm(w), nn.GELU()]
+                prev = w
+            layers.append(nn.Linear(prev, config.num_heads))
+            self.pair_embed: nn.Module | None = nn.Sequential(*layers)
+        else:
+            self.pair_embed = None
+        self.blocks = nn.ModuleList(
+            Block(dim, config.num_heads, config.ffn_ratio, config.dropout)
+            for _ in range(config.num_layers)
+        )
+        self.cls_blocks = nn.ModuleList(
+            Block(dim, config.num_heads, config.ffn_ratio, config.dropout)
+            for _ in range(config.num_cls_layers)
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, config.n_classes)
+
+    def interaction_bias(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """Per-head attention bias from the pairwise features: (B, H, P, P), 0 for padded pairs."""
+        if self.pair_embed is None:
+            return None
+        fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
+        bias = self.pair_embed(fts)  # (B, P, P, H)
+        bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
+        return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, P, F), ``v`` (B, P, 4) in GeV, ``mask`` (B, P) -> logits (B, n_classes)."""
+        keep = mask.unsqueeze(-1)  # (B, P, 1)
+        x = torch.where(keep, x, torch.zeros_like(x))
+        v = torch.where(keep, v, torch.zeros_like(v))
+        h = self.embed(x)  # (B, P, D)
+        h = torch.where(keep, h, torch.zeros_like(h))
+        bias = self.interaction_bias(v, mask)
+        for block in self.blocks:
+            h = block(h, mask, bias)  # (B, P, D)
+        cls = self.cls_token.expand(h.shape[0], -1, -1)  # (B, 1, D)
+        for block in self.cls_blocks:
+            cls = block(h, mask, cls=cls)  # (B, 1, D)
+        return self.fc(self.norm(cls[:, 0]))  # (B, D) -> (B, n_classes)

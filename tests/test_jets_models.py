@@ -1,0 +1,248 @@
+"""Jet tagging networks: masking proven (permutation, padding, batch composition), the
+pairwise Lorentz features against a hand/vector computation, kNN, parameter counts."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fivesigma.errors import FivesigmaError, ModelError
+from fivesigma.jets.models import MODELS, build_model, knn, make_config, pairwise_lv_fts
+from fivesigma.jets.models.common import gather_neighbours, masked_max, masked_mean, masked_sum
+
+F = 5
+TINY = {
+    "cnn1d": {"channels": (8, 8), "hidden": (8,)},
+    "pfn": {"phi": (8, 16), "f": (8,)},
+    "particlenet": {"k": 3, "conv": ((8, 8), (16, 16)), "fc": (8,)},
+    "part": {"embed_dims": (16,), "pair_embed_dims": (8,), "num_heads": 2, "num_layers": 2,
+             "num_cls_layers": 1},
+}
+INVARIANT = ["pfn", "particlenet", "part"]
+
+
+def make_batch(ns: list[int], n_slots: int, seed: int = 0):
+    """Random jets with ``ns`` real particles each, padded to ``n_slots`` (zeros), pT-sorted."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(ns)
+    pt = torch.rand(b, n_slots, generator=g) * 50 + 1
+    pt = pt.sort(dim=1, descending=True).values
+    eta = torch.randn(b, n_slots, generator=g) * 0.4
+    phi = torch.randn(b, n_slots, generator=g) * 0.4
+    mass = torch.rand(b, n_slots, generator=g) * 0.2
+    pz = pt * torch.sinh(eta)
+    e = torch.sqrt(pt**2 + pz**2 + mass**2)
+    v = torch.stack([pt * torch.cos(phi), pt * torch.sin(phi), pz, e], dim=-1)
+    x = torch.cat([eta.unsqueeze(-1), phi.unsqueeze(-1), torch.log(pt).unsqueeze(-1),
+                   torch.randn(b, n_slots, F - 3, generator=g)], dim=-1)
+    mask = torch.arange(n_slots).unsqueeze(0) < torch.tensor(ns).unsqueeze(1)
+    keep = mask.unsqueeze(-1)
+    return torch.where(keep, x, 0.0), torch.where(keep, v, 0.0), mask
+
+
+def tiny(name: str, n_classes: int = 3, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(name, F, n_classes, TINY[name]).eval()
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+def test_permuting_constituents_leaves_output_unchanged(name):
+    net = tiny(name)
+    x, v, mask = make_batch([12, 5, 9], 12, seed=1)
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        g = torch.Generator().manual_seed(7)
+        # permute every slot, padding included, so padded slots end up between real ones
+        perm = torch.stack([torch.randperm(12, generator=g) for _ in range(3)])
+        xp = torch.gather(x, 1, perm.unsqueeze(-1).expand(-1, -1, F))
+        vp = torch.gather(v, 1, perm.unsqueeze(-1).expand(-1, -1, 4))
+        mp = torch.gather(mask, 1, perm)
+        out = net(xp, vp, mp)
+    assert not torch.equal(mp, mask)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_cnn1d_is_order_dependent():
+    """The sequence CNN is not permutation invariant by design (so the test above is not
+    applied to it); the padding and batch tests below cover its masking."""
+    net = tiny("cnn1d")
+    x, v, mask = make_batch([10], 10, seed=2)
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        perm = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+        out = net(x[:, perm], v[:, perm], mask[:, perm])
+    assert (out - ref).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_appending_padding_leaves_output_unchanged(name):
+    net = tiny(name)
+    x, v, mask = make_batch([10, 4, 1, 7], 10, seed=4)
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        pad = torch.nn.functional.pad
+        out = net(pad(x, (0, 0, 0, 7)), pad(v, (0, 0, 0, 7)), pad(mask, (0, 7)))
+    assert out.shape == ref.shape == (4, 3)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_mixed_multiplicity_batch_equals_each_jet_alone(name):
+    ns = [1, 2, 30, 6]
+    net = tiny(name)
+    x, v, mask = make_batch(ns, 30, seed=5)
+    with torch.no_grad():
+        batch = net(x, v, mask)
+        for i, n in enumerate(ns):
+            alone = net(x[i : i + 1, :n], v[i : i + 1, :n], mask[i : i + 1, :n])
+            torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_garbage_in_padded_slots_is_ignored_and_empty_jets_stay_finite(name):
+    net = tiny(name)
+    x, v, mask = make_batch([6, 3, 0], 6, seed=6)
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        junk = ~mask.unsqueeze(-1)
+        out = net(torch.where(junk, 1e3, x), torch.where(junk, 7.0, v), mask)
+    assert torch.isfinite(ref).all()
+    torch.testing.assert_close(out[:2], ref[:2], atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------
+# pairwise features
+
+
+def test_pairwise_features_match_hand_computation_with_vector():
+    vector = pytest.importorskip("vector")
+    # phi on both sides of +-pi: the wrapped dphi is 2*pi - 6, not 6
+    a = vector.obj(pt=40.0, eta=0.3, phi=3.0, mass=0.5)
+    b = vector.obj(pt=15.0, eta=-0.2, phi=-3.0, mass=1.2)
+    v = torch.tensor([[[a.px, a.py, a.pz, a.E], [b.px, b.py, b.pz, b.E], [0, 0, 0, 0]]],
+                     dtype=torch.float64)
+    mask = torch.tensor([[True, True, False]])
+    fts, pair_mask = pairwise_lv_fts(v, mask)
+
+    d_rap = a.rapidity - b.rapidity
+    d_phi = (a.phi - b.phi + math.pi) % (2 * math.pi) - math.pi
+    assert abs(abs(d_phi) - (2 * math.pi - 6.0)) < 1e-12
+    dr = math.hypot(d_rap, d_phi)
+    ptmin = min(a.pt, b.pt)
+    expected = [math.log(ptmin * dr), math.log(ptmin / (a.pt + b.pt)), math.log(dr),
+                math.log((a + b).mass2)]
+    for i, j in ((0, 1), (1, 0)):
+        np.testing.assert_allclose(fts[0, i, j].numpy(), expected, rtol=1e-9, atol=1e-9)
+    # pairs with the padded particle are zero and masked
+    assert torch.all(fts[0, 2] == 0) and torch.all(fts[0, :, 2] == 0)
+    assert pair_mask[0].tolist() == [[True, True, False], [True, True, False], [False, False, False]]
+
+
+def test_pairwise_features_are_finite_for_padding_and_collinear_pairs():
+    v = torch.tensor([[[10.0, 0, 0, 10.0], [5.0, 0, 0, 5.0], [0, 0, 0, 0]]])  # collinear, massless
+    fts, _ = pairwise_lv_fts(v, torch.tensor([[True, True, False]]))
+    assert torch.isfinite(fts).all()
+    # dR = 0 and m^2 = 0 are clamped at eps = 1e-8 as in ParT
+    assert fts[0, 0, 1, 2].item() == pytest.approx(math.log(1e-8), rel=1e-5)
+    assert fts[0, 0, 1, 3].item() == pytest.approx(math.log(1e-8), rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# kNN
+
+
+def test_knn_picks_the_true_nearest_real_neighbours_and_never_padding():
+    g = torch.Generator().manual_seed(0)
+    coords = torch.randn(3, 10, 2, generator=g)
+    mask = torch.arange(10).unsqueeze(0) < torch.tensor([[10], [6], [2]])
+    coords = torch.where(mask.unsqueeze(-1), coords, 0.0)  # padded points sit at the origin
+    k = 4
+    idx, valid = knn(coords, mask, k)
+    assert idx.shape == valid.shape == (3, 10, k)
+    c = coords.numpy()
+    for b, n in enumerate((10, 6, 2)):
+        for i in range(n):
+            d = np.linalg.norm(c[b, :n] - c[b, i], axis=1)
+            d[i] = np.inf
+            expected = set(np.argsort(d)[: min(k, n - 1)].tolist())
+            got = set(idx[b, i][valid[b, i]].tolist())
+            assert got == expected
+            assert all(j < n and j != i for j in got)
+        assert not valid[b, n:].any()  # padded particles have no neighbours
+
+
+def test_knn_with_k_larger_than_the_jet_does_not_crash():
+    coords = torch.randn(2, 3, 2)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    idx, valid = knn(coords, mask, 16)
+    assert valid.sum(dim=2).tolist() == [[2, 2, 2], [0, 0, 0]]
+    assert idx.max() < 3
+    net = build_model("particlenet", F, 2, {"k": 16, "conv": ((8,), (8,)), "fc": ()}).eval()
+    x, v, m = make_batch([3, 1], 3)
+    assert torch.isfinite(net(x, v, m)).all()
+
+
+def test_gather_neighbours_and_masked_pooling():
+    h = torch.arange(12.0).reshape(1, 4, 3)
+    idx = torch.tensor([[[1, 3], [0, 0], [2, 1], [3, 3]]])
+    out = gather_neighbours(h, idx)
+    assert out.shape == (1, 4, 2, 3)
+    assert torch.equal(out[0, 2, 1], h[0, 1]) and torch.equal(out[0, 0, 1], h[0, 3])
+    mask = torch.tensor([[True, False, True, False]])
+    assert masked_sum(h, mask).tolist() == [[6.0, 8.0, 10.0]]
+    assert masked_mean(h, mask).tolist() == [[3.0, 4.0, 5.0]]
+    assert masked_max(-h, mask).tolist() == [[0.0, -1.0, -2.0]]
+
+
+# --------------------------------------------------------------------------------------
+# sizes, parameter counts, configs
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("size", ["default", "paper"])
+def test_parameter_counts_match_sum_of_numel(name, size):
+    net = build_model(name, 7, 2, size=size)
+    n = net.n_parameters()
+    assert n == sum(p.numel() for p in net.parameters()) > 0
+    print(f"{name} {size}: {n} parameters")
+
+
+def test_paper_pfn_has_the_published_layer_sizes():
+    f, c = 7, 2
+    phi, fn = (100, 100, 256), (100, 100, 100)
+    widths = [f, *phi, *fn, c]
+    expected = sum(a * b + b for a, b in itertools.pairwise(widths))
+    assert build_model("pfn", f, c, size="paper").n_parameters() == expected
+
+
+def test_paper_sizes_follow_the_references():
+    pn = make_config("particlenet", 7, size="paper")
+    assert pn.k == 16 and pn.conv == ((64, 64, 64), (128, 128, 128), (256, 256, 256))
+    assert pn.fc == (256,) and pn.dropout == 0.1
+    part = make_config("part", 7, size="paper")
+    assert (part.embed_dims[-1], part.num_heads, part.num_layers, part.num_cls_layers) == (128, 8, 8, 2)
+    assert part.pair_embed_dims == (64, 64, 64)
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("part", {"num_heads": 3}),
+    ("particlenet", {"coord_indices": (0, 9)}),
+    ("particlenet", {"k": 0}),
+    ("cnn1d", {"kernel_size": 4}),
+    ("pfn", {"phi": ()}),
+    ("pfn", {"dropout": 1.5}),
+    ("pfn", {"latent": 3}),
+])
+def test_bad_model_configs_raise_one_line_model_error(name, params):
+    with pytest.raises(ModelError) as err:
+        build_model(name, F, 2, params)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_model_name_lists_the_accepted_ones():
+    with pytest.raises(FivesigmaError, match="accepted: cnn1d, pfn, particlenet, part"):
+        build_model("particle_net", F, 2)
