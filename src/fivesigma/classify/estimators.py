@@ -18,11 +18,10 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
 from ..errors import DataError, ModelError, close_matches
+from ..training.inputs import apply_class_weight, as_labels, as_weights, torch_threads
 from ..training.preprocessing import Standardiser
 
 __all__ = [
@@ -72,37 +72,6 @@ def _as_matrix(X: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _as_labels(y: Any, n: int, name: str, xname: str) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be 1-D class labels, got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise DataError(f"{xname} has {n} events but {name} has {arr.shape[0]}; they must match")
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be integer class labels 0..K-1 (0 background, 1 signal)") from None
-    if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)) or np.any(as_float < 0):
-        raise DataError(f"{name} must be integer class labels 0..K-1 (0 background, 1 signal)")
-    return as_float.astype(np.int64)
-
-
-def _as_weights(w: Any, n: int, name: str, xname: str) -> np.ndarray:
-    if w is None:
-        return np.ones(n)
-    arr = np.asarray(w, dtype=np.float64).reshape(-1)
-    if arr.shape[0] != n:
-        raise DataError(f"{xname} has {n} events but {name} has {arr.shape[0]}; they must match")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise DataError(f"{name} contains {int(bad.sum())} NaN/inf values; event weights must be finite")
-    return arr
-
-
 def _class_count(y: np.ndarray) -> int:
     classes = np.unique(y)
     if classes.size == 1:
@@ -115,37 +84,6 @@ def _class_count(y: np.ndarray) -> int:
             f"training labels are {classes.tolist()}; classes must be 0..K-1 with every class present"
         )
     return int(classes.size)
-
-
-def _apply_class_weight(y: np.ndarray, w: np.ndarray, class_weight: Any, n_classes: int,
-                        role: str) -> np.ndarray:
-    """Event weights times per-class factors.
-
-    ``"balanced"`` gives every class the same total weight (the overall total is kept).
-    """
-    if class_weight is None:
-        return w
-    w = w.copy()
-    if class_weight == "balanced":
-        totals = np.array([w[y == c].sum() for c in range(n_classes)])
-        for c, t in enumerate(totals):
-            if np.any(y == c) and not t > 0:
-                raise DataError(
-                    f"{role} class {c} has total event weight {t:.4g} <= 0; "
-                    "class_weight='balanced' needs a positive total per class (use class_weight=None)"
-                )
-        target = w.sum() / n_classes
-        for c, t in enumerate(totals):
-            if t > 0:
-                w[y == c] *= target / t
-        return w
-    if isinstance(class_weight, Mapping):
-        for c, f in class_weight.items():
-            w[y == int(c)] *= float(f)
-        return w
-    raise ModelError(
-        f"class_weight {class_weight!r} is not accepted; use None, 'balanced' or a dict {{class: factor}}"
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -200,8 +138,8 @@ class BaseClassifier:
         """
         names = feature_names if feature_names is not None else _feature_names_of(X)
         Xa = _as_matrix(X, "X")
-        ya = _as_labels(y, Xa.shape[0], "y", "X")
-        wa = _as_weights(sample_weight, Xa.shape[0], "sample_weight", "X")
+        ya = as_labels(y, Xa.shape[0], "y", "X")
+        wa = as_weights(sample_weight, Xa.shape[0], "sample_weight", "X")
         n_classes = _class_count(ya)
         if names is None:
             names = [f"x{i}" for i in range(Xa.shape[1])]
@@ -215,12 +153,12 @@ class BaseClassifier:
             Xv = _as_matrix(X_val, "X_val")
             if Xv.shape[1] != Xa.shape[1]:
                 raise DataError(f"X_val has {Xv.shape[1]} features but X has {Xa.shape[1]}")
-            yv = _as_labels(y_val, Xv.shape[0], "y_val", "X_val")
+            yv = as_labels(y_val, Xv.shape[0], "y_val", "X_val")
             if yv.max() >= n_classes:
                 raise DataError(
                     f"y_val contains class {int(yv.max())} that is absent from the training labels 0..{n_classes - 1}"
                 )
-            wv = _as_weights(w_val, Xv.shape[0], "w_val", "X_val")
+            wv = as_weights(w_val, Xv.shape[0], "w_val", "X_val")
             valid = (Xv, yv, wv)
         self.n_features_in_ = Xa.shape[1]
         self.feature_names_in_ = names
@@ -391,7 +329,7 @@ class LogisticClassifier(BaseClassifier):
 
         if not self.C > 0:
             raise ModelError(f"logistic C must be > 0, got {self.C!r}")
-        w = _apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
+        w = apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
         self.scaler_ = Standardiser().fit(X, w)
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
         with warnings.catch_warnings():
@@ -490,14 +428,14 @@ class BDTClassifier(BaseClassifier):
             v = getattr(self, name)
             if not isinstance(v, int | np.integer) or v < 1:
                 raise ModelError(f"bdt {name} must be a positive integer, got {v!r}")
-        w = self._fix_negative(_apply_class_weight(y, w, self.class_weight, self.n_classes_, "training"), "training")
+        w = self._fix_negative(apply_class_weight(y, w, self.class_weight, self.n_classes_, "training"), "training")
         if not w.sum() > 0:
             raise DataError("training event weights sum to <= 0 after removing negative weights")
         binary = self.n_classes_ == 2
         kwargs: dict[str, Any] = {}
         if valid is not None:
             Xv, yv, wv = valid
-            wv = self._fix_negative(_apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation"), "validation")
+            wv = self._fix_negative(apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation"), "validation")
             kwargs = {"eval_set": [(Xv, yv)], "sample_weight_eval_set": [wv], "verbose": False}
         model = xgb.XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
@@ -547,19 +485,6 @@ class BDTClassifier(BaseClassifier):
 
 # --------------------------------------------------------------------------------------
 # Multi-layer perceptron
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class MLPClassifier(BaseClassifier):
@@ -656,7 +581,7 @@ class MLPClassifier(BaseClassifier):
         trainer_cfg = self._trainer_config()
         if valid is None and self.valid_fraction > 0:
             (X, y, w), valid = self._split_validation(X, y, w)
-        w = _apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
+        w = apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
         self.scaler_ = Standardiser().fit(X, w)
 
         def tensors(Xa: np.ndarray, ya: np.ndarray, wa: np.ndarray) -> tuple:
@@ -668,7 +593,7 @@ class MLPClassifier(BaseClassifier):
         valid_t = None
         if valid is not None:
             Xv, yv, wv = valid
-            wv = _apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation")
+            wv = apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation")
             valid_t = tensors(Xv, yv, wv)
 
         binary = self.n_classes_ == 2
@@ -699,7 +624,7 @@ class MLPClassifier(BaseClassifier):
 
         head = self._head()
         out = []
-        with torch.no_grad(), _torch_threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, X.shape[0], 65536):
                 xb = torch.from_numpy(X[start : start + 65536].astype(np.float32))
                 out.append(head(xb).numpy())

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
-from ..classify.estimators import _apply_class_weight, _as_labels, _as_weights, _torch_threads
 from ..errors import ConfigError, DataError, ModelError, close_matches
+from ..training.inputs import apply_class_weight, as_labels, as_weights, torch_threads
 from ..training.preprocessing import Standardiser
 
 __all__ = ["KIND", "TAGGERS", "JetTagger", "load"]
@@ -321,8 +321,8 @@ class JetTagger:
                 f"({close_matches(str(self.model), TAGGERS)})"
             )
         x, v, mask = check_inputs(inputs, "inputs")
-        ya = _as_labels(y, x.shape[0], "y", "inputs")
-        wa = _as_weights(sample_weight, x.shape[0], "sample_weight", "inputs")
+        ya = as_labels(y, x.shape[0], "y", "inputs")
+        wa = as_weights(sample_weight, x.shape[0], "sample_weight", "inputs")
         n_classes = _n_classes(ya, self.n_classes)
         n_features = x.shape[2]
         names = [str(n) for n in feature_names] if feature_names is not None else [
@@ -340,12 +340,12 @@ class JetTagger:
             if not isinstance(valid, Sequence) or len(valid) not in (2, 3):
                 raise DataError("valid must be a tuple (inputs, y) or (inputs, y, weight)")
             xv, vv, mv = check_inputs(valid[0], "valid inputs", n_features)
-            yv = _as_labels(valid[1], xv.shape[0], "valid y", "valid inputs")
+            yv = as_labels(valid[1], xv.shape[0], "valid y", "valid inputs")
             if yv.max() >= n_classes:
                 raise DataError(
                     f"valid y contains class {int(yv.max())}; the tagger has classes 0..{n_classes - 1}"
                 )
-            wv = _as_weights(valid[2] if len(valid) == 3 else None, xv.shape[0], "valid weight", "valid inputs")
+            wv = as_weights(valid[2] if len(valid) == 3 else None, xv.shape[0], "valid weight", "valid inputs")
             valid_arrays = (xv, vv, mv, yv, wv)
         elif self.valid_fraction > 0:
             train, valid_arrays = _split_validation(train, n_classes, self.valid_fraction, self.seed)
@@ -365,7 +365,7 @@ class JetTagger:
 
         def tensors(arrays: tuple, role: str) -> dict[str, torch.Tensor]:
             xa, va, ma, yl, wl = arrays
-            wl = _apply_class_weight(yl, wl, self.class_weight, n_classes, role)
+            wl = apply_class_weight(yl, wl, self.class_weight, n_classes, role)
             return {"x": torch.from_numpy(xa), "v": torch.from_numpy(va), "mask": torch.from_numpy(ma),
                     "target": torch.from_numpy(yl.astype(np.int64)),
                     "weight": torch.from_numpy(wl.astype(np.float32))}
@@ -414,7 +414,7 @@ class JetTagger:
         head = self._head(crop=True)
         order = np.argsort(mask.sum(axis=1), kind="stable")
         out = np.empty((x.shape[0], self.n_classes_), dtype=np.float64)
-        with torch.no_grad(), _torch_threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, len(order), _PREDICT_BATCH):
                 idx = order[start : start + _PREDICT_BATCH]
                 p = head(torch.from_numpy(x[idx]), torch.from_numpy(v[idx]),
