@@ -8,6 +8,10 @@ PosixPath('/home/me/.cache/fivesigma/higgs4l-.../ggH_4l.root')
 ``generate("higgs4l", ...)`` writes ``ggH_4l.root`` and ``qqZZ_4l.root`` (TTree
 ``Events``) and ``provenance.json``; see :mod:`fivesigma.generate.higgs4l` for the
 physics and the branches.
+
+``generate("jets", events=N, out=DIR, options={"process": "top"})`` writes N boosted jets
+with their constituents to ``jets_top.root`` (TTree ``Jets``); processes top, qcd, w, z,
+hbb; see :mod:`fivesigma.generate.jets`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 from .._io import ensure_writable_dir
 from ..errors import GenerationError, close_matches
 from ..physics.detector import LeptonResponse
-from . import higgs4l
+from ..physics.jet_detector import JetDetectorResponse
+from . import higgs4l, jets
 
 __all__ = [
     "PROCESSES",
@@ -48,14 +53,32 @@ class ProcessGenerator:
     ``run(events, out, seed, jobs, luminosity_fb, progress, detector) -> (files, provenance)``
     writes the files into ``out``; ``content_key()`` returns everything besides those
     arguments that changes the sample (settings, versions), for cache keys.
+
+    A generator with ``accepts_options`` also takes ``options=`` (a dict of
+    process-specific options) in ``run``, ``content_key(options)`` and
+    ``file_names(options)`` (the file names it writes, without ``.root``).
+    ``default_detector()`` builds its default detector response.
     """
 
     run: Callable[..., tuple[dict[str, Path], dict[str, Any]]]
-    content_key: Callable[[], dict[str, Any]]
+    content_key: Callable[..., dict[str, Any]]
     processes: tuple[str, ...]
+    accepts_options: bool = False
+    file_names: Callable[[dict[str, Any] | None], tuple[str, ...]] | None = None
+    default_detector: Callable[[], Any] = LeptonResponse
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Path], dict[str, Any]]:
         return self.run(*args, **kwargs)
+
+    def names(self, options: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The files (without ``.root``) written for ``options``."""
+        if self.accepts_options and self.file_names is not None:
+            return self.file_names(options)
+        return self.processes
+
+    def key(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``content_key`` for ``options`` (validates them)."""
+        return self.content_key(options) if self.accepts_options else self.content_key()
 
 
 #: Registry of built-in samples: name -> generator.
@@ -65,7 +88,27 @@ PROCESSES: dict[str, ProcessGenerator] = {
         content_key=higgs4l.content_key,
         processes=tuple(higgs4l.PROCESS_SETTINGS),
     ),
+    "jets": ProcessGenerator(
+        run=jets.run,
+        content_key=jets.content_key,
+        processes=tuple(f"jets_{name}" for name in jets.JET_PROCESSES),
+        accepts_options=True,
+        file_names=jets.file_names,
+        default_detector=JetDetectorResponse,
+    ),
 }
+
+
+def _check_options(process: str, gen: ProcessGenerator, options: dict[str, Any] | None) -> None:
+    """Options given to a generator that takes none, or invalid ones: GenerationError."""
+    if options and not gen.accepts_options:
+        raise GenerationError(
+            f"process {process!r} takes no options, got {', '.join(map(str, options))}; "
+            f"processes with options: "
+            f"{', '.join(k for k, g in PROCESSES.items() if g.accepts_options)}"
+        )
+    if gen.accepts_options:
+        gen.key(options)  # validates them
 
 
 def _check(process: str, events: int, seed: int, luminosity_fb: float) -> ProcessGenerator:
@@ -91,16 +134,17 @@ def generate(
     jobs: int | None = None,
     luminosity_fb: float = 140.0,
     progress: bool = True,
-    detector: LeptonResponse | None = None,
+    detector: LeptonResponse | JetDetectorResponse | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GeneratedSample:
     """Generate a built-in sample into directory ``out``.
 
     Parameters
     ----------
     process
-        A key of :data:`PROCESSES` (``"higgs4l"``).
+        A key of :data:`PROCESSES` (``"higgs4l"``, ``"jets"``).
     events
-        Events per physics process.
+        Events per physics process (for ``"jets"``: jets passing the selection).
     out
         Output directory (created if needed).  Files appear only once complete.
     seed
@@ -114,7 +158,11 @@ def generate(
         Show a progress bar on stderr.
     detector
         Lepton response; default :class:`LeptonResponse()`; ``LeptonResponse(enabled=False)``
-        for truth level.
+        for truth level.  For ``"jets"`` a :class:`JetDetectorResponse`.
+    options
+        Process-specific options, e.g. for ``"jets"``
+        ``{"process": "top", "pt_min": 550, "pt_max": 650, "eta_max": 2, "pthat_min": 440}``
+        (see :class:`fivesigma.generate.jets.JetOptions`).
 
     Raises
     ------
@@ -126,10 +174,13 @@ def generate(
     from . import _pythia
 
     gen = _check(process, events, seed, luminosity_fb)
+    _check_options(process, gen, options)
     njobs = _pythia.default_jobs(jobs)
     out = ensure_writable_dir(out)
+    extra = {"options": options} if gen.accepts_options else {}
     files, provenance = gen.run(
-        events, out, seed, njobs, float(luminosity_fb), progress=progress, detector=detector
+        events, out, seed, njobs, float(luminosity_fb), progress=progress, detector=detector,
+        **extra,
     )
     return GeneratedSample(directory=out, files=files, provenance=provenance)
 

@@ -36,9 +36,18 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(
-    process: str, events: int, seed: int, luminosity_fb: float, detector: LeptonResponse
+    process: str,
+    events: int,
+    seed: int,
+    luminosity_fb: float,
+    detector: Any,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The mapping whose hash names the cache directory."""
+    """The mapping whose hash names the cache directory.
+
+    ``options`` (process-specific, e.g. the jet process and window) enter through the
+    generator's ``content_key(options)``.
+    """
     from . import PROCESSES
 
     return {
@@ -46,7 +55,7 @@ def cache_key(
         "events": int(events),
         "seed": int(seed),
         "luminosity_fb": float(luminosity_fb),
-        "generator": PROCESSES[process].content_key(),
+        "generator": PROCESSES[process].key(options),
         "detector": detector.to_dict(),
     }
 
@@ -78,30 +87,32 @@ def cached_sample(
     jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    detector: LeptonResponse | None = None,
+    detector: LeptonResponse | Any | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GeneratedSample:
     """The sample for these arguments, generated on first use and reused afterwards.
 
     Arguments as :func:`fivesigma.generate.generate`; ``cache_dir`` as described in the
     module docstring.
     """
-    from . import PROCESSES, _check, _pythia, generate
+    from . import PROCESSES, _check, _check_options, _pythia, generate
 
     gen = _check(process, events, seed, luminosity_fb)
+    _check_options(process, gen, options)
     njobs = _pythia.default_jobs(jobs)
-    detector = detector if detector is not None else LeptonResponse()
+    detector = detector if detector is not None else gen.default_detector()
     root = ensure_writable_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    key = cache_key(process, events, seed, luminosity_fb, detector)
+    key = cache_key(process, events, seed, luminosity_fb, detector, options)
     directory = root / f"{process}-{_digest(key)}"
-    found = _load(directory, gen.processes)
+    found = _load(directory, gen.names(options))
     if found is not None:
         return found
     # Missing or incomplete (e.g. a file deleted by hand): regenerate, replace atomically.
     with atomic_dir(directory, overwrite=True) as tmp:
         generate(process, events, tmp, seed=seed, jobs=njobs, luminosity_fb=luminosity_fb,
-                 progress=progress, detector=detector)
+                 progress=progress, detector=detector, options=options)
         (tmp / "cache_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
-    sample = _load(directory, PROCESSES[process].processes)
+    sample = _load(directory, PROCESSES[process].names(options))
     if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
         from ..errors import GenerationError
 
