@@ -31,6 +31,11 @@ def _err(message: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .generate import generate
 
+    options = None
+    if args.process == "jets":
+        options = {"process": args.jet_process, "pt_min": args.pt_min, "pt_max": args.pt_max, "eta_max": args.eta_max}
+    elif args.jet_process is not None:
+        raise FivesigmaError(f"--process applies to 'fivesigma generate jets', not to {args.process!r}")
     sample = generate(
         args.process,
         events=args.events,
@@ -39,6 +44,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         luminosity_fb=args.lumi,
         progress=not args.quiet,
+        options=options,
     )
     prov = sample.provenance
     print(f"wrote {len(sample.files)} files to {sample.directory}")
@@ -101,6 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from .artifacts import bundle_kind
+
+    if bundle_kind(args.bundle) == "jet_tagger":
+        from .jets.apply import apply_tagger
+
+        info = apply_tagger(args.bundle, args.inputs, args.out, chunk_jets=args.chunk_size)
+        print(f"scored {info['jets']} jets from {info['files']} file(s) -> {info['out']}")
+        return 0
     from .classify.apply import apply_bundle
 
     info = apply_bundle(args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size)
@@ -108,6 +122,31 @@ def cmd_apply(args: argparse.Namespace) -> int:
         f"scored {info['events']} events from {info['files']} file(s) "
         f"({info['selected']} pass the selection) -> {info['out']}"
     )
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .jets.benchmark import BenchmarkSettings, run_benchmark
+
+    preset = BenchmarkSettings.quick if args.quick else BenchmarkSettings.full
+    overrides = {
+        k: v
+        for k, v in {
+            "task": args.task,
+            "data": args.data,
+            "seeds": args.seeds,
+            "seed": args.seed,
+            "jobs": args.jobs,
+            "jets_per_class": args.jets,
+            "epochs": args.epochs,
+            "progress": not args.quiet,
+            "taggers": tuple(args.taggers.split(",")) if args.taggers else None,
+        }.items()
+        if v is not None
+    }
+    result = run_benchmark(preset(**overrides), out=args.out)
+    print(result["table"])
+    print(f"wrote {args.out}/benchmark.md, benchmark.json, benchmark.html ({result['wall_seconds']:.0f} s)")
     return 0
 
 
@@ -194,14 +233,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("generate", help="generate a built-in Pythia8 sample")
-    p.add_argument("process", help="sample to generate: higgs4l")
+    p.add_argument("process", help="sample to generate: higgs4l or jets")
     p.add_argument("--events", type=int, required=True, help="events per physics process")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=1, help="master random seed (default 1)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--lumi", type=float, default=140.0, help="luminosity in fb^-1 for the weights (default 140)")
+    p.add_argument("--process", dest="jet_process", default=None,
+                   help="jets only: top, qcd, w, z or hbb (default top)")
+    p.add_argument("--pt-min", type=float, default=550.0, help="jets only: jet pT window low edge in GeV (default 550)")
+    p.add_argument("--pt-max", type=float, default=650.0, help="jets only: jet pT window high edge in GeV (default 650)")
+    p.add_argument("--eta-max", type=float, default=2.0, help="jets only: |eta| cut (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("benchmark", help="train and compare every jet tagger (the papers' table)")
+    p.add_argument("task", help="benchmark task: top (top vs QCD jets)")
+    p.add_argument("--quick", action="store_true", help="small preset: a few minutes on 2 CPU cores")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="jet files (Top Tagging Reference Dataset .h5, EnergyFlow .npz, fivesigma ROOT); default: generate")
+    p.add_argument("--seeds", type=int, default=None, help="trainings per tagger (mean +- std), default 1")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default 1)")
+    p.add_argument("--taggers", default=None, help="comma-separated subset of bdt,cnn1d,pfn,particlenet,part")
+    p.add_argument("--jets", type=int, default=None, help="generated jets per class")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per tagger")
+    p.add_argument("--jobs", type=int, default=None, help="generation processes (default: all cores)")
+    p.add_argument("--out", default="fivesigma-benchmark", help="output directory (default fivesigma-benchmark)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("config", help="print the config schema or validate a config")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of a config")

@@ -1,0 +1,339 @@
+"""``fivesigma benchmark top``: every tagger on the same jets, the table the papers print.
+
+For the top-tagging task the signal is top jets and the background QCD jets. Data come
+from the built-in Pythia8 + FastJet generator (cached) or, with ``data=``, from the Top
+Quark Tagging Reference Dataset (``train.h5``/``val.h5``/``test.h5`` in pandas HDF5
+format) or any file :func:`fivesigma.jets.data.read_jets` reads.
+
+Each tagger is trained ``seeds`` times (different seeds) on the train split, early-stopped
+on the validation split and evaluated on the test split:
+
+- accuracy (argmax of the class probabilities),
+- AUC,
+- background rejection 1/eps_B at eps_S = 0.5 and 0.3, where eps_B is read off the test
+  ROC curve by linear interpolation between the two points that bracket eps_S
+  (:func:`fivesigma.metrics.rejection_at_eff_s`) -- the papers' definition,
+- the number of trainable parameters and the inference time per jet on this machine
+  (batched, single process, after one warm-up pass).
+
+Numbers are reported as mean +- std over the seeds (std is 0 for one seed).  The
+classical baseline is a BDT (xgboost) on jet observables: mass, pT, number of
+constituents and the N-subjettiness ratios tau21 and tau32 (with tau1..3).
+
+Outputs in ``out``: ``benchmark.md`` (the table), ``benchmark.json`` (everything) and
+``benchmark.html`` (table, ROC curves as rejection vs efficiency on a log scale, score
+distributions), each written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import metrics as M
+from .._io import atomic_file, check_writable_dir, ensure_writable_dir
+from ..errors import ConfigError, DataError, close_matches
+
+__all__ = ["TAGGER_ORDER", "BenchmarkSettings", "run_benchmark"]
+
+TAGGER_ORDER = ("bdt", "cnn1d", "pfn", "particlenet", "part")
+TASKS = ("top",)
+TOP, QCD_LABELS = 4, (0, 1, 2, 3)
+
+
+@dataclass
+class BenchmarkSettings:
+    """What to run; :meth:`quick` and :meth:`full` give the two documented presets."""
+
+    task: str = "top"
+    data: list[str] | None = None
+    seeds: int = 1
+    taggers: tuple[str, ...] = TAGGER_ORDER
+    jets_per_class: int = 20_000
+    max_particles: int = 100
+    epochs: int = 20
+    batch_size: int = 256
+    max_train_jets: int | None = None
+    seed: int = 1
+    jobs: int | None = None
+    progress: bool = True
+    tagger_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, **kw: Any) -> BenchmarkSettings:
+        """A few minutes on 2 CPU cores: 4000 jets per class, 48 particles, 6 epochs."""
+        return cls(**{"jets_per_class": 4000, "max_particles": 48, "epochs": 6, **kw})
+
+    @classmethod
+    def full(cls, **kw: Any) -> BenchmarkSettings:
+        return cls(**kw)
+
+    def check(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown benchmark task {self.task!r}; accepted: {', '.join(TASKS)}")
+        unknown = [t for t in self.taggers if t not in TAGGER_ORDER]
+        if unknown:
+            raise ConfigError(
+                f"unknown tagger {unknown[0]!r}; accepted: {', '.join(TAGGER_ORDER)} "
+                f"({close_matches(unknown[0], TAGGER_ORDER)})"
+            )
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+
+
+# --------------------------------------------------------------------------------------
+# Data
+
+
+def _split_codes(n: int, seed: int) -> np.ndarray:
+    """0 train (60%), 1 validation (20%), 2 test (20%) from a hash of the jet index."""
+    from ..data.split import split_codes
+
+    return split_codes(np.arange(n, dtype=np.int64), seed=seed, fractions=(0.6, 0.2, 0.2))
+
+
+def load_top_jets(settings: BenchmarkSettings):
+    """(JetSample, binary labels, split codes) for top (1) vs QCD (0)."""
+    from .data import concatenate, read_jets
+
+    if settings.data:
+        sample = read_jets(settings.data)
+        ttv = sample.meta.get("ttv") if isinstance(sample.meta, dict) else None
+        split = np.asarray(ttv, dtype=np.int8) if ttv is not None else _split_codes(len(sample), settings.seed)
+    else:
+        from ..generate import cached_sample
+
+        parts = []
+        for process in ("top", "qcd"):
+            gen = cached_sample(
+                "jets", events=settings.jets_per_class, seed=settings.seed, jobs=settings.jobs,
+                progress=settings.progress, options={"process": process},
+            )
+            parts.append(read_jets(list(map(str, gen.files.values()))))
+        sample = concatenate(parts)
+        split = _split_codes(len(sample), settings.seed)
+    y = (np.asarray(sample.label) == TOP).astype(np.int64)
+    for code, name in ((0, "train"), (2, "test")):
+        present = set(np.unique(y[split == code]).tolist())
+        if present != {0, 1}:
+            raise DataError(
+                f"the {name} split has {'no jets' if not present else 'only class ' + str(present.pop())}; "
+                "top tagging needs top (signal) and QCD (background) jets in every split"
+            )
+    if settings.max_train_jets is not None:
+        train = np.flatnonzero(split == 0)
+        drop = train[settings.max_train_jets :]
+        split = split.copy()
+        split[drop] = -1
+    return sample, y, split
+
+
+# --------------------------------------------------------------------------------------
+# Running
+
+
+def _take(inputs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[idx] for k, v in inputs.items()}
+
+
+def _evaluate(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    score = prob[:, 1]
+    rej = M.rejection_at_eff_s(y, score, [0.5, 0.3])
+    return {
+        "accuracy": float(np.mean(np.argmax(prob, axis=1) == y)),
+        "auc": M.auc(y, score),
+        "rejection_at_eff_s_0.5": rej[0.5],
+        "rejection_at_eff_s_0.3": rej[0.3],
+    }
+
+
+def _time_per_jet_ms(predict, inputs: Any, n: int) -> float:
+    predict(inputs)  # warm-up (threads, allocator)
+    t0 = time.perf_counter()
+    predict(inputs)
+    return 1000.0 * (time.perf_counter() - t0) / max(n, 1)
+
+
+def _train_bdt(sample, y, split, seed: int, params: dict[str, Any]):
+    from ..classify import make_estimator
+    from .features import jet_observables
+
+    obs, names = jet_observables(sample)
+    keep = [i for i, name in enumerate(names) if name != "jet_eta"]  # eta carries no label information
+    X, names = obs[:, keep], [names[i] for i in keep]
+    tr, va, te = split == 0, split == 1, split == 2
+    est = make_estimator("bdt", **{"n_estimators": 400, "max_depth": 4, "learning_rate": 0.1, "seed": seed, **params})
+    est.fit(X[tr], y[tr], X_val=X[va], y_val=y[va], feature_names=names)
+    prob = est.predict_proba(X[te])
+    n_nodes = _bdt_nodes(est)
+    t = _time_per_jet_ms(est.predict_proba, X[te], int(te.sum()))
+    return est, prob, n_nodes, t
+
+
+def _bdt_nodes(est) -> int | None:
+    booster = getattr(est, "booster_", None)
+    if booster is None:
+        return None
+    return int(sum(d.count("leaf") + d.count("[f") for d in booster.get_dump()))
+
+
+def _train_tagger(name: str, inputs, y, split, seed: int, settings: BenchmarkSettings, feature_names):
+    from .tagger import JetTagger
+
+    tr, va, te = (np.flatnonzero(split == c) for c in (0, 1, 2))
+    params = {
+        "epochs": settings.epochs, "batch_size": settings.batch_size, "seed": seed,
+        "progress": settings.progress, **settings.tagger_params.get(name, {}),
+    }
+    est = JetTagger(model=name, **params)
+    est.fit(_take(inputs, tr), y[tr], valid=(_take(inputs, va), y[va]), feature_names=feature_names)
+    test_inputs = _take(inputs, te)
+    prob = est.predict_proba(test_inputs)
+    t = _time_per_jet_ms(est.predict_proba, test_inputs, len(te))
+    return est, prob, est.n_parameters(), t
+
+
+def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any]:
+    """Train and evaluate every tagger; write benchmark.{md,json,html} into ``out``."""
+    from ..report import write_metrics_json
+    from .features import (
+        PARTICLE_FEATURES_FULL,
+        PARTICLE_FEATURES_KIN,
+        constituent_inputs,
+        describe,
+    )
+
+    settings.check()
+    out = check_writable_dir(out)
+    t_start = time.perf_counter()
+    sample, y, split = load_top_jets(settings)
+    features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
+    inputs = None
+    if any(t != "bdt" for t in settings.taggers):
+        inputs = constituent_inputs(sample, max_particles=settings.max_particles, features=features)
+    te = split == 2
+    y_test = y[te]
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    probs: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
+    for name in settings.taggers:
+        runs[name] = []
+        for k in range(settings.seeds):
+            seed = settings.seed + 1000 * k
+            t0 = time.perf_counter()
+            if name == "bdt":
+                est, prob, n_par, t_jet = _train_bdt(sample, y, split, seed, settings.tagger_params.get("bdt", {}))
+            else:
+                est, prob, n_par, t_jet = _train_tagger(name, inputs, y, split, seed, settings, list(features))
+            row = _evaluate(y_test, prob)
+            row.update(seed=seed, parameters=n_par, inference_ms_per_jet=t_jet,
+                       train_seconds=time.perf_counter() - t0)
+            runs[name].append(row)
+            if k == 0:
+                probs[name] = prob[:, 1]
+                models[name] = est
+
+    summary = {name: _aggregate(rows) for name, rows in runs.items()}
+    result = {
+        "task": settings.task,
+        "data": settings.data or "generated: Pythia8 + FastJet, 14 TeV, anti-kT R=0.8, 550 < pT < 650 GeV, |eta| < 2",
+        "n_jets": {"train": int((split == 0).sum()), "validation": int((split == 1).sum()), "test": int(te.sum())},
+        "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
+        "particle_features": list(features),
+        "taggers": summary,
+        "runs": runs,
+        "definitions": {
+            "rejection": "1/eps_B at fixed eps_S on the test ROC curve, linear interpolation between bracketing points",
+            "accuracy": "argmax of the class probabilities",
+            "inference_ms_per_jet": "predict_proba on the whole test split, batched, one process, after a warm-up pass",
+        },
+        "wall_seconds": time.perf_counter() - t_start,
+    }
+    ensure_writable_dir(out)
+    # The first training of each tagger, as a bundle `fivesigma apply` can use.
+    spec = describe(list(features), max_particles=settings.max_particles)
+    for name, est in models.items():
+        if name == "bdt":
+            est.save(out / "models" / name, data={"jet_observables": True})
+        else:
+            est.save(out / "models" / name, data=spec, metadata={"benchmark": result["taggers"][name]})
+    write_metrics_json(result, out / "benchmark.json")
+    table = markdown_table(summary)
+    with atomic_file(out / "benchmark.md") as tmp:
+        tmp.write_text(table + "\n")
+    _write_html(out / "benchmark.html", table_rows(summary), y_test, probs, result)
+    result["table"] = table
+    return result
+
+
+def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"runs": len(rows)}
+    for key in ("accuracy", "auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3", "inference_ms_per_jet"):
+        vals = np.array([r[key] for r in rows], dtype=float)
+        out[key] = float(np.mean(vals))
+        out[key + "_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    out["parameters"] = rows[0]["parameters"]
+    return out
+
+
+def _pm(mean: float, std: float, fmt: str) -> str:
+    if not np.isfinite(mean):
+        return "inf"
+    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std > 0 else "")
+
+
+def table_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for name in sorted(summary, key=lambda n: TAGGER_ORDER.index(n)):
+        s = summary[name]
+        rows.append([
+            name,
+            _pm(s["accuracy"], s["accuracy_std"], ".3f"),
+            _pm(s["auc"], s["auc_std"], ".4f"),
+            _pm(s["rejection_at_eff_s_0.5"], s["rejection_at_eff_s_0.5_std"], ".1f"),
+            _pm(s["rejection_at_eff_s_0.3"], s["rejection_at_eff_s_0.3_std"], ".1f"),
+            "-" if s["parameters"] is None else f"{s['parameters']:,}",
+            _pm(s["inference_ms_per_jet"], s["inference_ms_per_jet_std"], ".3f"),
+        ])
+    return rows
+
+
+HEADER = ["tagger", "accuracy", "AUC", "1/eps_B @ eps_S=0.5", "1/eps_B @ eps_S=0.3", "parameters", "ms/jet (CPU)"]
+
+
+def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary)]
+    return "\n".join(lines)
+
+
+def _write_html(path: Path, rows: list[list[str]], y_test: np.ndarray, probs: dict[str, np.ndarray], result: dict) -> None:
+    from ..report.plots import fig_to_data_uri, roc_figure, score_distribution_figure
+
+    curves = [(name, tuple(M.roc_curve(y_test, p)[:2]), None) for name, p in probs.items()]
+    best = max(result["taggers"], key=lambda n: result["taggers"][n]["auc"])
+    images = [("ROC curves (test): efficiency and rejection 1/eps_B vs eps_S (log)", fig_to_data_uri(roc_figure(curves, best=best)))]
+    w = np.ones_like(y_test, dtype=float)
+    for name, p in probs.items():
+        fig = score_distribution_figure(name, p, y_test, w, p, y_test, w, class_names={1: "top", 0: "QCD"})
+        images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    figs = "".join(f"<figure><img src='{uri}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, uri in images)
+    n = result["n_jets"]
+    text = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fivesigma jet-tagging benchmark</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style></head>
+<body><h1>Jet tagging benchmark: {html.escape(result["task"])}</h1>
+<p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}.
+Mean ± std over {result["settings"]["seeds"]} training(s). Rejection: {html.escape(result["definitions"]["rejection"])}.</p>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{figs}</body></html>
+"""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
