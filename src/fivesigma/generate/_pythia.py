@@ -200,7 +200,7 @@ def _child(worker: Worker, key: Any, task: Any, q: Any) -> None:
         q.put(("error", key, f"{type(err).__name__}: {err}"))
 
 
-def _progress(enabled: bool) -> Any:
+def _progress(enabled: bool, unit: str = "ev") -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -215,7 +215,7 @@ def _progress(enabled: bool) -> Any:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} ev/s"),
+        TextColumn("{task.fields[rate]} " + unit + "/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
@@ -229,8 +229,11 @@ def run_jobs(
     tasks: Sequence[tuple[str, Any, int]],
     jobs: int,
     progress: bool = True,
+    unit: str = "ev",
 ) -> list[Any]:
     """Run ``worker`` on each task, at most ``jobs`` processes at a time.
+
+    ``unit`` names what the workers' ``report(n)`` counts, for the progress bar's rate.
 
     Parameters
     ----------
@@ -247,7 +250,7 @@ def run_jobs(
     """
     labels = list(dict.fromkeys(t[0] for t in tasks))
     totals = {lab: sum(t[2] for t in tasks if t[0] == lab) for lab in labels}
-    with _progress(progress) as bar:
+    with _progress(progress, unit) as bar:
         ids = {lab: bar.add_task(lab, total=totals[lab], rate="-") for lab in labels}
         started = {lab: 0.0 for lab in labels}
         done = {lab: 0 for lab in labels}

@@ -741,7 +741,7 @@ def run(
                     "blocks": mine,
                 }
                 tasks.append((f"jets {opts.process}", task, expected))
-            for res in _pythia.run_jobs(_generate_blocks, tasks, njobs, progress=progress):
+            for res in _pythia.run_jobs(_generate_blocks, tasks, njobs, progress=progress, unit="jets"):
                 results.extend(res)
         elapsed = time.monotonic() - t0
 
