@@ -281,6 +281,10 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": len(rows)}
     for key in ("accuracy", "auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3", "inference_ms_per_jet"):
         vals = np.array([r[key] for r in rows], dtype=float)
+        if not np.all(np.isfinite(vals)):
+            # e.g. rejection = inf when no test background passes: no meaningful spread
+            out[key], out[key + "_std"] = float(np.mean(vals)), float("nan")
+            continue
         out[key] = float(np.mean(vals))
         out[key + "_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     out["parameters"] = rows[0]["parameters"]
@@ -290,7 +294,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _pm(mean: float, std: float, fmt: str) -> str:
     if not np.isfinite(mean):
         return "inf"
-    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std > 0 else "")
+    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
 
 
 def table_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:

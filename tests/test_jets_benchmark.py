@@ -1,0 +1,117 @@
+"""`fivesigma benchmark top` and `fivesigma apply` on jet taggers, on tiny synthetic jets
+written in the Top Quark Tagging Reference Dataset layout (pandas HDF5)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fivesigma.cli import main
+from fivesigma.errors import ConfigError
+from fivesigma.jets.apply import apply_tagger
+from fivesigma.jets.benchmark import BenchmarkSettings, run_benchmark
+
+N_MAX = 200
+
+
+def _jet(rng, prongs: int, n: int) -> np.ndarray:
+    """(n, 4) E, px, py, pz of massless particles around `prongs` axes near eta=0, phi=0."""
+    axes = rng.normal(0.0, 0.25, size=(prongs, 2)) if prongs > 1 else np.zeros((1, 2))
+    which = rng.integers(0, prongs, n)
+    eta = axes[which, 0] + rng.normal(0, 0.03, n)
+    phi = axes[which, 1] + rng.normal(0, 0.03, n)
+    pt = rng.exponential(20.0, n) + 1.0
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    return np.column_stack([pt * np.cosh(eta), px, py, pz])
+
+
+def write_toptagging(path, n_jets: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cols = {f"{c}_{i}": np.zeros(n_jets) for i in range(N_MAX) for c in ("E", "PX", "PY", "PZ")}
+    df = pd.DataFrame(cols)
+    sig = np.arange(n_jets) % 2
+    for j in range(n_jets):
+        p = _jet(rng, 3 if sig[j] else 1, int(rng.integers(8, 30)))
+        p = p[np.argsort(-np.hypot(p[:, 1], p[:, 2]))]
+        for k, c in enumerate(("E", "PX", "PY", "PZ")):
+            df.loc[j, [f"{c}_{i}" for i in range(len(p))]] = p[:, k]
+    df["is_signal_new"] = sig
+    df["ttv"] = np.where(np.arange(n_jets) % 5 < 3, 0, np.where(np.arange(n_jets) % 5 == 3, 1, 2))
+    df.to_hdf(path, key="table", mode="w")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    data = write_toptagging(tmp / "jets.h5", 300)
+    settings = BenchmarkSettings(
+        data=[str(data)], seeds=2, taggers=("bdt", "pfn", "part"), epochs=2, batch_size=32,
+        max_particles=16, progress=False,
+        tagger_params={"bdt": {"n_estimators": 20}, "part": {"model_params": {"num_layers": 1}}},
+    )
+    return tmp, data, run_benchmark(settings, tmp / "out")
+
+
+def test_benchmark_writes_table_json_html_and_bundles(bench):
+    tmp, _, _result = bench
+    out = tmp / "out"
+    table = (out / "benchmark.md").read_text()
+    assert table.splitlines()[0].startswith("| tagger | accuracy | AUC")
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["bdt", "pfn", "part"]
+    j = json.loads((out / "benchmark.json").read_text())
+    # The published dataset's own train/val/test split (ttv) is used: 3/5, 1/5, 1/5.
+    assert j["n_jets"] == {"train": 180, "validation": 60, "test": 60}
+    for name in ("bdt", "pfn", "part"):
+        s = j["taggers"][name]
+        assert s["runs"] == 2 and len(j["runs"][name]) == 2
+        runs = [r["auc"] for r in j["runs"][name]]
+        assert s["auc"] == pytest.approx(np.mean(runs))
+        assert s["auc_std"] == pytest.approx(np.std(runs, ddof=1))
+        assert 0.0 <= s["accuracy"] <= 1.0 and s["parameters"] > 0
+        assert (out / "models" / name / "manifest.json").is_file()
+    html = (out / "benchmark.html").read_text()
+    assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace("https://fastjet", "")
+
+
+def test_three_prong_jets_are_separable(bench):
+    _, _, result = bench
+    # 3-prong vs 1-prong toy jets: the N-subjettiness BDT must see it clearly.
+    assert result["taggers"]["bdt"]["auc"] > 0.9
+
+
+def test_apply_reproduces_benchmark_scores(bench, tmp_path):
+    tmp, data, _ = bench
+    out = tmp_path / "scores.parquet"
+    info = apply_tagger(tmp / "out" / "models" / "pfn", [str(data)], out)
+    assert info["jets"] == 300
+    t = pq.read_table(out).to_pandas()
+    assert list(t.columns[:3]) == ["file_index", "jet", "label"]
+    assert np.allclose(t["prob_0"] + t["prob_1"], 1.0, atol=1e-6)
+    # Same scores as predicting the test jets directly with the loaded tagger.
+    from fivesigma.jets.data import read_jets
+    from fivesigma.jets.features import constituent_inputs
+    from fivesigma.jets.tagger import load
+
+    tagger = load(tmp / "out" / "models" / "pfn")
+    sample = read_jets([str(data)])
+    spec = tagger.bundle_data_
+    inputs = constituent_inputs(sample, max_particles=spec["max_particles"], features=[f["name"] for f in spec["particle_features"]])
+    np.testing.assert_allclose(t["prob_1"].to_numpy(), tagger.predict_proba(inputs)[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
+    data = write_toptagging(tmp_path / "j.h5", 100, seed=3)
+    code = main(["benchmark", "top", "--data", str(data), "--taggers", "bdt", "--out", str(tmp_path / "o"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and "| bdt |" in out
+    code = main(["benchmark", "top", "--data", str(data), "--taggers", "bdt,partnet", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown tagger 'partnet'" in err and "part" in err
+    assert not (tmp_path / "p").exists()
+    with pytest.raises(ConfigError, match="unknown benchmark task"):
+        BenchmarkSettings(task="wz").check()
