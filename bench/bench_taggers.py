@@ -1,0 +1,100 @@
+"""Benchmark: jet-tagger training and inference throughput, PyTorch vs onnxruntime.
+
+Usage::
+
+    python bench/bench_taggers.py [--jets N] [--particles P] [--features F] [--repeat R]
+
+For each constituent tagger (1D CNN, PFN, ParticleNet, ParT at their default sizes) on N
+random jets of P constituents (a third of them padded): training jets/s over one epoch,
+inference jets/s under PyTorch (``predict_proba``, batched, no autograd) and under
+onnxruntime on the exported model, in the same run, with their ratio.  Jet generation
+speed is in ``bench_generate_jets.py``.  Prints one JSON object.  No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fivesigma.jets.tagger import JetTagger
+
+TAGGERS = ("cnn1d", "pfn", "particlenet", "part")
+
+
+def toy_inputs(n: int, p: int, f: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(p // 3, p + 1, n)
+    mask = np.arange(p)[None, :] < counts[:, None]
+    x = rng.normal(size=(n, p, f)).astype(np.float32) * mask[..., None]
+    p3 = rng.normal(size=(n, p, 3)) * 20
+    v = np.concatenate([p3, np.linalg.norm(p3, axis=-1, keepdims=True) + 0.1], axis=-1)
+    v = (v * mask[..., None]).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    return {"x": x, "v": v, "mask": mask}, y
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jets", type=int, default=4000)
+    ap.add_argument("--particles", type=int, default=64)
+    ap.add_argument("--features", type=int, default=13)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import onnxruntime as ort
+
+    inputs, y = toy_inputs(args.jets, args.particles, args.features)
+    n = args.jets
+    out: dict = {
+        "benchmark": "jet tagger throughput (default sizes)",
+        "jets": n, "particles": args.particles, "features": args.features,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "taggers": {},
+    }
+    for name in TAGGERS:
+        est = JetTagger(model=name, epochs=1, batch_size=128, valid_fraction=0.0, progress=False,
+                        early_stopping_patience=None)
+        t0 = time.perf_counter()
+        est.fit(inputs, y)
+        train_s = time.perf_counter() - t0
+        torch_s = best_of(lambda est=est: est.predict_proba(inputs), args.repeat)
+        feeds = {"x": inputs["x"], "v": inputs["v"], "mask": inputs["mask"].astype(np.float32)}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = est.export_onnx(Path(tmp) / f"{name}.onnx")
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+            def run_onnx(sess=sess, feeds=feeds) -> None:
+                for start in range(0, n, 1024):
+                    sess.run(None, {k: v[start : start + 1024] for k, v in feeds.items()})
+
+            onnx_s = best_of(run_onnx, args.repeat)
+            diff = float(np.abs(sess.run(None, {k: v[:256] for k, v in feeds.items()})[0]
+                                - est.predict_proba({k: v[:256] for k, v in inputs.items()})).max())
+        out["taggers"][name] = {
+            "parameters": est.n_parameters(),
+            "train_jets_per_s": n / train_s,
+            "torch_inference_jets_per_s": n / torch_s,
+            "onnxruntime_inference_jets_per_s": n / onnx_s,
+            "onnxruntime_over_torch": torch_s / onnx_s,
+            "onnx_max_abs_diff": diff,
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
