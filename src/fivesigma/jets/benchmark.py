@@ -150,6 +150,9 @@ def _evaluate(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     score = prob[:, 1]
     rej = M.rejection_at_eff_s(y, score, [0.5, 0.3])
     return {
+        # A rejection of inf means no test background jet passed: the true value is
+        # above the number of test background jets, which the table shows as "> N".
+        "n_background_test": int(np.sum(y == 0)),
         "accuracy": float(np.mean(np.argmax(prob, axis=1) == y)),
         "auc": M.auc(y, score),
         "rejection_at_eff_s_0.5": rej[0.5],
@@ -288,12 +291,13 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = float(np.mean(vals))
         out[key + "_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     out["parameters"] = rows[0]["parameters"]
+    out["n_background_test"] = rows[0]["n_background_test"]
     return out
 
 
-def _pm(mean: float, std: float, fmt: str) -> str:
+def _pm(mean: float, std: float, fmt: str, bound: int | None = None) -> str:
     if not np.isfinite(mean):
-        return "inf"
+        return f"> {bound}" if bound is not None and mean > 0 else str(mean)
     return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
 
 
@@ -305,8 +309,8 @@ def table_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:
             name,
             _pm(s["accuracy"], s["accuracy_std"], ".3f"),
             _pm(s["auc"], s["auc_std"], ".4f"),
-            _pm(s["rejection_at_eff_s_0.5"], s["rejection_at_eff_s_0.5_std"], ".1f"),
-            _pm(s["rejection_at_eff_s_0.3"], s["rejection_at_eff_s_0.3_std"], ".1f"),
+            _pm(s["rejection_at_eff_s_0.5"], s["rejection_at_eff_s_0.5_std"], ".1f", s["n_background_test"]),
+            _pm(s["rejection_at_eff_s_0.3"], s["rejection_at_eff_s_0.3_std"], ".1f", s["n_background_test"]),
             "-" if s["parameters"] is None else f"{s['parameters']:,}",
             _pm(s["inference_ms_per_jet"], s["inference_ms_per_jet_std"], ".3f"),
         ])
