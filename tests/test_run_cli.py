@@ -85,3 +85,34 @@ def test_data_only_prints_the_event_table(toy_config_file, capsys):
     assert main(["run", str(cfg), "--quiet", "--data-only"]) == 0
     out = capsys.readouterr().out
     assert "600 events after selection" in out and "sig" in out and "bkg" in out
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_checkpoint(toy_config_file, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the MLP's training: exit 130, no report; the same command again resumes
+    from the checkpoint and gives the numbers of an uninterrupted run."""
+    from fivesigma.training.trainer import Trainer
+
+    models = [{"name": "mlp", "kind": "mlp", "params": {"hidden": [8], "epochs": 6, "lr": 0.01,
+                                                        "early_stopping_patience": None}}]
+    cfg = toy_config_file(n=400, models=models)
+    assert main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "straight")]) == 0
+
+    original = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_4(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupt_in_epoch_4)
+    out = tmp_path / "resumed"
+    assert main(["run", str(cfg), "--quiet", "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (out / "checkpoints" / "mlp").is_dir() and not (out / "report.html").exists()
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    assert main(["run", str(cfg), "--quiet", "--out", str(out)]) == 0
+    assert not (out / "checkpoints").exists()
+    assert _metrics(out / "metrics.json") == _metrics(tmp_path / "straight" / "metrics.json")
