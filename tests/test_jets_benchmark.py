@@ -115,3 +115,16 @@ def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     assert not (tmp_path / "p").exists()
     with pytest.raises(ConfigError, match="unknown benchmark task"):
         BenchmarkSettings(task="wz").check()
+
+
+def test_fastjet_banner_does_not_reach_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    data = write_toptagging(tmp_path / "j.h5", 4)
+    code = (
+        "from fivesigma.jets.data import read_jets; from fivesigma.jets.features import jet_observables; "
+        f"obs, names = jet_observables(read_jets([{str(data)!r}])); print('tau21', obs[:, names.index('tau21')].round(3).tolist())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("tau21 [") and "FastJet" not in proc.stdout

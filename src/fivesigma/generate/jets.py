@@ -445,7 +445,10 @@ def _process_batch(
     of jets in the window and the number of those kept after matching.
     """
     import awkward as ak
-    import fastjet
+
+    from ..physics._fastjet import import_fastjet
+
+    fastjet = import_fastjet()
 
     rec, offsets = _flat(batch)
     nev = offsets.size - 1
@@ -549,7 +552,9 @@ def _process_batch(
 
 def _generate_blocks(task: dict[str, Any], report: Any) -> list[dict[str, Any]]:
     """Generate each block of ``task['blocks']`` and save its jets to the block's .npz."""
-    import fastjet
+    from ..physics._fastjet import import_fastjet
+
+    fastjet = import_fastjet()
 
     opts = JetOptions(**task["options"])
     response = JetDetectorResponse(**task["detector"])
@@ -676,7 +681,9 @@ def run(
     """
     _pythia.require_pythia()
     try:
-        import fastjet  # noqa: F401
+        from ..physics._fastjet import import_fastjet
+
+        import_fastjet()
     except ImportError:
         raise GenerationError(
             "jet samples need fastjet; install it with 'pip install fastjet==3.5.2.0'"

@@ -286,7 +286,9 @@ def nsubjettiness(
     particle is lost to the beam; ``r0`` only normalises.  A jet with at most N particles
     has tau_N = 0 (each particle can be its own axis); an empty jet has all tau = 0.
     """
-    import fastjet
+    from ..physics._fastjet import import_fastjet
+
+    fastjet = import_fastjet()
 
     c = sample.constituents
     counts = np.asarray(ak.to_numpy(ak.num(c, axis=1)), dtype=np.int64)
