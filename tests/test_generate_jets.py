@@ -88,7 +88,7 @@ def test_registered_with_options():
     gen = PROCESSES["jets"]
     assert gen.accepts_options
     assert gen.names({"process": "qcd"}) == ("jets_qcd",)
-    assert set(jets_mod.JET_PROCESSES) == {"top", "qcd", "w", "z", "hbb"}
+    assert set(jets_mod.JET_PROCESSES) == {"top", "qcd", "qcd_bb", "qcd_cc", "w", "z", "hbb"}
     assert jets_mod.LABELS == {
         0: "light",
         1: "gluon",
@@ -102,7 +102,9 @@ def test_registered_with_options():
 
 
 def test_unknown_jet_process_names_accepted(tmp_path):
-    with pytest.raises(GenerationError, match="unknown jet process 'tpo'.*top, qcd, w, z, hbb"):
+    with pytest.raises(
+        GenerationError, match="unknown jet process 'tpo'.*top, qcd, qcd_bb, qcd_cc, w, z, hbb"
+    ):
         generate("jets", 10, tmp_path / "o", options={"process": "tpo"}, progress=False)
     assert not (tmp_path / "o").exists()  # nothing is written for bad input
 
@@ -292,3 +294,23 @@ def test_absurdly_low_efficiency_stops_with_error(tmp_path):
     with pytest.raises(GenerationError, match=r"only 0 jets from \d+ events.*pthat_min"):
         generate("jets", 5, tmp_path, seed=1, jobs=1, progress=False, options=options)
     assert list(tmp_path.iterdir()) == []  # no half-written output
+
+
+@pytest.mark.slow
+@pytest.mark.pythia
+def test_heavy_flavour_enriched_qcd_gives_b_and_c_jets(tmp_path):
+    """qcd_bb / qcd_cc exist for flavour taggers: their jets are mostly labelled b / c."""
+    for process, code in (("qcd_bb", 3), ("qcd_cc", 2)):
+        s = generate(
+            "jets",
+            events=30,
+            out=tmp_path / process,
+            seed=5,
+            jobs=1,
+            progress=False,
+            options={"process": process},
+        )
+        with uproot.open(s.files[f"jets_{process}"]) as f:
+            labels = f["Jets"]["label"].array(library="np")
+        assert len(labels) == 30
+        assert np.mean(labels == code) > 0.7, (process, np.bincount(labels))

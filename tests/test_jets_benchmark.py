@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fivesigma.cli import main
-from fivesigma.errors import ConfigError
+from fivesigma.errors import ConfigError, DataError
 from fivesigma.jets.apply import apply_tagger
 from fivesigma.jets.benchmark import BenchmarkSettings, run_benchmark
 
@@ -50,8 +50,13 @@ def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     data = write_toptagging(tmp / "jets.h5", 300)
     settings = BenchmarkSettings(
-        data=[str(data)], seeds=2, taggers=("bdt", "pfn", "part"), epochs=2, batch_size=32,
-        max_particles=16, progress=False,
+        data=[str(data)],
+        seeds=2,
+        taggers=("bdt", "pfn", "part"),
+        epochs=2,
+        batch_size=32,
+        max_particles=16,
+        progress=False,
         tagger_params={"bdt": {"n_estimators": 20}, "part": {"model_params": {"num_layers": 1}}},
     )
     return tmp, data, run_benchmark(settings, tmp / "out")
@@ -75,7 +80,9 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
         assert 0.0 <= s["accuracy"] <= 1.0 and s["parameters"] > 0
         assert (out / "models" / name / "manifest.json").is_file()
     html = (out / "benchmark.html").read_text()
-    assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace("https://fastjet", "")
+    assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace(
+        "https://fastjet", ""
+    )
 
 
 def test_three_prong_jets_are_separable(bench):
@@ -100,16 +107,45 @@ def test_apply_reproduces_benchmark_scores(bench, tmp_path):
     tagger = load(tmp / "out" / "models" / "pfn")
     sample = read_jets([str(data)])
     spec = tagger.bundle_data_
-    inputs = constituent_inputs(sample, max_particles=spec["max_particles"], features=[f["name"] for f in spec["particle_features"]])
-    np.testing.assert_allclose(t["prob_1"].to_numpy(), tagger.predict_proba(inputs)[:, 1], rtol=1e-5, atol=1e-6)
+    inputs = constituent_inputs(
+        sample,
+        max_particles=spec["max_particles"],
+        features=[f["name"] for f in spec["particle_features"]],
+    )
+    np.testing.assert_allclose(
+        t["prob_1"].to_numpy(), tagger.predict_proba(inputs)[:, 1], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     data = write_toptagging(tmp_path / "j.h5", 100, seed=3)
-    code = main(["benchmark", "top", "--data", str(data), "--taggers", "bdt", "--out", str(tmp_path / "o"), "-q"])
+    code = main(
+        [
+            "benchmark",
+            "top",
+            "--data",
+            str(data),
+            "--taggers",
+            "bdt",
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "| bdt |" in out
-    code = main(["benchmark", "top", "--data", str(data), "--taggers", "bdt,partnet", "--out", str(tmp_path / "p")])
+    code = main(
+        [
+            "benchmark",
+            "top",
+            "--data",
+            str(data),
+            "--taggers",
+            "bdt,partnet",
+            "--out",
+            str(tmp_path / "p"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "unknown tagger 'partnet'" in err and "part" in err
     assert not (tmp_path / "p").exists()
@@ -128,3 +164,89 @@ def test_fastjet_banner_does_not_reach_stdout(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("tau21 [") and "FastJet" not in proc.stdout
+
+
+def write_generated_layout(path, labels, seed=0):
+    """Jets in the generator's ROOT layout; class code k gets k-dependent prongs and size."""
+    import awkward as ak
+    import uproot
+
+    rng = np.random.default_rng(seed)
+    rank = {3: 0, 2: 1, 0: 2, 1: 3, 4: 4, 5: 2}
+    parts = [_jet(rng, 1 + rank[c] % 3, 6 + 4 * rank[c] + int(rng.integers(0, 3))) for c in labels]
+    parts = [p[np.argsort(-np.hypot(p[:, 1], p[:, 2]))] for p in parts]
+    counts = [len(p) for p in parts]
+    flat = np.concatenate(parts).astype(np.float32)
+
+    def jag(col, dtype=np.float32):
+        return ak.values_astype(ak.unflatten(col, counts), dtype)
+
+    zeros = np.zeros(len(flat), dtype=np.int32)
+    part = ak.zip(
+        {
+            "px": jag(flat[:, 1]),
+            "py": jag(flat[:, 2]),
+            "pz": jag(flat[:, 3]),
+            "energy": jag(flat[:, 0]),
+            "charge": jag(zeros, np.int32),
+            "pid": jag(zeros + 22, np.int32),
+            "class": jag(zeros + 2, np.int32),
+        }
+    )
+    tot = np.array([p.sum(axis=0) for p in parts])
+    pt = np.hypot(tot[:, 1], tot[:, 2])
+    jets = {
+        "jet_pt": pt.astype(np.float32),
+        "jet_eta": np.arcsinh(tot[:, 3] / pt).astype(np.float32),
+        "jet_phi": np.arctan2(tot[:, 2], tot[:, 1]).astype(np.float32),
+        "jet_mass": np.sqrt(np.maximum(tot[:, 0] ** 2 - (tot[:, 1:] ** 2).sum(axis=1), 0)).astype(
+            np.float32
+        ),
+        "jet_energy": tot[:, 0].astype(np.float32),
+        "label": np.asarray(labels, dtype=np.int32),
+        "jet_nparticles": np.asarray(counts, dtype=np.int32),
+    }
+    with uproot.recreate(path) as f:
+        tree = f.mktree(
+            "Jets",
+            {**{k: v.dtype for k, v in jets.items()}, "part": part.type.content},
+            counter_name=lambda _: "npart",
+        )
+        tree.extend({**jets, "part": part})
+    return path
+
+
+def test_flavour_benchmark_reports_one_vs_rest_per_class(tmp_path):
+    codes = np.tile([3, 2, 0, 1, 4, 5], 60)  # b, c, light, gluon, top, and W jets (not used)
+    data = write_generated_layout(tmp_path / "jets_mix.root", codes)
+    settings = BenchmarkSettings(
+        task="flavour",
+        data=[str(data)],
+        taggers=("bdt", "pfn"),
+        epochs=2,
+        batch_size=32,
+        max_particles=24,
+        progress=False,
+        tagger_params={"bdt": {"n_estimators": 30}},
+    )
+    result = run_benchmark(settings, tmp_path / "out")
+    assert result["classes"] == ["b", "c", "uds", "g", "top"]
+    assert sum(result["n_jets"].values()) == 300  # the 60 W jets are dropped
+    header = (tmp_path / "out" / "benchmark.md").read_text().splitlines()[0]
+    for c in ("b", "c", "uds", "g", "top"):
+        assert f"AUC {c} vs rest" in header
+    bdt = result["taggers"]["bdt"]
+    per_class = [bdt[f"auc_{c}"] for c in result["classes"]]
+    assert bdt["auc"] == pytest.approx(np.mean(per_class))
+    assert bdt["auc"] > 0.8  # the classes differ in size and prongs
+    assert 0 <= bdt["accuracy"] <= 1
+    html = (tmp_path / "out" / "benchmark.html").read_text()
+    assert html.count("data:image/png;base64,") == 5  # one ROC figure per class
+
+
+def test_flavour_benchmark_on_data_without_flavours_is_refused(tmp_path):
+    data = write_toptagging(tmp_path / "j.h5", 50)
+    settings = BenchmarkSettings(task="flavour", data=[str(data)], taggers=("bdt",), progress=False)
+    with pytest.raises(DataError, match="has no b, c, g jets"):
+        run_benchmark(settings, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -33,9 +33,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     options = None
     if args.process == "jets":
-        options = {"process": args.jet_process, "pt_min": args.pt_min, "pt_max": args.pt_max, "eta_max": args.eta_max}
+        options = {
+            "process": args.jet_process,
+            "pt_min": args.pt_min,
+            "pt_max": args.pt_max,
+            "eta_max": args.eta_max,
+        }
     elif args.jet_process is not None:
-        raise FivesigmaError(f"--process applies to 'fivesigma generate jets', not to {args.process!r}")
+        raise FivesigmaError(
+            f"--process applies to 'fivesigma generate jets', not to {args.process!r}"
+        )
     sample = generate(
         args.process,
         events=args.events,
@@ -66,7 +73,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         cfg = load_config(args.check)
         print(f"{args.check}: valid (version {cfg.version}, {len(cfg.data.samples)} samples)")
         return 0
-    raise FivesigmaError("config: give --schema to print the JSON schema or --check FILE to validate a config")
+    raise FivesigmaError(
+        "config: give --schema to print the JSON schema or --check FILE to validate a config"
+    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -75,7 +84,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.exists() and not args.force:
-        raise OutputError(f"'{path}' already exists; use --force to overwrite or choose another name")
+        raise OutputError(
+            f"'{path}' already exists; use --force to overwrite or choose another name"
+        )
     with atomic_file(path) as tmp:
         tmp.write_text(default_config_text())
     print(f"wrote {path}; edit data.samples, then: fivesigma run {path}")
@@ -117,7 +128,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return 0
     from .classify.apply import apply_bundle
 
-    info = apply_bundle(args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size)
+    info = apply_bundle(
+        args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size
+    )
     print(
         f"scored {info['events']} events from {info['files']} file(s) "
         f"({info['selected']} pass the selection) -> {info['out']}"
@@ -146,7 +159,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     }
     result = run_benchmark(preset(**overrides), out=args.out)
     print(result["table"])
-    print(f"wrote {args.out}/benchmark.md, benchmark.json, benchmark.html ({result['wall_seconds']:.0f} s)")
+    print(
+        f"wrote {args.out}/benchmark.md, benchmark.json, benchmark.html ({result['wall_seconds']:.0f} s)"
+    )
     return 0
 
 
@@ -157,7 +172,9 @@ def _print_run_summary(result) -> None:
     m = result.metrics
     table = Table(title="Models ranked by test AUC")
     for col in ("model", "kind", "AUC test", "AUC train", "1/eB@eS=0.5", "KS p S/B", "Z exp."):
-        table.add_column(col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model")
+        table.add_column(
+            col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model"
+        )
     z = m["stats"]["z_expected"]
     for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
         rej = row["rejection_at_eff_s"].get("0.5")
@@ -221,15 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (default: the built-in analysis)")
     p.add_argument("--out", help="output directory (overrides output.dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--data-only", action="store_true", help="read and select the data, print a summary, stop")
+    p.add_argument(
+        "--data-only", action="store_true", help="read and select the data, print a summary, stop"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("apply", help="score files with a saved model bundle")
     p.add_argument("bundle", help="model bundle directory (e.g. OUT/models/bdt)")
     p.add_argument("inputs", nargs="+", help="input files or glob patterns")
-    p.add_argument("--out", required=True, help="output file: .parquet, or .root (a friend tree 'scores')")
+    p.add_argument(
+        "--out", required=True, help="output file: .parquet, or .root (a friend tree 'scores')"
+    )
     p.add_argument("--tree", default=None, help="tree name (default: the one used in training)")
-    p.add_argument("--chunk-size", type=int, default=200_000, help="entries per chunk (default 200000)")
+    p.add_argument(
+        "--chunk-size", type=int, default=200_000, help="entries per chunk (default 200000)"
+    )
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("generate", help="generate a built-in Pythia8 sample")
@@ -238,27 +261,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=1, help="master random seed (default 1)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
-    p.add_argument("--lumi", type=float, default=140.0, help="luminosity in fb^-1 for the weights (default 140)")
-    p.add_argument("--process", dest="jet_process", default=None,
-                   help="jets only: top, qcd, w, z or hbb (default top)")
-    p.add_argument("--pt-min", type=float, default=550.0, help="jets only: jet pT window low edge in GeV (default 550)")
-    p.add_argument("--pt-max", type=float, default=650.0, help="jets only: jet pT window high edge in GeV (default 650)")
+    p.add_argument(
+        "--lumi",
+        type=float,
+        default=140.0,
+        help="luminosity in fb^-1 for the weights (default 140)",
+    )
+    p.add_argument(
+        "--process",
+        dest="jet_process",
+        default=None,
+        help="jets only: top, qcd, qcd_bb, qcd_cc, w, z or hbb (default top)",
+    )
+    p.add_argument(
+        "--pt-min",
+        type=float,
+        default=550.0,
+        help="jets only: jet pT window low edge in GeV (default 550)",
+    )
+    p.add_argument(
+        "--pt-max",
+        type=float,
+        default=650.0,
+        help="jets only: jet pT window high edge in GeV (default 650)",
+    )
     p.add_argument("--eta-max", type=float, default=2.0, help="jets only: |eta| cut (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("benchmark", help="train and compare every jet tagger (the papers' table)")
-    p.add_argument("task", help="benchmark task: top (top vs QCD jets)")
-    p.add_argument("--quick", action="store_true", help="small preset: a few minutes on 2 CPU cores")
-    p.add_argument("--data", nargs="+", default=None,
-                   help="jet files (Top Tagging Reference Dataset .h5, EnergyFlow .npz, fivesigma ROOT); default: generate")
-    p.add_argument("--seeds", type=int, default=None, help="trainings per tagger (mean +- std), default 1")
+    p.add_argument(
+        "task", help="benchmark task: top (top vs QCD jets) or flavour (b, c, uds, g, top)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small preset: a few minutes on 2 CPU cores"
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        help="jet files (Top Tagging Reference Dataset .h5, EnergyFlow .npz, fivesigma ROOT); default: generate",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="trainings per tagger (mean +- std), default 1"
+    )
     p.add_argument("--seed", type=int, default=None, help="base seed (default 1)")
-    p.add_argument("--taggers", default=None, help="comma-separated subset of bdt,cnn1d,pfn,particlenet,part")
+    p.add_argument(
+        "--taggers", default=None, help="comma-separated subset of bdt,cnn1d,pfn,particlenet,part"
+    )
     p.add_argument("--jets", type=int, default=None, help="generated jets per class")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per tagger")
-    p.add_argument("--jobs", type=int, default=None, help="generation processes (default: all cores)")
-    p.add_argument("--out", default="fivesigma-benchmark", help="output directory (default fivesigma-benchmark)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="generation processes (default: all cores)"
+    )
+    p.add_argument(
+        "--out",
+        default="fivesigma-benchmark",
+        help="output directory (default fivesigma-benchmark)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_benchmark)
 
@@ -268,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("init", help="write a commented example config to start from")
-    p.add_argument("path", nargs="?", default="fivesigma.yaml", help="where to write (default fivesigma.yaml)")
+    p.add_argument(
+        "path", nargs="?", default="fivesigma.yaml", help="where to write (default fivesigma.yaml)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
 

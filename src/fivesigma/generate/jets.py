@@ -146,6 +146,10 @@ _W_HADRONIC = ("24:onMode = off", "24:onIfAny = 1 2 3 4 5")
 JET_PROCESSES: dict[str, tuple[str, ...]] = {
     "top": ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_W_HADRONIC),
     "qcd": ("HardQCD:all = on",),
+    # Heavy-flavour enriched QCD (gg, qqbar -> b bbar / c cbar), labelled like "qcd": for
+    # flavour taggers, which need far more b and c jets than inclusive QCD gives.
+    "qcd_bb": ("HardQCD:hardbbbar = on",),
+    "qcd_cc": ("HardQCD:hardccbar = on",),
     "w": ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC),
     "z": (
         "WeakBosonAndParton:qqbar2gmZg = on",
@@ -167,7 +171,10 @@ JET_PROCESSES: dict[str, tuple[str, ...]] = {
 _PARENT = {"top": (6, 4), "w": (24, 5), "z": (23, 6), "hbb": (25, 7)}
 
 #: Guessed jets per event, only to size the first round of blocks.
-_EFFICIENCY_GUESS = {"top": 0.3, "qcd": 0.5, "w": 0.3, "z": 0.3, "hbb": 0.3}
+_EFFICIENCY_GUESS = {"top": 0.3, "qcd": 0.5, "qcd_bb": 0.5, "qcd_cc": 0.5, "w": 0.3, "z": 0.3, "hbb": 0.3}
+
+#: Processes whose jets get flavour labels (b, c, light, gluon) instead of a parent match.
+QCD_PROCESSES = ("qcd", "qcd_bb", "qcd_cc")
 
 _INVISIBLE = (12, 14, 16)
 
@@ -492,12 +499,12 @@ def _process_batch(
         if ev not in truth_cache:
             lo, hi = offsets[ev], offsets[ev + 1]
             evrec = {key: val[lo:hi] for key, val in rec.items()}
-            if opts.process == "qcd":
+            if opts.process in QCD_PROCESSES:
                 truth_cache[ev] = _qcd_truth(evrec)
             else:
                 truth_cache[ev] = _signal_parents(evrec, _PARENT[opts.process][0])
         truth = truth_cache[ev]
-        if opts.process == "qcd":
+        if opts.process in QCD_PROCESSES:
             label = _qcd_label(truth, float(jeta[j]), float(jphi[j]))
             if label is not None:
                 labels[k], keep[k] = label, True
@@ -748,7 +755,9 @@ def run(
                     "blocks": mine,
                 }
                 tasks.append((f"jets {opts.process}", task, expected))
-            for res in _pythia.run_jobs(_generate_blocks, tasks, njobs, progress=progress, unit="jets"):
+            for res in _pythia.run_jobs(
+                _generate_blocks, tasks, njobs, progress=progress, unit="jets"
+            ):
                 results.extend(res)
         elapsed = time.monotonic() - t0
 

@@ -42,8 +42,32 @@ from ..errors import ConfigError, DataError, close_matches
 __all__ = ["TAGGER_ORDER", "BenchmarkSettings", "run_benchmark"]
 
 TAGGER_ORDER = ("bdt", "cnn1d", "pfn", "particlenet", "part")
-TASKS = ("top",)
-TOP, QCD_LABELS = 4, (0, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark task: which generated processes, and how generator labels map to classes.
+
+    ``classes`` maps a class index to its name; ``codes`` maps generator label codes
+    (:data:`fivesigma.jets.data.CLASS_NAMES`) to class indices; jets with other codes
+    are not used.
+    """
+
+    classes: tuple[str, ...]
+    codes: dict[int, int]
+    processes: tuple[str, ...]
+    description: str
+
+
+TASKS: dict[str, Task] = {
+    "top": Task(("QCD", "top"), {0: 0, 1: 0, 2: 0, 3: 0, 4: 1}, ("top", "qcd"), "top vs QCD jets"),
+    "flavour": Task(
+        ("b", "c", "uds", "g", "top"),
+        {3: 0, 2: 1, 0: 2, 1: 3, 4: 4},
+        ("qcd", "qcd_bb", "qcd_cc", "top"),
+        "5 classes: b, c, light-quark, gluon and top jets (one-vs-rest numbers per class)",
+    ),
+}
 
 
 @dataclass
@@ -72,7 +96,16 @@ class BenchmarkSettings:
         Small batches and a higher learning rate give the networks enough optimiser steps
         on so few jets.
         """
-        return cls(**{"jets_per_class": 3000, "max_particles": 48, "epochs": 8, "batch_size": 64, "lr": 2e-3, **kw})
+        return cls(
+            **{
+                "jets_per_class": 3000,
+                "max_particles": 48,
+                "epochs": 8,
+                "batch_size": 64,
+                "lr": 2e-3,
+                **kw,
+            }
+        )
 
     @classmethod
     def full(cls, **kw: Any) -> BenchmarkSettings:
@@ -80,7 +113,10 @@ class BenchmarkSettings:
 
     def check(self) -> None:
         if self.task not in TASKS:
-            raise ConfigError(f"unknown benchmark task {self.task!r}; accepted: {', '.join(TASKS)}")
+            raise ConfigError(
+                f"unknown benchmark task {self.task!r}; accepted: {', '.join(TASKS)} "
+                f"({close_matches(self.task, TASKS)})"
+            )
         unknown = [t for t in self.taggers if t not in TAGGER_ORDER]
         if unknown:
             raise ConfigError(
@@ -102,33 +138,50 @@ def _split_codes(n: int, seed: int) -> np.ndarray:
     return split_codes(np.arange(n, dtype=np.int64), seed=seed, fractions=(0.6, 0.2, 0.2))
 
 
-def load_top_jets(settings: BenchmarkSettings):
-    """(JetSample, binary labels, split codes) for top (1) vs QCD (0)."""
+def load_task_jets(settings: BenchmarkSettings):
+    """(JetSample, class indices, split codes) for the task's classes."""
     from .data import concatenate, read_jets
 
+    task = TASKS[settings.task]
     if settings.data:
         sample = read_jets(settings.data)
         ttv = sample.meta.get("ttv") if isinstance(sample.meta, dict) else None
-        split = np.asarray(ttv, dtype=np.int8) if ttv is not None else _split_codes(len(sample), settings.seed)
+        split = (
+            np.asarray(ttv, dtype=np.int8)
+            if ttv is not None
+            else _split_codes(len(sample), settings.seed)
+        )
     else:
         from ..generate import cached_sample
 
         parts = []
-        for process in ("top", "qcd"):
+        for process in task.processes:
             gen = cached_sample(
-                "jets", events=settings.jets_per_class, seed=settings.seed, jobs=settings.jobs,
-                progress=settings.progress, options={"process": process},
+                "jets",
+                events=settings.jets_per_class,
+                seed=settings.seed,
+                jobs=settings.jobs,
+                progress=settings.progress,
+                options={"process": process},
             )
             parts.append(read_jets(list(map(str, gen.files.values()))))
         sample = concatenate(parts)
         split = _split_codes(len(sample), settings.seed)
-    y = (np.asarray(sample.label) == TOP).astype(np.int64)
+    codes = np.asarray(sample.label)
+    y = np.full(len(codes), -1, dtype=np.int64)
+    for code, cls in task.codes.items():
+        y[codes == code] = cls
+    if np.any(y < 0):  # jets of other kinds (e.g. W, Z) are not part of this task
+        keep = np.flatnonzero(y >= 0)
+        sample, y, split = sample.subset(keep), y[keep], split[keep]
+    wanted = set(range(len(task.classes)))
     for code, name in ((0, "train"), (2, "test")):
         present = set(np.unique(y[split == code]).tolist())
-        if present != {0, 1}:
+        if present != wanted:
+            missing = ", ".join(task.classes[c] for c in sorted(wanted - present))
             raise DataError(
-                f"the {name} split has {'no jets' if not present else 'only class ' + str(present.pop())}; "
-                "top tagging needs top (signal) and QCD (background) jets in every split"
+                f"the {name} split has no {missing} jets; the {settings.task} benchmark needs "
+                f"{', '.join(task.classes)} jets in every split"
             )
     if settings.max_train_jets is not None:
         train = np.flatnonzero(split == 0)
@@ -146,18 +199,33 @@ def _take(inputs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarra
     return {k: v[idx] for k, v in inputs.items()}
 
 
-def _evaluate(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
-    score = prob[:, 1]
-    rej = M.rejection_at_eff_s(y, score, [0.5, 0.3])
-    return {
-        # A rejection of inf means no test background jet passed: the true value is
-        # above the number of test background jets, which the table shows as "> N".
-        "n_background_test": int(np.sum(y == 0)),
-        "accuracy": float(np.mean(np.argmax(prob, axis=1) == y)),
-        "auc": M.auc(y, score),
-        "rejection_at_eff_s_0.5": rej[0.5],
-        "rejection_at_eff_s_0.3": rej[0.3],
-    }
+def _evaluate(y: np.ndarray, prob: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, AUC and rejections; multi-class: one-vs-rest per class, plus their mean.
+
+    A rejection of inf means no test background jet passed: the true value is above the
+    number of test background jets, which the table shows as "> N".
+    """
+    out: dict[str, Any] = {"accuracy": float(np.mean(np.argmax(prob, axis=1) == y))}
+    if len(classes) == 2:
+        score = prob[:, 1]
+        rej = M.rejection_at_eff_s(y, score, [0.5, 0.3])
+        out.update(
+            n_background_test=int(np.sum(y == 0)),
+            auc=M.auc(y, score),
+            **{"rejection_at_eff_s_0.5": rej[0.5], "rejection_at_eff_s_0.3": rej[0.3]},
+        )
+        return out
+    aucs = []
+    for c, name in enumerate(classes):
+        is_c = (y == c).astype(np.int64)
+        rej = M.rejection_at_eff_s(is_c, prob[:, c], [0.5, 0.3])
+        auc_c = M.auc(is_c, prob[:, c])
+        aucs.append(auc_c)
+        out[f"auc_{name}"] = auc_c
+        out[f"rejection_at_eff_s_0.5_{name}"] = rej[0.5]
+        out[f"rejection_at_eff_s_0.3_{name}"] = rej[0.3]
+    out["auc"] = float(np.mean(aucs))
+    return out
 
 
 def _time_per_jet_ms(predict, inputs: Any, n: int) -> float:
@@ -172,10 +240,14 @@ def _train_bdt(sample, y, split, seed: int, params: dict[str, Any]):
     from .features import jet_observables
 
     obs, names = jet_observables(sample)
-    keep = [i for i, name in enumerate(names) if name != "jet_eta"]  # eta carries no label information
+    keep = [
+        i for i, name in enumerate(names) if name != "jet_eta"
+    ]  # eta carries no label information
     X, names = obs[:, keep], [names[i] for i in keep]
     tr, va, te = split == 0, split == 1, split == 2
-    est = make_estimator("bdt", **{"n_estimators": 400, "max_depth": 4, "learning_rate": 0.1, "seed": seed, **params})
+    est = make_estimator(
+        "bdt", **{"n_estimators": 400, "max_depth": 4, "learning_rate": 0.1, "seed": seed, **params}
+    )
     est.fit(X[tr], y[tr], X_val=X[va], y_val=y[va], feature_names=names)
     prob = est.predict_proba(X[te])
     n_nodes = _bdt_nodes(est)
@@ -190,13 +262,19 @@ def _bdt_nodes(est) -> int | None:
     return int(sum(d.count("leaf") + d.count("[f") for d in booster.get_dump()))
 
 
-def _train_tagger(name: str, inputs, y, split, seed: int, settings: BenchmarkSettings, feature_names):
+def _train_tagger(
+    name: str, inputs, y, split, seed: int, settings: BenchmarkSettings, feature_names
+):
     from .tagger import JetTagger
 
     tr, va, te = (np.flatnonzero(split == c) for c in (0, 1, 2))
     params = {
-        "epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr, "seed": seed,
-        "progress": settings.progress, **settings.tagger_params.get(name, {}),
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "seed": seed,
+        "progress": settings.progress,
+        **settings.tagger_params.get(name, {}),
     }
     est = JetTagger(model=name, **params)
     est.fit(_take(inputs, tr), y[tr], valid=(_take(inputs, va), y[va]), feature_names=feature_names)
@@ -219,7 +297,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
     settings.check()
     out = check_writable_dir(out)
     t_start = time.perf_counter()
-    sample, y, split = load_top_jets(settings)
+    sample, y, split = load_task_jets(settings)
     features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
     inputs = None
     if any(t != "bdt" for t in settings.taggers):
@@ -236,22 +314,36 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             seed = settings.seed + 1000 * k
             t0 = time.perf_counter()
             if name == "bdt":
-                est, prob, n_par, t_jet = _train_bdt(sample, y, split, seed, settings.tagger_params.get("bdt", {}))
+                est, prob, n_par, t_jet = _train_bdt(
+                    sample, y, split, seed, settings.tagger_params.get("bdt", {})
+                )
             else:
-                est, prob, n_par, t_jet = _train_tagger(name, inputs, y, split, seed, settings, list(features))
-            row = _evaluate(y_test, prob)
-            row.update(seed=seed, parameters=n_par, inference_ms_per_jet=t_jet,
-                       train_seconds=time.perf_counter() - t0)
+                est, prob, n_par, t_jet = _train_tagger(
+                    name, inputs, y, split, seed, settings, list(features)
+                )
+            row = _evaluate(y_test, prob, TASKS[settings.task].classes)
+            row.update(
+                seed=seed,
+                parameters=n_par,
+                inference_ms_per_jet=t_jet,
+                train_seconds=time.perf_counter() - t0,
+            )
             runs[name].append(row)
             if k == 0:
-                probs[name] = prob[:, 1]
+                probs[name] = prob
                 models[name] = est
 
     summary = {name: _aggregate(rows) for name, rows in runs.items()}
     result = {
         "task": settings.task,
-        "data": settings.data or "generated: Pythia8 + FastJet, 14 TeV, anti-kT R=0.8, 550 < pT < 650 GeV, |eta| < 2",
-        "n_jets": {"train": int((split == 0).sum()), "validation": int((split == 1).sum()), "test": int(te.sum())},
+        "classes": list(TASKS[settings.task].classes),
+        "data": settings.data
+        or "generated: Pythia8 + FastJet, 14 TeV, anti-kT R=0.8, 550 < pT < 650 GeV, |eta| < 2",
+        "n_jets": {
+            "train": int((split == 0).sum()),
+            "validation": int((split == 1).sum()),
+            "test": int(te.sum()),
+        },
         "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
         "particle_features": list(features),
         "taggers": summary,
@@ -270,19 +362,28 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
         if name == "bdt":
             est.save(out / "models" / name, data={"jet_observables": True})
         else:
-            est.save(out / "models" / name, data=spec, metadata={"benchmark": result["taggers"][name]})
+            est.save(
+                out / "models" / name, data=spec, metadata={"benchmark": result["taggers"][name]}
+            )
     write_metrics_json(result, out / "benchmark.json")
-    table = markdown_table(summary)
+    classes = TASKS[settings.task].classes
+    table = markdown_table(summary, classes)
     with atomic_file(out / "benchmark.md") as tmp:
         tmp.write_text(table + "\n")
-    _write_html(out / "benchmark.html", table_rows(summary), y_test, probs, result)
+    _write_html(out / "benchmark.html", classes, summary, y_test, probs, result)
     result["table"] = table
     return result
 
 
+_NOT_AVERAGED = ("seed", "parameters", "n_background_test")
+
+
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std over the trainings of one tagger, for every number in its rows."""
     out: dict[str, Any] = {"runs": len(rows)}
-    for key in ("accuracy", "auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3", "inference_ms_per_jet"):
+    for key in rows[0]:
+        if key in _NOT_AVERAGED:
+            continue
         vals = np.array([r[key] for r in rows], dtype=float)
         if not np.all(np.isfinite(vals)):
             # e.g. rejection = inf when no test background passes: no meaningful spread
@@ -291,7 +392,8 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = float(np.mean(vals))
         out[key + "_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     out["parameters"] = rows[0]["parameters"]
-    out["n_background_test"] = rows[0]["n_background_test"]
+    if "n_background_test" in rows[0]:
+        out["n_background_test"] = rows[0]["n_background_test"]
     return out
 
 
@@ -301,49 +403,108 @@ def _pm(mean: float, std: float, fmt: str, bound: int | None = None) -> str:
     return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
 
 
-def table_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:
+def table_header(classes: tuple[str, ...]) -> list[str]:
+    if len(classes) == 2:
+        return [
+            "tagger",
+            "accuracy",
+            "AUC",
+            "1/eps_B @ eps_S=0.5",
+            "1/eps_B @ eps_S=0.3",
+            "parameters",
+            "ms/jet (CPU)",
+        ]
+    return [
+        "tagger",
+        "accuracy",
+        "mean AUC",
+        *(f"AUC {c} vs rest" for c in classes),
+        "parameters",
+        "ms/jet (CPU)",
+    ]
+
+
+def table_rows(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]) -> list[list[str]]:
     rows = []
     for name in sorted(summary, key=lambda n: TAGGER_ORDER.index(n)):
         s = summary[name]
-        rows.append([
+        row = [
             name,
             _pm(s["accuracy"], s["accuracy_std"], ".3f"),
             _pm(s["auc"], s["auc_std"], ".4f"),
-            _pm(s["rejection_at_eff_s_0.5"], s["rejection_at_eff_s_0.5_std"], ".1f", s["n_background_test"]),
-            _pm(s["rejection_at_eff_s_0.3"], s["rejection_at_eff_s_0.3_std"], ".1f", s["n_background_test"]),
-            "-" if s["parameters"] is None else f"{s['parameters']:,}",
-            _pm(s["inference_ms_per_jet"], s["inference_ms_per_jet_std"], ".3f"),
-        ])
+        ]
+        if len(classes) == 2:
+            for eff in ("0.5", "0.3"):
+                key = f"rejection_at_eff_s_{eff}"
+                row.append(_pm(s[key], s[key + "_std"], ".1f", s["n_background_test"]))
+        else:
+            row += [_pm(s[f"auc_{c}"], s[f"auc_{c}_std"], ".4f") for c in classes]
+        row.append("-" if s["parameters"] is None else f"{s['parameters']:,}")
+        row.append(_pm(s["inference_ms_per_jet"], s["inference_ms_per_jet_std"], ".3f"))
+        rows.append(row)
     return rows
 
 
-HEADER = ["tagger", "accuracy", "AUC", "1/eps_B @ eps_S=0.5", "1/eps_B @ eps_S=0.3", "parameters", "ms/jet (CPU)"]
-
-
-def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary)]
+def markdown_table(
+    summary: dict[str, dict[str, Any]], classes: tuple[str, ...] = ("QCD", "top")
+) -> str:
+    header = table_header(classes)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, classes)]
     return "\n".join(lines)
 
 
-def _write_html(path: Path, rows: list[list[str]], y_test: np.ndarray, probs: dict[str, np.ndarray], result: dict) -> None:
+def _write_html(
+    path: Path,
+    classes: tuple[str, ...],
+    summary: dict[str, dict[str, Any]],
+    y_test: np.ndarray,
+    probs: dict[str, np.ndarray],
+    result: dict,
+) -> None:
     from ..report.plots import fig_to_data_uri, roc_figure, score_distribution_figure
 
-    curves = [(name, tuple(M.roc_curve(y_test, p)[:2]), None) for name, p in probs.items()]
     best = max(result["taggers"], key=lambda n: result["taggers"][n]["auc"])
-    images = [("ROC curves (test): efficiency and rejection 1/eps_B vs eps_S (log)", fig_to_data_uri(roc_figure(curves, best=best)))]
-    w = np.ones_like(y_test, dtype=float)
-    for name, p in probs.items():
-        fig = score_distribution_figure(name, p, y_test, w, p, y_test, w, class_names={1: "top", 0: "QCD"})
-        images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    figs = "".join(f"<figure><img src='{uri}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, uri in images)
+    images = []
+    # Binary: the signal class; multi-class: each class against the rest.
+    for c in range(1, 2) if len(classes) == 2 else range(len(classes)):
+        is_c = (y_test == c).astype(np.int64)
+        curves = [(name, tuple(M.roc_curve(is_c, p[:, c])[:2]), None) for name, p in probs.items()]
+        label = classes[c] if len(classes) == 2 else f"{classes[c]} vs rest"
+        images.append(
+            (
+                f"ROC curves (test, {label}): efficiency and rejection 1/eps_B vs eps_S (log)",
+                fig_to_data_uri(roc_figure(curves, best=best)),
+            )
+        )
+    if len(classes) == 2:
+        w = np.ones_like(y_test, dtype=float)
+        for name, p in probs.items():
+            fig = score_distribution_figure(
+                name,
+                p[:, 1],
+                y_test,
+                w,
+                p[:, 1],
+                y_test,
+                w,
+                class_names={1: classes[1], 0: classes[0]},
+            )
+            images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
+    rows = table_rows(summary, classes)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table_header(classes))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    figs = "".join(
+        f"<figure><img src='{uri}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}</figcaption></figure>"
+        for t, uri in images
+    )
     n = result["n_jets"]
     text = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fivesigma jet-tagging benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style></head>
-<body><h1>Jet tagging benchmark: {html.escape(result["task"])}</h1>
+<body><h1>Jet tagging benchmark: {html.escape(result["task"])} ({html.escape(", ".join(classes))})</h1>
 <p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}.
 Mean ± std over {result["settings"]["seeds"]} training(s). Rejection: {html.escape(result["definitions"]["rejection"])}.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{figs}</body></html>
