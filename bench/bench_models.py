@@ -53,8 +53,13 @@ def main() -> None:
     models = {
         "logistic": {},
         "bdt": {"n_estimators": 200, "max_depth": 4, "early_stopping_rounds": None},
-        "mlp": {"hidden": [64, 64], "epochs": 5, "early_stopping_patience": None, "progress": False,
-                "valid_fraction": 0.0},
+        "mlp": {
+            "hidden": [64, 64],
+            "epochs": 5,
+            "early_stopping_patience": None,
+            "progress": False,
+            "valid_fraction": 0.0,
+        },
     }
     out: dict = {
         "benchmark": "classifier training and inference throughput",
@@ -83,12 +88,16 @@ def main() -> None:
                 opts = ort.SessionOptions()
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 Xf = X.astype(np.float32)
-                onnx_s = best_of(lambda sess=sess, Xf=Xf: sess.run(None, {"features": Xf}), args.repeat)
+                onnx_s = best_of(
+                    lambda sess=sess, Xf=Xf: sess.run(None, {"features": Xf}), args.repeat
+                )
                 p_onnx = sess.run(None, {"features": Xf[:1000]})[0][:, 1]
             torch_rate = out["models"]["mlp"]["inference_events_per_s"]
             out["models"]["mlp"]["onnxruntime_inference_events_per_s"] = n / onnx_s
             out["models"]["mlp"]["onnxruntime_over_torch"] = (n / onnx_s) / torch_rate
-            out["models"]["mlp"]["onnx_max_abs_diff"] = float(np.abs(p_onnx - est.score(X[:1000])).max())
+            out["models"]["mlp"]["onnx_max_abs_diff"] = float(
+                np.abs(p_onnx - est.score(X[:1000])).max()
+            )
     print(json.dumps(out, indent=2))
 
 

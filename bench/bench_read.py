@@ -35,8 +35,13 @@ def write_sample(path: Path, n_events: int, seed: int = 1) -> Path:
     """A TTree with jagged leptons (0-5 per event), MET and a weight, in 100k-event baskets."""
     rng = np.random.default_rng(seed)
     types = {
-        "lep_pt": "var * float32", "lep_eta": "var * float32", "lep_phi": "var * float32",
-        "lep_mass": "var * float32", "nlep": "int32", "met": "float32", "weight": "float32",
+        "lep_pt": "var * float32",
+        "lep_eta": "var * float32",
+        "lep_phi": "var * float32",
+        "lep_mass": "var * float32",
+        "nlep": "int32",
+        "met": "float32",
+        "weight": "float32",
     }
     with uproot.recreate(path) as f:
         f.mktree("Events", types)
@@ -49,15 +54,17 @@ def write_sample(path: Path, n_events: int, seed: int = 1) -> Path:
             def jag(values: np.ndarray, counts: np.ndarray = counts) -> ak.Array:
                 return ak.unflatten(values.astype(np.float32), counts)
 
-            f["Events"].extend({
-                "lep_pt": jag(rng.exponential(30.0, total) + 5.0),
-                "lep_eta": jag(rng.uniform(-2.5, 2.5, total)),
-                "lep_phi": jag(rng.uniform(-np.pi, np.pi, total)),
-                "lep_mass": jag(np.full(total, 0.105)),
-                "nlep": counts,
-                "met": rng.exponential(40.0, n).astype(np.float32),
-                "weight": rng.normal(1.0, 0.3, n).astype(np.float32),
-            })
+            f["Events"].extend(
+                {
+                    "lep_pt": jag(rng.exponential(30.0, total) + 5.0),
+                    "lep_eta": jag(rng.uniform(-2.5, 2.5, total)),
+                    "lep_phi": jag(rng.uniform(-np.pi, np.pi, total)),
+                    "lep_mass": jag(np.full(total, 0.105)),
+                    "nlep": counts,
+                    "met": rng.exponential(40.0, n).astype(np.float32),
+                    "weight": rng.normal(1.0, 0.3, n).astype(np.float32),
+                }
+            )
     return path
 
 
@@ -73,10 +80,16 @@ def fivesigma_read(path: Path, chunk_size: int) -> int:
         "version": 1,
         "seed": 1,
         "data": {
-            "samples": [{
-                "name": "bench", "files": [str(path)], "tree": "Events", "label": 1, "weight": "weight",
-                "normalisation": {"cross_section_pb": 1.0},
-            }],
+            "samples": [
+                {
+                    "name": "bench",
+                    "files": [str(path)],
+                    "tree": "Events",
+                    "label": 1,
+                    "weight": "weight",
+                    "normalisation": {"cross_section_pb": 1.0},
+                }
+            ],
             "selection": "(nlep >= 2) & (met > 10)",
             "derived": {
                 "m_ll": "inv_mass(lep_pt, lep_eta, lep_phi, lep_mass, 2)",
@@ -114,21 +127,25 @@ def main(argv: list[str] | None = None) -> None:
     raw_rate = n_events / min(t_raw)
     fs_rate = n_events / min(t_fs)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({
-        "benchmark": "read",
-        "events": n_events,
-        "repeat": args.repeat,
-        "chunk_size": args.chunk_size,
-        "raw_uproot_events_per_s": round(raw_rate),
-        "fivesigma_events_per_s": round(fs_rate),
-        "ratio_fivesigma_over_raw": round(fs_rate / raw_rate, 3),
-        "raw_uproot_best_s": round(min(t_raw), 4),
-        "fivesigma_best_s": round(min(t_fs), 4),
-        "fivesigma_work": "read 7 branches + 3 derived (inv_mass, nth, sum) + weight + split + selection",
-        "peak_rss_mib": round(peak_kib / 1024, 1),
-        "python": platform.python_version(),
-        "uproot": uproot.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "read",
+                "events": n_events,
+                "repeat": args.repeat,
+                "chunk_size": args.chunk_size,
+                "raw_uproot_events_per_s": round(raw_rate),
+                "fivesigma_events_per_s": round(fs_rate),
+                "ratio_fivesigma_over_raw": round(fs_rate / raw_rate, 3),
+                "raw_uproot_best_s": round(min(t_raw), 4),
+                "fivesigma_best_s": round(min(t_fs), 4),
+                "fivesigma_work": "read 7 branches + 3 derived (inv_mass, nth, sum) + weight + split + selection",
+                "peak_rss_mib": round(peak_kib / 1024, 1),
+                "python": platform.python_version(),
+                "uproot": uproot.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,13 +62,21 @@ def main() -> None:
     n = args.jets
     out: dict = {
         "benchmark": "jet tagger throughput (default sizes)",
-        "jets": n, "particles": args.particles, "features": args.features,
+        "jets": n,
+        "particles": args.particles,
+        "features": args.features,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "taggers": {},
     }
     for name in TAGGERS:
-        est = JetTagger(model=name, epochs=1, batch_size=128, valid_fraction=0.0, progress=False,
-                        early_stopping_patience=None)
+        est = JetTagger(
+            model=name,
+            epochs=1,
+            batch_size=128,
+            valid_fraction=0.0,
+            progress=False,
+            early_stopping_patience=None,
+        )
         t0 = time.perf_counter()
         est.fit(inputs, y)
         train_s = time.perf_counter() - t0
@@ -83,8 +91,12 @@ def main() -> None:
                     sess.run(None, {k: v[start : start + 1024] for k, v in feeds.items()})
 
             onnx_s = best_of(run_onnx, args.repeat)
-            diff = float(np.abs(sess.run(None, {k: v[:256] for k, v in feeds.items()})[0]
-                                - est.predict_proba({k: v[:256] for k, v in inputs.items()})).max())
+            diff = float(
+                np.abs(
+                    sess.run(None, {k: v[:256] for k, v in feeds.items()})[0]
+                    - est.predict_proba({k: v[:256] for k, v in inputs.items()})
+                ).max()
+            )
         out["taggers"][name] = {
             "parameters": est.n_parameters(),
             "train_jets_per_s": n / train_s,

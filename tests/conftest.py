@@ -130,7 +130,6 @@ def csv_file(tmp_path: Path, events: dict) -> Path:
     return path
 
 
-
 @pytest.fixture
 def toy_config_file(tmp_path: Path) -> Callable[..., Path]:
     """toy_config_file(n=2000, models=None, **data_overrides) -> path of a YAML config.

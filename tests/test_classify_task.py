@@ -69,8 +69,14 @@ def toy_ring(rng, n):
 def _config(tmp_path, sig, bkg, models):
     names = [f"x{i}" for i in range(sig.shape[1])]
     ids = np.arange(2 * len(sig))
-    _write(tmp_path / "sig.parquet", {**{k: sig[:, i] for i, k in enumerate(names)}, "id": ids[: len(sig)]})
-    _write(tmp_path / "bkg.parquet", {**{k: bkg[:, i] for i, k in enumerate(names)}, "id": ids[len(sig):]})
+    _write(
+        tmp_path / "sig.parquet",
+        {**{k: sig[:, i] for i, k in enumerate(names)}, "id": ids[: len(sig)]},
+    )
+    _write(
+        tmp_path / "bkg.parquet",
+        {**{k: bkg[:, i] for i, k in enumerate(names)}, "id": ids[len(sig) :]},
+    )
     raw = {
         "version": 1,
         "seed": 3,
@@ -91,7 +97,11 @@ def _config(tmp_path, sig, bkg, models):
 
 FAST_MODELS = [
     {"name": "logistic", "kind": "logistic"},
-    {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.1}},
+    {
+        "name": "bdt",
+        "kind": "bdt",
+        "params": {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.1},
+    },
     {"name": "mlp", "kind": "mlp", "params": {"hidden": [32, 32], "epochs": 25, "progress": False}},
 ]
 
@@ -115,8 +125,14 @@ def test_best_model_reaches_optimal_auc(tmp_path, toy):
 
     test = split_codes(np.arange(2 * N), seed=3, fractions=(0.5, 0.2, 0.3)) == 2
     auc_opt = roc_auc_score(y_all[test], log_lr(X_all[test]))
-    assert m["models"][best]["auc_test"] == pytest.approx(result.metrics["models"][best]["auc_test"])
-    assert m["models"][best]["auc_test"] > auc_opt * 0.995, (best, m["models"][best]["auc_test"], auc_opt)
+    assert m["models"][best]["auc_test"] == pytest.approx(
+        result.metrics["models"][best]["auc_test"]
+    )
+    assert m["models"][best]["auc_test"] > auc_opt * 0.995, (
+        best,
+        m["models"][best]["auc_test"],
+        auc_opt,
+    )
     assert m["models"][best]["auc_test"] < auc_opt + 0.01  # cannot beat the truth (beyond noise)
 
 
@@ -142,7 +158,13 @@ def test_outputs_and_metrics_json_keys(gaussian_run):
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["models"]) == {"logistic", "bdt", "mlp"}
     for row in m["models"].values():
-        for key in ("auc_test", "auc_train", "ks_pvalue_signal", "ks_pvalue_background", "separation"):
+        for key in (
+            "auc_test",
+            "auc_train",
+            "ks_pvalue_signal",
+            "ks_pvalue_background",
+            "separation",
+        ):
             assert isinstance(row[key], float)
         assert set(row["eff_s_at_eff_b"]) == {"0.01", "0.1", "0.3"}
         assert set(row["rejection_at_eff_s"]) == {"0.3", "0.5"}
@@ -159,7 +181,11 @@ def test_apply_reproduces_training_scores(gaussian_run, tmp_path):
     base, _cfg, result = gaussian_run
     for r in result.models:
         out = tmp_path / f"{r.name}.parquet"
-        info = apply_bundle(base / "out" / "models" / r.name, [str(base / "sig.parquet"), str(base / "bkg.parquet")], out)
+        info = apply_bundle(
+            base / "out" / "models" / r.name,
+            [str(base / "sig.parquet"), str(base / "bkg.parquet")],
+            out,
+        )
         assert info["events"] == 6000
         table = pq.read_table(out).to_pydict()
         scores = np.asarray(table["score"])

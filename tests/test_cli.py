@@ -42,7 +42,9 @@ def test_config_schema_is_json(capsys):
 
 def test_config_check_reports_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\ndata: {samples: [{name: a, files: x.root, label: 1}], colour: red}\n")
+    bad.write_text(
+        "version: 1\ndata: {samples: [{name: a, files: x.root, label: 1}], colour: red}\n"
+    )
     code, _out, err = run_cli(capsys, "config", "--check", str(bad))
     assert code == 2
     assert err.count("\n") == 1 and "data.colour: unknown key" in err
@@ -70,7 +72,9 @@ def test_init_into_unwritable_location_fails_cleanly(tmp_path, capsys):
 def test_run_with_missing_config_is_one_line_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", str(tmp_path / "missing.yaml"))
     assert code == 2
-    assert err.strip() == f"fivesigma: error: config file '{tmp_path / 'missing.yaml'}' does not exist"
+    assert (
+        err.strip() == f"fivesigma: error: config file '{tmp_path / 'missing.yaml'}' does not exist"
+    )
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -89,9 +93,13 @@ def test_console_script_exit_code(tmp_path):
 
 
 def test_generate_unknown_process_and_bad_events(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "generate", "ttbar", "--events", "10", "--out", str(tmp_path / "g"))
+    code, _, err = run_cli(
+        capsys, "generate", "ttbar", "--events", "10", "--out", str(tmp_path / "g")
+    )
     assert code == 2 and "higgs4l" in err and err.count("\n") == 1
-    code, _, err = run_cli(capsys, "generate", "higgs4l", "--events", "0", "--out", str(tmp_path / "g"))
+    code, _, err = run_cli(
+        capsys, "generate", "higgs4l", "--events", "0", "--out", str(tmp_path / "g")
+    )
     assert code == 2 and "events" in err
     assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
 
@@ -101,7 +109,18 @@ def test_generate_unknown_process_and_bad_events(tmp_path, capsys):
 def test_generate_command_writes_readable_files(tmp_path, capsys):
     import uproot
 
-    code, out, _ = run_cli(capsys, "generate", "higgs4l", "--events", "100", "--out", str(tmp_path), "--jobs", "1", "-q")
+    code, out, _ = run_cli(
+        capsys,
+        "generate",
+        "higgs4l",
+        "--events",
+        "100",
+        "--out",
+        str(tmp_path),
+        "--jobs",
+        "1",
+        "-q",
+    )
     assert code == 0 and "ggH_4l" in out and "sigma" in out
     prov = json.loads((tmp_path / "provenance.json").read_text())
     for name in ("ggH_4l", "qqZZ_4l"):

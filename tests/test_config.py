@@ -46,7 +46,10 @@ def test_unknown_key_names_path_and_accepted_keys(tmp_path):
 
 def test_unknown_key_inside_a_list_item(tmp_path):
     p = _write(tmp_path, MINIMAL.replace("label: 1}", "label: 1, treee: T}"))
-    with pytest.raises(ConfigError, match=r"data\.samples\[0\]\.treee: unknown key; accepted keys: name, files, tree"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.samples\[0\]\.treee: unknown key; accepted keys: name, files, tree",
+    ):
         load_config(p)
 
 

@@ -43,7 +43,9 @@ def config(base: Path, samples: list[dict[str, Any]], **data: Any) -> Any:
 
 
 @pytest.mark.parametrize("fractions", [(0.6, 0.2, 0.2), (0.7, 0.1, 0.2), (0.5, 0.5, 0.0)])
-def test_split_fractions_within_statistical_precision(fractions: tuple[float, float, float]) -> None:
+def test_split_fractions_within_statistical_precision(
+    fractions: tuple[float, float, float],
+) -> None:
     n = 100_000
     for codes in (
         split_codes(np.arange(n), seed=5, fractions=fractions),
@@ -66,7 +68,9 @@ def test_split_independent_of_chunking_and_order() -> None:
         ]
         np.testing.assert_array_equal(np.concatenate(pieces), whole)
     perm = np.random.default_rng(0).permutation(len(entries))
-    np.testing.assert_array_equal(split_codes(seed=3, file="sig.root", entries=entries[perm]), whole[perm])
+    np.testing.assert_array_equal(
+        split_codes(seed=3, file="sig.root", entries=entries[perm]), whole[perm]
+    )
     ids = np.random.default_rng(1).integers(0, 2**62, size=5000)
     np.testing.assert_array_equal(split_codes(ids[::-1], seed=3), split_codes(ids, seed=3)[::-1])
 
@@ -75,7 +79,9 @@ def test_split_depends_on_seed_and_file_name_only() -> None:
     entries = np.arange(5000)
     a = split_codes(seed=1, file="/data/x/sig.root", entries=entries)
     # moving the directory does not change the split
-    np.testing.assert_array_equal(a, split_codes(seed=1, file="/elsewhere/sig.root", entries=entries))
+    np.testing.assert_array_equal(
+        a, split_codes(seed=1, file="/elsewhere/sig.root", entries=entries)
+    )
     assert file_identity("/x/sig.root") == file_identity(Path("sig.root"))
     # another file name or seed gives an unrelated split (agreement ~ 0.6^2+0.2^2+0.2^2 = 0.44)
     for other in (
@@ -99,7 +105,15 @@ def test_split_key_validation() -> None:
 def test_needed_columns_excludes_derived_but_keeps_shadowed_branches(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
-        [{"name": "s", "files": ["x.root"], "label": 1, "weight": "w * sf", "selection": "nlep >= 1"}],
+        [
+            {
+                "name": "s",
+                "files": ["x.root"],
+                "label": 1,
+                "weight": "w * sf",
+                "selection": "nlep >= 1",
+            }
+        ],
         selection="met > 10",
         derived={"lead": "nth(lep_pt, 0)", "met": "met / 1000", "ratio": "lead / met"},
         features=["ratio", "ht"],
@@ -113,7 +127,9 @@ def test_needed_columns_excludes_derived_but_keeps_shadowed_branches(tmp_path: P
 # ------------------------------------------------------------------ process_chunk
 
 
-def test_process_chunk_order_derive_weight_split_select(tmp_path: Path, root_file: Path, events: dict) -> None:
+def test_process_chunk_order_derive_weight_split_select(
+    tmp_path: Path, root_file: Path, events: dict
+) -> None:
     cfg = config(
         tmp_path,
         [{"name": "sig", "files": [str(root_file)], "label": 1, "weight": "weight * 2"}],
@@ -171,16 +187,22 @@ def _assert_same(a: Dataset, b: Dataset) -> None:
         assert ak.to_list(a.columns[name]) == ak.to_list(b.columns[name]), name
 
 
-def test_load_dataset_chunk_size_does_not_matter(tmp_path: Path, root_file: Path, parquet_file: Path) -> None:
+def test_load_dataset_chunk_size_does_not_matter(
+    tmp_path: Path, root_file: Path, parquet_file: Path
+) -> None:
     results = []
     for chunk_size in (7, 1000, 10**9):
-        cfg = _two_sample_config(tmp_path, root_file, parquet_file, selection="nlep >= 1", chunk_size=chunk_size)
+        cfg = _two_sample_config(
+            tmp_path, root_file, parquet_file, selection="nlep >= 1", chunk_size=chunk_size
+        )
         results.append(load_dataset(cfg, progress=False))
     _assert_same(results[0], results[1])
     _assert_same(results[0], results[2])
 
 
-def test_load_dataset_values_and_normalisation(tmp_path: Path, root_file: Path, parquet_file: Path, events: dict) -> None:
+def test_load_dataset_values_and_normalisation(
+    tmp_path: Path, root_file: Path, parquet_file: Path, events: dict
+) -> None:
     cfg = _two_sample_config(tmp_path, root_file, parquet_file, selection="nlep >= 1", chunk_size=9)
     ds = load_dataset(cfg, progress=False)
     keep = events["nlep"] >= 1
@@ -201,24 +223,39 @@ def test_load_dataset_values_and_normalisation(tmp_path: Path, root_file: Path, 
     lep = ak.to_list(events["lep_pt"])
     ht = np.array([sum(x) for x in lep]) + events["met"]
     np.testing.assert_allclose(ds.columns["ht"][sig], ht[keep], rtol=1e-6)
-    np.testing.assert_allclose(ds.features(["lead"])[bkg, 0], [x[0] for x, k in zip(lep, keep, strict=True) if k], rtol=1e-6)
+    np.testing.assert_allclose(
+        ds.features(["lead"])[bkg, 0],
+        [x[0] for x, k in zip(lep, keep, strict=True) if k],
+        rtol=1e-6,
+    )
     # summary counts by sample and split
     summary = ds.summary()
     assert summary["samples"]["signal"]["events_read"] == len(w)
     for code, split in enumerate(("train", "validation", "test")):
         sel = sig & (ds.split == code)
         assert summary["samples"]["signal"][split]["events"] == sel.sum()
-        assert summary["samples"]["signal"][split]["sum_weights"] == pytest.approx(ds.weight[sel].sum())
+        assert summary["samples"]["signal"][split]["sum_weights"] == pytest.approx(
+            ds.weight[sel].sum()
+        )
     assert summary["events"] == len(ds)
 
 
 def test_sum_weights_generated_is_used(tmp_path: Path, root_file: Path, events: dict) -> None:
     cfg = config(
         tmp_path,
-        [{
-            "name": "s", "files": ["events.root"], "label": 1, "weight": "weight",
-            "normalisation": {"cross_section_pb": 2.0, "luminosity_fb": 10.0, "sum_weights_generated": 400.0},
-        }],
+        [
+            {
+                "name": "s",
+                "files": ["events.root"],
+                "label": 1,
+                "weight": "weight",
+                "normalisation": {
+                    "cross_section_pb": 2.0,
+                    "luminosity_fb": 10.0,
+                    "sum_weights_generated": 400.0,
+                },
+            }
+        ],
         features=["met"],
     )
     ds = load_dataset(cfg, progress=False)
@@ -228,23 +265,43 @@ def test_sum_weights_generated_is_used(tmp_path: Path, root_file: Path, events: 
 def test_normalisation_refuses_non_positive_sum(tmp_path: Path, root_file: Path) -> None:
     cfg = config(
         tmp_path,
-        [{"name": "s", "files": ["events.root"], "label": 1, "weight": "-abs(weight)",
-          "normalisation": {"cross_section_pb": 1.0}}],
+        [
+            {
+                "name": "s",
+                "files": ["events.root"],
+                "label": 1,
+                "weight": "-abs(weight)",
+                "normalisation": {"cross_section_pb": 1.0},
+            }
+        ],
     )
-    with pytest.raises(DataError, match="cannot be normalised; set data.samples\\[0\\].normalisation.sum_weights_generated"):
+    with pytest.raises(
+        DataError,
+        match="cannot be normalised; set data.samples\\[0\\].normalisation.sum_weights_generated",
+    ):
         load_dataset(cfg, progress=False)
 
 
-def test_split_same_whatever_file_order_and_location(tmp_path: Path, root_file: Path, write_root, events: dict) -> None:
+def test_split_same_whatever_file_order_and_location(
+    tmp_path: Path, root_file: Path, write_root, events: dict
+) -> None:
     other = write_root(tmp_path / "more.root", events)
     key = ["event", "nlep"]
 
     def load(files: list[str], chunk: int) -> dict[tuple[str, int], int]:
-        cfg = config(tmp_path, [{"name": "s", "files": files, "label": 0}], features=["met"], chunk_size=chunk)
+        cfg = config(
+            tmp_path,
+            [{"name": "s", "files": files, "label": 0}],
+            features=["met"],
+            chunk_size=chunk,
+        )
         ds = load_dataset(cfg, progress=False, extra_columns=key)
         # events are identified by (which copy, event id): copies hold the same ids
         copy = np.repeat([0, 1], len(events["met"]))
-        return {(int(c), int(e)): int(s) for c, e, s in zip(copy, ds.columns["event"], ds.split, strict=True)}
+        return {
+            (int(c), int(e)): int(s)
+            for c, e, s in zip(copy, ds.columns["event"], ds.split, strict=True)
+        }
 
     first = load([root_file.name, other.name], 7)
     assert first == load([other.name, root_file.name], 1000)
@@ -260,7 +317,12 @@ def test_split_key_branch(tmp_path: Path, root_file: Path, csv_file: Path, event
     """With split.key the split follows the event id, so the same events in two formats agree."""
     codes = []
     for name in (root_file.name, csv_file.name):
-        cfg = config(tmp_path, [{"name": "s", "files": [name], "label": 0}], features=["met"], split={"key": "event"})
+        cfg = config(
+            tmp_path,
+            [{"name": "s", "files": [name], "label": 0}],
+            features=["met"],
+            split={"key": "event"},
+        )
         codes.append(load_dataset(cfg, progress=False).split)
     np.testing.assert_array_equal(codes[0], codes[1])
     np.testing.assert_array_equal(codes[0], split_codes(events["event"], seed=11))
@@ -269,24 +331,40 @@ def test_split_key_branch(tmp_path: Path, root_file: Path, csv_file: Path, event
 # ------------------------------------------------------------------------ errors
 
 
-def test_unknown_branch_fails_before_reading(tmp_path: Path, root_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_branch_fails_before_reading(
+    tmp_path: Path, root_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_read(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("data was read before the names were checked")
 
     monkeypatch.setattr(dataset_module, "iter_chunks", no_read)
-    cfg = config(tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], selection="nlepp > 1", features=["met"])
+    cfg = config(
+        tmp_path,
+        [{"name": "s", "files": ["events.root"], "label": 0}],
+        selection="nlepp > 1",
+        features=["met"],
+    )
     with pytest.raises(ExpressionError, match="nlepp.*did you mean 'nlep'") as err:
         load_dataset(cfg, progress=False)
     assert "sample 's'" in str(err.value) and "events.root" in str(err.value)
-    cfg = config(tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], split={"key": "evnt"})
-    with pytest.raises(DataError, match=r"no branch 'evnt' \(data.split.key\).*did you mean 'event'"):
+    cfg = config(
+        tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], split={"key": "evnt"}
+    )
+    with pytest.raises(
+        DataError, match=r"no branch 'evnt' \(data.split.key\).*did you mean 'event'"
+    ):
         load_dataset(cfg, progress=False)
 
 
 def test_selection_keeping_nothing(tmp_path: Path, root_file: Path, events: dict) -> None:
-    cfg = config(tmp_path, [{"name": "signal", "files": ["events.root"], "label": 1}], selection="met < 0")
+    cfg = config(
+        tmp_path, [{"name": "signal", "files": ["events.root"], "label": 1}], selection="met < 0"
+    )
     n = len(events["met"])
-    with pytest.raises(DataError, match=f"selection keeps 0 of {n} events in sample 'signal'; loosen data.selection 'met < 0'"):
+    with pytest.raises(
+        DataError,
+        match=f"selection keeps 0 of {n} events in sample 'signal'; loosen data.selection 'met < 0'",
+    ):
         load_dataset(cfg, progress=False)
 
 
@@ -300,7 +378,9 @@ def _nan_config(tmp_path: Path, policy: str) -> Any:
     )
 
 
-def test_nan_features_error_counts_per_feature(tmp_path: Path, root_file: Path, events: dict) -> None:
+def test_nan_features_error_counts_per_feature(
+    tmp_path: Path, root_file: Path, events: dict
+) -> None:
     n_lead = int((events["nlep"] == 0).sum())  # nth(.., 0) is NaN without leptons
     n_inv = int((events["nlep"] == 1).sum())  # 1/0 = inf
     assert n_lead and n_inv
@@ -313,7 +393,9 @@ def test_nan_features_error_counts_per_feature(tmp_path: Path, root_file: Path, 
     assert str(err.value) == expected
 
 
-def test_nan_features_drop(tmp_path: Path, root_file: Path, events: dict, caplog: pytest.LogCaptureFixture) -> None:
+def test_nan_features_drop(
+    tmp_path: Path, root_file: Path, events: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = (events["nlep"] == 0) | (events["nlep"] == 1)
     with caplog.at_level(logging.WARNING, logger="fivesigma.data"):
         ds = load_dataset(_nan_config(tmp_path, "drop"), progress=False)
@@ -324,13 +406,21 @@ def test_nan_features_drop(tmp_path: Path, root_file: Path, events: dict, caplog
 
 
 def test_jagged_feature_suggests_nth(tmp_path: Path, root_file: Path) -> None:
-    cfg = config(tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["lep_pt"])
-    with pytest.raises(DataError, match=r"feature 'lep_pt' has a variable number of values.*nth\(lep_pt, 0\)"):
+    cfg = config(
+        tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["lep_pt"]
+    )
+    with pytest.raises(
+        DataError, match=r"feature 'lep_pt' has a variable number of values.*nth\(lep_pt, 0\)"
+    ):
         load_dataset(cfg, progress=False)
 
 
-def test_dataset_features_subset_and_extra_columns(tmp_path: Path, root_file: Path, events: dict) -> None:
-    cfg = config(tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["met", "nlep"])
+def test_dataset_features_subset_and_extra_columns(
+    tmp_path: Path, root_file: Path, events: dict
+) -> None:
+    cfg = config(
+        tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["met", "nlep"]
+    )
     ds = load_dataset(cfg, progress=False, extra_columns=["lep_pt"])
     assert isinstance(ds.columns["lep_pt"], ak.Array)
     X = ds.features(["met", "nlep"], dtype=np.float32)
@@ -354,7 +444,15 @@ def test_real_hzz_file_with_selection_and_invariant_mass() -> None:
     path = shared("skhep_testdata/uproot-HZZ.root")
     cfg = config(
         path.parent,
-        [{"name": "zz", "files": [path.name], "tree": "events", "label": 1, "weight": "EventWeight"}],
+        [
+            {
+                "name": "zz",
+                "files": [path.name],
+                "tree": "events",
+                "label": 1,
+                "weight": "EventWeight",
+            }
+        ],
         selection="NMuon >= 2",
         derived={
             "mu_pt": "sqrt(Muon_Px**2 + Muon_Py**2)",
@@ -368,12 +466,18 @@ def test_real_hzz_file_with_selection_and_invariant_mass() -> None:
     )
     ds = load_dataset(cfg, progress=False)
     # independent reference: four-vector sum of the first two muons, straight from uproot
-    arrays = uproot.open(path)["events"].arrays(["Muon_Px", "Muon_Py", "Muon_Pz", "Muon_E", "EventWeight"])
+    arrays = uproot.open(path)["events"].arrays(
+        ["Muon_Px", "Muon_Py", "Muon_Pz", "Muon_E", "EventWeight"]
+    )
     two = ak.num(arrays["Muon_Px"]) >= 2
     sel = arrays[two]
-    comp = {k: ak.to_numpy(sel[k][:, 0]).astype(np.float64) + ak.to_numpy(sel[k][:, 1]) for k in
-            ("Muon_Px", "Muon_Py", "Muon_Pz", "Muon_E")}
-    m_ref = np.sqrt(comp["Muon_E"] ** 2 - comp["Muon_Px"] ** 2 - comp["Muon_Py"] ** 2 - comp["Muon_Pz"] ** 2)
+    comp = {
+        k: ak.to_numpy(sel[k][:, 0]).astype(np.float64) + ak.to_numpy(sel[k][:, 1])
+        for k in ("Muon_Px", "Muon_Py", "Muon_Pz", "Muon_E")
+    }
+    m_ref = np.sqrt(
+        comp["Muon_E"] ** 2 - comp["Muon_Px"] ** 2 - comp["Muon_Py"] ** 2 - comp["Muon_Pz"] ** 2
+    )
     assert len(ds) == int(ak.sum(two))
     np.testing.assert_allclose(ds.columns["m_mumu"], m_ref, rtol=2e-3)
     np.testing.assert_allclose(ds.weight, ak.to_numpy(sel["EventWeight"]), rtol=1e-6)
@@ -384,9 +488,21 @@ def test_real_hzz_file_with_selection_and_invariant_mass() -> None:
 def test_real_cms_tutorial_samples() -> None:
     data = shared("cms_hep_tutorial_2012")
     # README: events per file and sum of EventWeight
-    expected = {"qcd": (142, 7.916e4), "single_top": (5684, 311.6), "ww": (4580, 229.9), "wz": (3367, 69.93), "zz": (2421, 16.92)}
+    expected = {
+        "qcd": (142, 7.916e4),
+        "single_top": (5684, 311.6),
+        "ww": (4580, 229.9),
+        "wz": (3367, 69.93),
+        "zz": (2421, 16.92),
+    }
     samples = [
-        {"name": name, "files": [f"{name}.root"], "tree": "events", "label": i, "weight": "EventWeight"}
+        {
+            "name": name,
+            "files": [f"{name}.root"],
+            "tree": "events",
+            "label": i,
+            "weight": "EventWeight",
+        }
         for i, name in enumerate(expected)
     ]
     cfg = config(data, samples, derived={"njet": "count(Jet_Px)"}, features=["njet", "MET_px"])
@@ -401,8 +517,13 @@ def test_real_atlas_csv() -> None:
     cfg = config(
         data,
         [
-            {"name": "sig", "files": ["train_sml_sig.csv"], "label": 1, "weight": "Weight",
-             "normalisation": {"cross_section_pb": 1.0, "luminosity_fb": 1.0}},
+            {
+                "name": "sig",
+                "files": ["train_sml_sig.csv"],
+                "label": 1,
+                "weight": "Weight",
+                "normalisation": {"cross_section_pb": 1.0, "luminosity_fb": 1.0},
+            },
             {"name": "bkg", "files": ["train_sml_bg.csv"], "label": 0, "weight": "Weight"},
         ],
         selection="DER_mass_MMC > 0",  # -999 marks a missing value
@@ -417,7 +538,14 @@ def test_real_atlas_csv() -> None:
     assert ds.sum_weights_read[0] == pytest.approx(1000.0)
 
 
-def test_progress_bar_does_not_change_results(tmp_path: Path, root_file: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = config(tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["met"], chunk_size=7)
+def test_progress_bar_does_not_change_results(
+    tmp_path: Path, root_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = config(
+        tmp_path,
+        [{"name": "s", "files": ["events.root"], "label": 0}],
+        features=["met"],
+        chunk_size=7,
+    )
     _assert_same(load_dataset(cfg, progress=True), load_dataset(cfg, progress=False))
     assert capsys.readouterr().out == ""  # progress goes to stderr only

@@ -38,7 +38,9 @@ def test_non_leptons_are_dropped():
     assert not keep.any()
 
 
-@pytest.mark.parametrize(("flavour", "attr"), [(11, "electron_efficiency"), (13, "muon_efficiency")])
+@pytest.mark.parametrize(
+    ("flavour", "attr"), [(11, "electron_efficiency"), (13, "muon_efficiency")]
+)
 def test_efficiency_matches_configured_value(flavour, attr):
     resp = LeptonResponse(**{attr: 0.8})
     # Well inside the acceptance, so only the efficiency removes leptons.

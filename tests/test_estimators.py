@@ -26,8 +26,14 @@ from fivesigma.errors import DataError, FivesigmaError, ModelError
 FAST = {
     "logistic": {},
     "bdt": {"n_estimators": 300, "max_depth": 2, "n_jobs": 1},
-    "mlp": {"hidden": (32, 32), "epochs": 20, "batch_size": 256, "lr": 3e-3, "progress": False,
-            "num_threads": 1},
+    "mlp": {
+        "hidden": (32, 32),
+        "epochs": 20,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "progress": False,
+        "num_threads": 1,
+    },
 }
 
 # two Gaussians with equal covariance: the likelihood ratio (optimal classifier) is linear
@@ -60,7 +66,9 @@ def fitted(gauss_data) -> dict[str, object]:
     X, y = gauss_data["train"]
     Xv, yv = gauss_data["valid"]
     return {
-        kind: make_estimator(kind, **FAST[kind]).fit(X, y, X_val=Xv, y_val=yv, feature_names=["a", "b"])
+        kind: make_estimator(kind, **FAST[kind]).fit(
+            X, y, X_val=Xv, y_val=yv, feature_names=["a", "b"]
+        )
         for kind in ESTIMATORS
     }
 
@@ -83,7 +91,9 @@ def test_non_linear_boundary_beats_logistic() -> None:
     Xt, yt = circles(10000, 5)
     r2 = (Xt**2).sum(1)
     optimal = roc_auc_score(yt, -r2)  # log LR is decreasing in r^2
-    aucs = {k: roc_auc_score(yt, make_estimator(k, **FAST[k]).fit(X, y).score(Xt)) for k in ESTIMATORS}
+    aucs = {
+        k: roc_auc_score(yt, make_estimator(k, **FAST[k]).fit(X, y).score(Xt)) for k in ESTIMATORS
+    }
     assert aucs["logistic"] < 0.6  # a line cannot separate concentric classes
     for kind in ("bdt", "mlp"):
         assert aucs[kind] > optimal - 0.02
@@ -175,8 +185,11 @@ def test_negative_weights_do_not_crash_and_bdt_warns_about_its_policy(gauss_data
 def test_save_load_round_trip_without_pickle(fitted, gauss_data, tmp_path, kind) -> None:
     clf = fitted[kind]
     Xt, _ = gauss_data["test"]
-    path = clf.save(tmp_path / f"model-{kind}", data={"selection": "n_lep == 4"},
-                    metadata={"metrics": {"auc": 0.8}})
+    path = clf.save(
+        tmp_path / f"model-{kind}",
+        data={"selection": "n_lep == 4"},
+        metadata={"metrics": {"auc": 0.8}},
+    )
     back = load(path)
     assert back.bundle_data_["selection"] == "n_lep == 4"
     assert back.bundle_metadata_["metrics"] == {"auc": 0.8}
@@ -270,8 +283,16 @@ def test_mlp_onnx_export_agrees_with_torch(fitted, gauss_data, tmp_path) -> None
 
 def test_mlp_options_batch_norm_and_activation_train(gauss_data) -> None:
     X, y = gauss_data["train"]
-    clf = MLPClassifier(**FAST["mlp"] | {"epochs": 3, "batch_norm": True, "activation": "gelu",
-                                          "dropout": 0.1, "scheduler": "onecycle"}).fit(X, y)
+    clf = MLPClassifier(
+        **FAST["mlp"]
+        | {
+            "epochs": 3,
+            "batch_norm": True,
+            "activation": "gelu",
+            "dropout": 0.1,
+            "scheduler": "onecycle",
+        }
+    ).fit(X, y)
     assert roc_auc_score(y, clf.score(X)) > 0.7
     assert clf.history_.epochs_run == 3
 
@@ -295,7 +316,10 @@ def test_bad_input_gives_one_line_domain_errors(kind, fitted) -> None:
     X = np.random.default_rng(0).normal(size=(20, 2))
     y = np.array([0, 1] * 10)
     clf = make_estimator(kind, **FAST[kind])
-    with pytest.raises(DataError, match=r"training labels contain only class 1; need both signal \(1\) and background \(0\)"):
+    with pytest.raises(
+        DataError,
+        match=r"training labels contain only class 1; need both signal \(1\) and background \(0\)",
+    ):
         clf.fit(X, np.ones(20))
     Xn = X.copy()
     Xn[3, 1] = np.nan
@@ -325,10 +349,14 @@ def test_loading_missing_bundle_is_a_model_error(tmp_path: Path) -> None:
 
 def test_real_atlas_higgs_subset_bdt_beats_chance() -> None:
     pd = pytest.importorskip("pandas")
-    base = Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas_higgs_ml_challenge_subset"
+    base = (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas_higgs_ml_challenge_subset"
+    )
     if not (base / "train_sml_sig.csv").is_file():
         pytest.skip("ATLAS Higgs ML subset not available")
-    df = pd.concat([pd.read_csv(base / "train_sml_sig.csv"), pd.read_csv(base / "train_sml_bg.csv")])
+    df = pd.concat(
+        [pd.read_csv(base / "train_sml_sig.csv"), pd.read_csv(base / "train_sml_bg.csv")]
+    )
     features = ["DER_mass_transverse_met_lep", "DER_mass_vis", "DER_pt_ratio_lep_tau", "PRI_tau_pt"]
     y = (df["Label"] == "s").to_numpy().astype(int)
     w = df["Weight"].to_numpy()

@@ -62,7 +62,13 @@ def sample(tmp_path_factory) -> GeneratedSample:
 def truth_sample(tmp_path_factory) -> GeneratedSample:
     out = tmp_path_factory.mktemp("truth")
     return generate(
-        "higgs4l", EVENTS, out, seed=8, jobs=1, progress=False, detector=LeptonResponse(enabled=False)
+        "higgs4l",
+        EVENTS,
+        out,
+        seed=8,
+        jobs=1,
+        progress=False,
+        detector=LeptonResponse(enabled=False),
     )
 
 
@@ -167,7 +173,12 @@ def _reference_sigma(settings: list[str], seed: int, events: int) -> tuple[float
     import pythia8mc
 
     p = pythia8mc.Pythia("", False)
-    common = ["Beams:eCM = 13000.", "PartonLevel:all = off", "HadronLevel:all = off", "Print:quiet = on"]
+    common = [
+        "Beams:eCM = 13000.",
+        "PartonLevel:all = off",
+        "HadronLevel:all = off",
+        "Print:quiet = on",
+    ]
     for s in [*common, *settings, "Random:setSeed = on", f"Random:seed = {seed}"]:
         assert p.readString(s)
     assert p.init()
@@ -185,14 +196,25 @@ def _reference_sigma(settings: list[str], seed: int, events: int) -> tuple[float
     [
         (
             "ggH_4l",
-            ["HiggsSM:gg2H = on", "25:m0 = 125", "25:onMode = off", "25:onIfMatch = 23 23",
-             "23:onMode = off", "23:onIfAny = 11 13"],
+            [
+                "HiggsSM:gg2H = on",
+                "25:m0 = 125",
+                "25:onMode = off",
+                "25:onIfMatch = 23 23",
+                "23:onMode = off",
+                "23:onIfAny = 11 13",
+            ],
             (1e-3, 1e-2),  # a few fb
         ),
         (
             "qqZZ_4l",
-            ["WeakDoubleBoson:ffbar2gmZgmZ = on", "WeakZ0:gmZmode = 0", "23:mMin = 12.",
-             "23:onMode = off", "23:onIfAny = 11 13"],
+            [
+                "WeakDoubleBoson:ffbar2gmZgmZ = on",
+                "WeakZ0:gmZmode = 0",
+                "23:mMin = 12.",
+                "23:onMode = off",
+                "23:onIfAny = 11 13",
+            ],
             (1e-2, 1e-1),  # tens of fb
         ),
     ],
@@ -213,7 +235,13 @@ def test_branching_ratios_are_folded_into_sigma():
     import pythia8mc
 
     open_h = ["HiggsSM:gg2H = on", "25:m0 = 125"]
-    closed = [*open_h, "25:onMode = off", "25:onIfMatch = 23 23", "23:onMode = off", "23:onIfAny = 11 13"]
+    closed = [
+        *open_h,
+        "25:onMode = off",
+        "25:onIfMatch = 23 23",
+        "23:onMode = off",
+        "23:onIfAny = 11 13",
+    ]
     s_open, e_open = _reference_sigma(open_h, 3, 3000)
     s_closed, e_closed = _reference_sigma(closed, 4, 3000)
     p = pythia8mc.Pythia("", False)
@@ -223,10 +251,16 @@ def test_branching_ratios_are_folded_into_sigma():
     p.init()
     h = p.particleData.particleDataEntryPtr(25)
     z = p.particleData.particleDataEntryPtr(23)
-    br_zz = sum(h.channel(i).bRatio() for i in range(h.sizeChannels())
-                if (h.channel(i).product(0), h.channel(i).product(1)) == (23, 23))
-    br_ll = sum(z.channel(i).bRatio() for i in range(z.sizeChannels())
-                if abs(z.channel(i).product(0)) in (11, 13))
+    br_zz = sum(
+        h.channel(i).bRatio()
+        for i in range(h.sizeChannels())
+        if (h.channel(i).product(0), h.channel(i).product(1)) == (23, 23)
+    )
+    br_ll = sum(
+        z.channel(i).bRatio()
+        for i in range(z.sizeChannels())
+        if abs(z.channel(i).product(0)) in (11, 13)
+    )
     ratio = s_closed / s_open
     ratio_err = ratio * np.hypot(e_open / s_open, e_closed / s_closed)
     assert abs(ratio - br_zz * br_ll**2) < 4 * ratio_err
@@ -240,8 +274,12 @@ def test_branching_ratios_are_folded_into_sigma():
 @pythia
 @slow
 def test_same_seed_identical_different_seed_different(sample, tmp_path):
-    again = generate("higgs4l", EVENTS, tmp_path / "a", seed=7, jobs=1, luminosity_fb=LUMI, progress=False)
-    other = generate("higgs4l", EVENTS, tmp_path / "b", seed=9, jobs=1, luminosity_fb=LUMI, progress=False)
+    again = generate(
+        "higgs4l", EVENTS, tmp_path / "a", seed=7, jobs=1, luminosity_fb=LUMI, progress=False
+    )
+    other = generate(
+        "higgs4l", EVENTS, tmp_path / "b", seed=9, jobs=1, luminosity_fb=LUMI, progress=False
+    )
     for name in sample.files:
         a, b, c = _read(sample.files[name]), _read(again.files[name]), _read(other.files[name])
         for branch in BRANCHES:
@@ -295,8 +333,9 @@ def test_signal_true_m4l_is_the_higgs_mass(sample):
 @slow
 def test_background_sfos_pairs_peak_at_mz(truth_sample):
     a = _read(truth_sample.files["qqZZ_4l"])
-    lep = ak.zip({"pt": a.lep_pt, "eta": a.lep_eta, "phi": a.lep_phi, "mass": a.lep_mass,
-                  "pid": a.lep_pdgid})
+    lep = ak.zip(
+        {"pt": a.lep_pt, "eta": a.lep_eta, "phi": a.lep_phi, "mass": a.lep_mass, "pid": a.lep_pdgid}
+    )
     pairs = ak.flatten(ak.combinations(lep, 2))
     sfos = pairs[(pairs["0"].pid == -pairs["1"].pid)]
     l1, l2 = sfos["0"], sfos["1"]
@@ -339,8 +378,15 @@ def test_truth_lepton_flavours_consistent_with_z_to_ee_mumu(truth_sample):
 def test_provenance_json_and_tobjstring(sample):
     prov = json.loads((sample.directory / "provenance.json").read_text())
     assert prov == sample.provenance
-    for key in ("fivesigma_version", "pythia8mc_version", "seed", "luminosity_fb",
-                "detector_response", "notes", "created"):
+    for key in (
+        "fivesigma_version",
+        "pythia8mc_version",
+        "seed",
+        "luminosity_fb",
+        "detector_response",
+        "notes",
+        "created",
+    ):
         assert key in prov
     assert "MPI" in prov["notes"]
     for name, path in sample.files.items():
@@ -375,7 +421,9 @@ def test_cache_reuses_and_keys_on_seed(tmp_path, monkeypatch):
     s3 = cached_sample("higgs4l", events=200, seed=2, jobs=1, cache_dir=tmp_path, progress=False)
     assert s3.directory != s1.directory and s3.directory.parent == tmp_path
     # No leftovers of the temporary directories.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([s1.directory.name, s3.directory.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [s1.directory.name, s3.directory.name]
+    )
 
 
 @needs_pythia

@@ -19,8 +19,13 @@ TINY = {
     "cnn1d": {"channels": (8, 8), "hidden": (8,)},
     "pfn": {"phi": (8, 16), "f": (8,)},
     "particlenet": {"k": 3, "conv": ((8, 8), (16, 16)), "fc": (8,)},
-    "part": {"embed_dims": (16,), "pair_embed_dims": (8,), "num_heads": 2, "num_layers": 2,
-             "num_cls_layers": 1},
+    "part": {
+        "embed_dims": (16,),
+        "pair_embed_dims": (8,),
+        "num_heads": 2,
+        "num_layers": 2,
+        "num_cls_layers": 1,
+    },
 }
 INVARIANT = ["pfn", "particlenet", "part"]
 
@@ -37,8 +42,15 @@ def make_batch(ns: list[int], n_slots: int, seed: int = 0):
     pz = pt * torch.sinh(eta)
     e = torch.sqrt(pt**2 + pz**2 + mass**2)
     v = torch.stack([pt * torch.cos(phi), pt * torch.sin(phi), pz, e], dim=-1)
-    x = torch.cat([eta.unsqueeze(-1), phi.unsqueeze(-1), torch.log(pt).unsqueeze(-1),
-                   torch.randn(b, n_slots, F - 3, generator=g)], dim=-1)
+    x = torch.cat(
+        [
+            eta.unsqueeze(-1),
+            phi.unsqueeze(-1),
+            torch.log(pt).unsqueeze(-1),
+            torch.randn(b, n_slots, F - 3, generator=g),
+        ],
+        dim=-1,
+    )
     mask = torch.arange(n_slots).unsqueeze(0) < torch.tensor(ns).unsqueeze(1)
     keep = mask.unsqueeze(-1)
     return torch.where(keep, x, 0.0), torch.where(keep, v, 0.0), mask
@@ -123,8 +135,9 @@ def test_pairwise_features_match_hand_computation_with_vector():
     # phi on both sides of +-pi: the wrapped dphi is 2*pi - 6, not 6
     a = vector.obj(pt=40.0, eta=0.3, phi=3.0, mass=0.5)
     b = vector.obj(pt=15.0, eta=-0.2, phi=-3.0, mass=1.2)
-    v = torch.tensor([[[a.px, a.py, a.pz, a.E], [b.px, b.py, b.pz, b.E], [0, 0, 0, 0]]],
-                     dtype=torch.float64)
+    v = torch.tensor(
+        [[[a.px, a.py, a.pz, a.E], [b.px, b.py, b.pz, b.E], [0, 0, 0, 0]]], dtype=torch.float64
+    )
     mask = torch.tensor([[True, True, False]])
     fts, pair_mask = pairwise_lv_fts(v, mask)
 
@@ -133,13 +146,21 @@ def test_pairwise_features_match_hand_computation_with_vector():
     assert abs(abs(d_phi) - (2 * math.pi - 6.0)) < 1e-12
     dr = math.hypot(d_rap, d_phi)
     ptmin = min(a.pt, b.pt)
-    expected = [math.log(ptmin * dr), math.log(ptmin / (a.pt + b.pt)), math.log(dr),
-                math.log((a + b).mass2)]
+    expected = [
+        math.log(ptmin * dr),
+        math.log(ptmin / (a.pt + b.pt)),
+        math.log(dr),
+        math.log((a + b).mass2),
+    ]
     for i, j in ((0, 1), (1, 0)):
         np.testing.assert_allclose(fts[0, i, j].numpy(), expected, rtol=1e-9, atol=1e-9)
     # pairs with the padded particle are zero and masked
     assert torch.all(fts[0, 2] == 0) and torch.all(fts[0, :, 2] == 0)
-    assert pair_mask[0].tolist() == [[True, True, False], [True, True, False], [False, False, False]]
+    assert pair_mask[0].tolist() == [
+        [True, True, False],
+        [True, True, False],
+        [False, False, False],
+    ]
 
 
 def test_pairwise_features_are_finite_for_padding_and_collinear_pairs():
@@ -224,19 +245,27 @@ def test_paper_sizes_follow_the_references():
     assert pn.k == 16 and pn.conv == ((64, 64, 64), (128, 128, 128), (256, 256, 256))
     assert pn.fc == (256,) and pn.dropout == 0.1
     part = make_config("part", 7, size="paper")
-    assert (part.embed_dims[-1], part.num_heads, part.num_layers, part.num_cls_layers) == (128, 8, 8, 2)
+    assert (part.embed_dims[-1], part.num_heads, part.num_layers, part.num_cls_layers) == (
+        128,
+        8,
+        8,
+        2,
+    )
     assert part.pair_embed_dims == (64, 64, 64)
 
 
-@pytest.mark.parametrize(("name", "params"), [
-    ("part", {"num_heads": 3}),
-    ("particlenet", {"coord_indices": (0, 9)}),
-    ("particlenet", {"k": 0}),
-    ("cnn1d", {"kernel_size": 4}),
-    ("pfn", {"phi": ()}),
-    ("pfn", {"dropout": 1.5}),
-    ("pfn", {"latent": 3}),
-])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("part", {"num_heads": 3}),
+        ("particlenet", {"coord_indices": (0, 9)}),
+        ("particlenet", {"k": 0}),
+        ("cnn1d", {"kernel_size": 4}),
+        ("pfn", {"phi": ()}),
+        ("pfn", {"dropout": 1.5}),
+        ("pfn", {"latent": 3}),
+    ],
+)
 def test_bad_model_configs_raise_one_line_model_error(name, params):
     with pytest.raises(ModelError) as err:
         build_model(name, F, 2, params)

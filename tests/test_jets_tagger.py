@@ -12,8 +12,14 @@ TINY = {
     "cnn1d": {"channels": (8, 8), "hidden": (8,)},
     "pfn": {"phi": (8, 16), "f": (8,)},
     "particlenet": {"k": 3, "conv": ((8, 8), (16, 16)), "fc": (8,)},
-    "part": {"embed_dims": (16,), "pair_embed_dims": (8,), "num_heads": 2, "num_layers": 1,
-             "num_cls_layers": 1, "dropout": 0.0},
+    "part": {
+        "embed_dims": (16,),
+        "pair_embed_dims": (8,),
+        "num_heads": 2,
+        "num_layers": 1,
+        "num_cls_layers": 1,
+        "dropout": 0.0,
+    },
 }
 
 
@@ -29,13 +35,20 @@ def toy(n: int = 96, n_slots: int = 12, seed: int = 0):
     v = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], -1)
     x = np.stack([eta, phi, np.log(pt), rng.normal(size=(n, n_slots))], -1)
     keep = mask[..., None]
-    return {"x": (x * keep).astype(np.float32), "v": (v * keep).astype(np.float32),
-            "mask": mask}, y
+    return {"x": (x * keep).astype(np.float32), "v": (v * keep).astype(np.float32), "mask": mask}, y
 
 
 def tagger(name: str, **kw) -> JetTagger:
-    params = {"model_params": TINY[name], "epochs": 25, "batch_size": 16, "lr": 1e-2,
-              "valid_fraction": 0.0, "progress": False, "scheduler": "none", "num_threads": 1}
+    params = {
+        "model_params": TINY[name],
+        "epochs": 25,
+        "batch_size": 16,
+        "lr": 1e-2,
+        "valid_fraction": 0.0,
+        "progress": False,
+        "scheduler": "none",
+        "num_threads": 1,
+    }
     return JetTagger(name, **(params | kw))
 
 
@@ -43,8 +56,10 @@ def tagger(name: str, **kw) -> JetTagger:
 def fitted():
     """One tagger of each kind trained on the toy (shared by the tests below)."""
     inputs, y = toy()
-    return {name: tagger(name).fit(inputs, y, feature_names=["deta", "dphi", "logpt", "noise"])
-            for name in TAGGERS}
+    return {
+        name: tagger(name).fit(inputs, y, feature_names=["deta", "dphi", "logpt", "noise"])
+        for name in TAGGERS
+    }
 
 
 @pytest.mark.parametrize("name", list(TAGGERS))
@@ -94,11 +109,14 @@ def test_padded_slots_and_sorting_do_not_change_predictions(fitted):
     inputs, _ = toy(n=30, seed=8)
     t = fitted["part"]
     p = t.predict_proba(inputs)
-    wider = {k: np.concatenate([a, np.zeros((a.shape[0], 5, *a.shape[2:]), a.dtype)], axis=1)
-             for k, a in inputs.items()}
+    wider = {
+        k: np.concatenate([a, np.zeros((a.shape[0], 5, *a.shape[2:]), a.dtype)], axis=1)
+        for k, a in inputs.items()
+    }
     np.testing.assert_allclose(t.predict_proba(wider), p, atol=1e-6)
-    np.testing.assert_allclose(t.predict_proba({k: a[::-1] for k, a in inputs.items()}), p[::-1],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        t.predict_proba({k: a[::-1] for k, a in inputs.items()}), p[::-1], atol=1e-6
+    )
 
 
 def test_validation_early_stopping_weights_and_reproducibility():

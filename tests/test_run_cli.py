@@ -26,7 +26,12 @@ def test_run_writes_outputs_and_prints_ranked_summary(toy_config_file, tmp_path,
     for name in ("logistic", "bdt", "mlp"):
         assert name in out
     d = tmp_path / "out"  # output.dir is relative to the config file
-    assert {p.name for p in d.iterdir()} == {"report.html", "metrics.json", "workspace.json", "models"}
+    assert {p.name for p in d.iterdir()} == {
+        "report.html",
+        "metrics.json",
+        "workspace.json",
+        "models",
+    }
 
 
 @pytest.mark.slow
@@ -48,7 +53,9 @@ def test_same_config_gives_the_same_numbers(toy_config_file, tmp_path, capsys):
         ({"features": ["x0", "log(x1)"]}, "NaN/inf"),
     ],
 )
-def test_bad_input_is_one_line_and_leaves_no_output(toy_config_file, tmp_path, capsys, overrides, message):
+def test_bad_input_is_one_line_and_leaves_no_output(
+    toy_config_file, tmp_path, capsys, overrides, message
+):
     cfg = toy_config_file(n=200, **overrides)
     code = main(["run", str(cfg), "--quiet"])
     err = capsys.readouterr().err
@@ -93,8 +100,13 @@ def test_interrupted_run_resumes_from_checkpoint(toy_config_file, tmp_path, caps
     from the checkpoint and gives the numbers of an uninterrupted run."""
     from fivesigma.training.trainer import Trainer
 
-    models = [{"name": "mlp", "kind": "mlp", "params": {"hidden": [8], "epochs": 6, "lr": 0.01,
-                                                        "early_stopping_patience": None}}]
+    models = [
+        {
+            "name": "mlp",
+            "kind": "mlp",
+            "params": {"hidden": [8], "epochs": 6, "lr": 0.01, "early_stopping_patience": None},
+        }
+    ]
     cfg = toy_config_file(n=400, models=models)
     assert main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "straight")]) == 0
 

@@ -58,7 +58,9 @@ def test_expand_files_globs_sorted_and_deduplicated(tmp_path: Path) -> None:
     assert names == sorted(names)
     assert names == ["data/a.root", "data/b.root", "data/sub/c.root", "data/x1.csv"]
     # absolute patterns ignore base_dir
-    assert expand_files([str(tmp_path / "other" / "*.root")], "/nonexistent") == [tmp_path / "other" / "d.root"]
+    assert expand_files([str(tmp_path / "other" / "*.root")], "/nonexistent") == [
+        tmp_path / "other" / "d.root"
+    ]
 
 
 def test_expand_files_no_match_names_sample_and_pattern(tmp_path: Path) -> None:
@@ -156,7 +158,9 @@ def test_every_format_round_trips_flat_columns(
 
 @pytest.mark.parametrize("fixture", ["root_file", "parquet_file"])
 @pytest.mark.parametrize("step", [7, 1000])
-def test_jagged_columns_stay_awkward(request: pytest.FixtureRequest, events: dict, fixture: str, step: int) -> None:
+def test_jagged_columns_stay_awkward(
+    request: pytest.FixtureRequest, events: dict, fixture: str, step: int
+) -> None:
     path = request.getfixturevalue(fixture)
     got, _ = read_all(path, "Events", ["lep_pt", "nlep"], step)
     assert isinstance(got["lep_pt"], ak.Array)
@@ -166,16 +170,24 @@ def test_jagged_columns_stay_awkward(request: pytest.FixtureRequest, events: dic
 
 
 def test_chunk_holds_only_requested_columns(
-    root_file: Path, parquet_file: Path, csv_file: Path, hdf5_table_file: Path, hdf5_datasets_file: Path,
+    root_file: Path,
+    parquet_file: Path,
+    csv_file: Path,
+    hdf5_table_file: Path,
+    hdf5_datasets_file: Path,
     events: dict,
 ) -> None:
     for path in (root_file, parquet_file, csv_file, hdf5_table_file, hdf5_datasets_file):
         chunks = list(iter_chunks(path, "Events", ["met"], 20))
         assert all(list(c.arrays) == ["met"] for c in chunks)
-        np.testing.assert_array_equal(np.concatenate([c.arrays["met"] for c in chunks]), events["met"])
+        np.testing.assert_array_equal(
+            np.concatenate([c.arrays["met"] for c in chunks]), events["met"]
+        )
 
 
-def test_root_reads_only_requested_branches(root_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_root_reads_only_requested_branches(
+    root_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Spy on uproot: the TTree is asked for exactly the needed branches."""
     from uproot.behaviors.TBranch import HasBranches
 
@@ -191,7 +203,9 @@ def test_root_reads_only_requested_branches(root_file: Path, monkeypatch: pytest
     assert asked == [["met", "nlep"]]
 
 
-def test_no_columns_still_counts_entries(root_file: Path, csv_file: Path, hdf5_table_file: Path) -> None:
+def test_no_columns_still_counts_entries(
+    root_file: Path, csv_file: Path, hdf5_table_file: Path
+) -> None:
     for path in (root_file, csv_file, hdf5_table_file):
         chunks = list(iter_chunks(path, "Events", [], 20))
         assert [(c.entry_start, c.entry_stop) for c in chunks] == [(0, 20), (20, 40), (40, 50)]
@@ -202,18 +216,26 @@ def test_no_columns_still_counts_entries(root_file: Path, csv_file: Path, hdf5_t
 
 
 def test_unknown_tree_lists_trees(root_file: Path) -> None:
-    with pytest.raises(DataError, match=r"no tree 'Evnts' in '.*events\.root'; trees: Events") as err:
+    with pytest.raises(
+        DataError, match=r"no tree 'Evnts' in '.*events\.root'; trees: Events"
+    ) as err:
         list_columns(root_file, "Evnts")
     assert "\n" not in str(err.value)
 
 
 def test_unknown_branch_suggests_close_match(tmp_path: Path, write_root) -> None:
-    path = write_root(tmp_path / "f.root", {"lep_pt": ak.Array([[1.0], []]), "met": np.array([1.0, 2.0])})
-    with pytest.raises(DataError, match=r"'.*f\.root': no branch 'lep_ptt' in tree 'Events'; did you mean 'lep_pt'"):
+    path = write_root(
+        tmp_path / "f.root", {"lep_pt": ak.Array([[1.0], []]), "met": np.array([1.0, 2.0])}
+    )
+    with pytest.raises(
+        DataError, match=r"'.*f\.root': no branch 'lep_ptt' in tree 'Events'; did you mean 'lep_pt'"
+    ):
         list(iter_chunks(path, "Events", ["met", "lep_ptt"], 10))
 
 
-@pytest.mark.parametrize("fixture", ["parquet_file", "csv_file", "hdf5_datasets_file", "hdf5_table_file"])
+@pytest.mark.parametrize(
+    "fixture", ["parquet_file", "csv_file", "hdf5_datasets_file", "hdf5_table_file"]
+)
 def test_unknown_column_other_formats(request: pytest.FixtureRequest, fixture: str) -> None:
     path = request.getfixturevalue(fixture)
     with pytest.raises(DataError, match=r"no column 'mett'.*did you mean 'met'\?"):
@@ -222,7 +244,9 @@ def test_unknown_column_other_formats(request: pytest.FixtureRequest, fixture: s
 
 def test_truncated_root_file(tmp_path: Path, write_root) -> None:
     rng = np.random.default_rng(1)
-    big = write_root(tmp_path / "big.root", {"x": rng.normal(size=20_000), "y": rng.normal(size=20_000)})
+    big = write_root(
+        tmp_path / "big.root", {"x": rng.normal(size=20_000), "y": rng.normal(size=20_000)}
+    )
     cut = tmp_path / "cut.root"
     cut.write_bytes(big.read_bytes()[:2048])
     assert detect_format(cut) == "root"

@@ -26,7 +26,10 @@ class Net(torch.nn.Module):
     def __init__(self, n_in: int = 3) -> None:
         super().__init__()
         self.body = torch.nn.Sequential(
-            torch.nn.Linear(n_in, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 1)
+            torch.nn.Linear(n_in, 16),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(16, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +174,9 @@ def test_cosine_schedule_follows_closed_form() -> None:
 
 def test_onecycle_and_plateau_and_none_change_lr_as_documented() -> None:
     x, y, w = toy(200)
-    one = Trainer(cfg(epochs=4, lr=0.01, scheduler="onecycle")).fit(make_net(), (x, y, w), None, bce)
+    one = Trainer(cfg(epochs=4, lr=0.01, scheduler="onecycle")).fit(
+        make_net(), (x, y, w), None, bce
+    )
     assert max(one.lr) <= 0.01 and one.lr[0] < 0.01  # warms up from below the peak
     none = Trainer(cfg(epochs=3, lr=0.01, scheduler="none")).fit(make_net(), (x, y, w), None, bce)
     assert none.lr == [0.01, 0.01, 0.01]
@@ -199,8 +204,12 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(tmp_path, sche
         if epoch == 3:
             raise KeyboardInterrupt
 
-    ck = cfg(epochs=6, scheduler=scheduler, early_stopping_patience=10,
-             checkpoint_dir=str(tmp_path / "ck"))
+    ck = cfg(
+        epochs=6,
+        scheduler=scheduler,
+        early_stopping_patience=10,
+        checkpoint_dir=str(tmp_path / "ck"),
+    )
     first = make_net()
     with pytest.raises(KeyboardInterrupt):
         Trainer(ck, [interrupt]).fit(first, (x, y, w), valid, bce)
@@ -209,7 +218,9 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(tmp_path, sche
     # a fresh process would build a freshly initialised model: use a different init
     resumed = make_net(seed=77)
     epochs_seen: list[int] = []
-    h_resumed = Trainer(ck, [lambda e, h: epochs_seen.append(e)]).fit(resumed, (x, y, w), valid, bce)
+    h_resumed = Trainer(ck, [lambda e, h: epochs_seen.append(e)]).fit(
+        resumed, (x, y, w), valid, bce
+    )
     assert epochs_seen == [4, 5, 6]
     assert state_equal(straight, resumed)
     assert h_resumed.to_dict() == h_straight.to_dict()
@@ -220,9 +231,13 @@ def test_extending_a_finished_run_equals_training_longer(tmp_path) -> None:
     straight = make_net()
     Trainer(cfg(epochs=6, scheduler="none")).fit(straight, (x, y, w), None, bce)
     ck = str(tmp_path / "ck")
-    Trainer(cfg(epochs=3, scheduler="none", checkpoint_dir=ck)).fit(make_net(), (x, y, w), None, bce)
+    Trainer(cfg(epochs=3, scheduler="none", checkpoint_dir=ck)).fit(
+        make_net(), (x, y, w), None, bce
+    )
     longer = make_net(seed=5)
-    hist = Trainer(cfg(epochs=6, scheduler="none", checkpoint_dir=ck)).fit(longer, (x, y, w), None, bce)
+    hist = Trainer(cfg(epochs=6, scheduler="none", checkpoint_dir=ck)).fit(
+        longer, (x, y, w), None, bce
+    )
     assert hist.epochs_run == 6
     assert state_equal(straight, longer)
 
@@ -232,8 +247,18 @@ def test_checkpoint_loads_with_weights_only_and_holds_resume_state(tmp_path) -> 
     Trainer(cfg(epochs=2, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), (x, y, w), bce)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert state["epoch"] == 2
-    for key in ("model", "optimizer", "scheduler", "best_state", "rng_torch", "rng_numpy",
-                "rng_python", "rng_loader", "bad_epochs", "history"):
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "best_state",
+        "rng_torch",
+        "rng_numpy",
+        "rng_python",
+        "rng_loader",
+        "bad_epochs",
+        "history",
+    ):
         assert key in state
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
@@ -242,7 +267,9 @@ def test_checkpoint_of_another_run_is_refused(tmp_path) -> None:
     x, y, w = toy(100)
     Trainer(cfg(epochs=1, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), None, bce)
     with pytest.raises(ModelError, match="different run"):
-        Trainer(cfg(epochs=1, lr=0.5, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), None, bce)
+        Trainer(cfg(epochs=1, lr=0.5, checkpoint_dir=str(tmp_path))).fit(
+            make_net(), (x, y, w), None, bce
+        )
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"garbage")
     with pytest.raises(ModelError, match="cannot be read"):
         Trainer(cfg(epochs=1, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), None, bce)

@@ -38,7 +38,11 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        what = "exists and is not a directory" if probe == path else f"is under '{probe}', which is a file"
+        what = (
+            "exists and is not a directory"
+            if probe == path
+            else f"is under '{probe}', which is a file"
+        )
         raise OutputError(f"output path '{path}' {what}; choose another with --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"output directory '{probe}' is not writable; choose another with --out")
@@ -59,8 +63,7 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
             pass
     except OSError as err:
         raise OutputError(
-            f"output directory '{path}' is not writable ({err.strerror}); "
-            "choose another with --out"
+            f"output directory '{path}' is not writable ({err.strerror}); choose another with --out"
         ) from None
     return path
 

@@ -53,7 +53,16 @@ BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.safetensors"
 
-_TRACKED_LIBRARIES = ("numpy", "awkward", "uproot", "torch", "xgboost-cpu", "xgboost", "scikit-learn", "onnx")
+_TRACKED_LIBRARIES = (
+    "numpy",
+    "awkward",
+    "uproot",
+    "torch",
+    "xgboost-cpu",
+    "xgboost",
+    "scikit-learn",
+    "onnx",
+)
 
 
 @dataclass
@@ -111,8 +120,16 @@ def _sha256(data: bytes) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST, ARRAYS):
-        raise ModelError(f"bundle file name {name!r} is not allowed (plain names only, not {MANIFEST}/{ARRAYS})")
+    if (
+        not name
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or name in (MANIFEST, ARRAYS)
+    ):
+        raise ModelError(
+            f"bundle file name {name!r} is not allowed (plain names only, not {MANIFEST}/{ARRAYS})"
+        )
 
 
 def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Path:
@@ -161,12 +178,16 @@ def bundle_kind(path: str | Path) -> str:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
         raise ModelError(
-            f"model bundle '{path}' does not exist" if not path.exists() else f"'{path}' is not a fivesigma model bundle (no {MANIFEST})"
+            f"model bundle '{path}' does not exist"
+            if not path.exists()
+            else f"'{path}' is not a fivesigma model bundle (no {MANIFEST})"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelError(f"model bundle '{path}': {MANIFEST} is unreadable: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})")
+        raise ModelError(
+            f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})"
+        )
     return str(manifest.get("kind", ""))
 
 
@@ -185,7 +206,9 @@ def load_bundle(path: str | Path) -> Bundle:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelError(f"model bundle '{path}': {MANIFEST} is unreadable: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})")
+        raise ModelError(
+            f"'{path}' is not a fivesigma model bundle (format is not {BUNDLE_FORMAT!r})"
+        )
     version = manifest.get("format_version")
     if version != BUNDLE_VERSION:
         raise ModelError(
@@ -201,7 +224,9 @@ def load_bundle(path: str | Path) -> Bundle:
         except OSError:
             raise ModelError(f"model bundle '{path}' is incomplete: missing {name}") from None
         if _sha256(content) != digest:
-            raise ModelError(f"model bundle '{path}' is corrupt: checksum of {name} does not match the manifest")
+            raise ModelError(
+                f"model bundle '{path}' is corrupt: checksum of {name} does not match the manifest"
+            )
         payload[name] = content
     arrays = st_load(payload.pop(ARRAYS)) if ARRAYS in payload else {}
     return Bundle(

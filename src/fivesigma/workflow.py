@@ -16,7 +16,13 @@ from pathlib import Path
 from .config import GENERATED_PLACEHOLDER, RunConfig, load_config
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_CONFIG", "default_config", "default_config_text", "generated_directory", "prepare_data"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "default_config",
+    "default_config_text",
+    "generated_directory",
+    "prepare_data",
+]
 
 #: The built-in default analysis, shipped inside the package.
 DEFAULT_CONFIG = "higgs4l.yaml"

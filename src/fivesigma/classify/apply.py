@@ -35,18 +35,26 @@ __all__ = ["apply_bundle", "score_chunks"]
 _SELECTED = "fivesigma_selected"
 
 
-def _data_config(est_features: Sequence[str], data: dict[str, Any], tree: str) -> tuple[DataConfig, SampleConfig]:
+def _data_config(
+    est_features: Sequence[str], data: dict[str, Any], tree: str
+) -> tuple[DataConfig, SampleConfig]:
     derived = dict(data.get("derived", {}))
     if data.get("selection"):
         # Evaluated as a derived column so that every event is kept and flagged.
         derived[_SELECTED] = data["selection"]
     sample = SampleConfig(name="input", files=["-"], tree=tree, label=0)
-    cfg = DataConfig(samples=[sample], derived=derived, features=list(est_features), nan_policy="error")
+    cfg = DataConfig(
+        samples=[sample], derived=derived, features=list(est_features), nan_policy="error"
+    )
     return cfg, sample
 
 
 def score_chunks(
-    est: BaseClassifier, data: dict[str, Any], files: Sequence[Path], tree: str, chunk_size: int = 200_000
+    est: BaseClassifier,
+    data: dict[str, Any],
+    files: Sequence[Path],
+    tree: str,
+    chunk_size: int = 200_000,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield one dict of output columns per chunk of the input files."""
     data_cfg, sample = _data_config(est.feature_names_in_, data, tree)
@@ -63,7 +71,9 @@ def score_chunks(
             if good.any():
                 score[good] = est.score(X[good])
             selected = (
-                np.asarray(part.columns[_SELECTED], dtype=bool) if extra else np.ones(len(X), dtype=bool)
+                np.asarray(part.columns[_SELECTED], dtype=bool)
+                if extra
+                else np.ones(len(X), dtype=bool)
             )
             yield {
                 "file_index": np.full(len(X), index, dtype=np.int32),
@@ -98,7 +108,9 @@ def apply_bundle(
     tree = tree or data.get("tree") or "Events"
     # Keep the command-line order (a glob's matches sorted) so that file_index and the
     # row order match a TChain built from the same arguments.
-    files = list(dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd())))
+    files = list(
+        dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd()))
+    )
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".root"):
@@ -128,7 +140,12 @@ def apply_bundle(
             with uproot.recreate(tmp) as f:
                 t = f.mktree(
                     "scores",
-                    {"file_index": np.int32, "entry": np.int64, "score": np.float64, "selected": np.bool_},
+                    {
+                        "file_index": np.int32,
+                        "entry": np.int64,
+                        "score": np.float64,
+                        "selected": np.bool_,
+                    },
                 )
                 for cols in chunks:
                     t.extend(cols)

@@ -116,16 +116,25 @@ class BaseClassifier:
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
         changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items()
-            if sig.parameters[k].default is inspect.Parameter.empty or sig.parameters[k].default != v
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if sig.parameters[k].default is inspect.Parameter.empty
+            or sig.parameters[k].default != v
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- fitting ------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, X_val: Any = None,
-            y_val: Any = None, w_val: Any = None,
-            feature_names: Sequence[str] | None = None) -> BaseClassifier:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        w_val: Any = None,
+        feature_names: Sequence[str] | None = None,
+    ) -> BaseClassifier:
         """Train on ``(X, y, sample_weight)``; ``(X_val, y_val, w_val)`` drives early stopping.
 
         Parameters
@@ -168,8 +177,13 @@ class BaseClassifier:
         self._fit(Xa, ya, wa, valid)
         return self
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray,
-             valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+    def _fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> None:
         raise NotImplementedError
 
     # -- prediction ---------------------------------------------------------------------
@@ -182,7 +196,9 @@ class BaseClassifier:
         self._check_fitted()
         Xa = _as_matrix(X, "X")
         if Xa.shape[1] != self.n_features_in_:
-            shown = ", ".join(self.feature_names_in_[:12]) + (", ..." if self.n_features_in_ > 12 else "")
+            shown = ", ".join(self.feature_names_in_[:12]) + (
+                ", ..." if self.n_features_in_ > 12 else ""
+            )
             raise DataError(
                 f"X has {Xa.shape[1]} features but {type(self).__name__} was trained on "
                 f"{self.n_features_in_} ({shown})"
@@ -219,8 +235,12 @@ class BaseClassifier:
     def _bundle(self) -> Bundle:
         raise NotImplementedError
 
-    def save(self, path: str | Path, data: Mapping[str, Any] | None = None,
-             metadata: Mapping[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write a model bundle directory at ``path`` (atomically) and return its path.
 
         ``data`` (how features are made from files: derived expressions, selection, ...)
@@ -285,8 +305,9 @@ def _unjsonable(cls: type[BaseClassifier], params: dict[str, Any]) -> dict[str, 
     return params
 
 
-def _check_param_names(cls: type[BaseClassifier], params: Mapping[str, Any],
-                       where: str | None = None) -> None:
+def _check_param_names(
+    cls: type[BaseClassifier], params: Mapping[str, Any], where: str | None = None
+) -> None:
     accepted = cls._param_names()
     for name in params:
         if name not in accepted:
@@ -316,8 +337,9 @@ class LogisticClassifier(BaseClassifier):
 
     kind = "logistic"
 
-    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-8,
-                 class_weight: Any = None) -> None:
+    def __init__(
+        self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-8, class_weight: Any = None
+    ) -> None:
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -354,8 +376,11 @@ class LogisticClassifier(BaseClassifier):
         return softmax(z, axis=1)
 
     def _bundle(self) -> Bundle:
-        return Bundle(kind=self.kind, preprocessing=self.scaler_.to_dict(),
-                      arrays={"coef": self.coef_, "intercept": self.intercept_})
+        return Bundle(
+            kind=self.kind,
+            preprocessing=self.scaler_.to_dict(),
+            arrays={"coef": self.coef_, "intercept": self.intercept_},
+        )
 
     def _restore(self, bundle: Bundle) -> None:
         self.scaler_ = Standardiser.from_dict(bundle.preprocessing)
@@ -387,12 +412,21 @@ class BDTClassifier(BaseClassifier):
     kind = "bdt"
     BOOSTER_FILE = "booster.json"
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 4, learning_rate: float = 0.1,
-                 subsample: float = 1.0, colsample_bytree: float = 1.0,
-                 min_child_weight: float = 1.0, reg_lambda: float = 1.0,
-                 early_stopping_rounds: int | None = 20, n_jobs: int | None = None,
-                 seed: int = 0, class_weight: Any = None,
-                 negative_weights: str = "clip") -> None:
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_depth: int = 4,
+        learning_rate: float = 0.1,
+        subsample: float = 1.0,
+        colsample_bytree: float = 1.0,
+        min_child_weight: float = 1.0,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int | None = 20,
+        n_jobs: int | None = None,
+        seed: int = 0,
+        class_weight: Any = None,
+        negative_weights: str = "clip",
+    ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -428,20 +462,30 @@ class BDTClassifier(BaseClassifier):
             v = getattr(self, name)
             if not isinstance(v, int | np.integer) or v < 1:
                 raise ModelError(f"bdt {name} must be a positive integer, got {v!r}")
-        w = self._fix_negative(apply_class_weight(y, w, self.class_weight, self.n_classes_, "training"), "training")
+        w = self._fix_negative(
+            apply_class_weight(y, w, self.class_weight, self.n_classes_, "training"), "training"
+        )
         if not w.sum() > 0:
             raise DataError("training event weights sum to <= 0 after removing negative weights")
         binary = self.n_classes_ == 2
         kwargs: dict[str, Any] = {}
         if valid is not None:
             Xv, yv, wv = valid
-            wv = self._fix_negative(apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation"), "validation")
+            wv = self._fix_negative(
+                apply_class_weight(yv, wv, self.class_weight, self.n_classes_, "validation"),
+                "validation",
+            )
             kwargs = {"eval_set": [(Xv, yv)], "sample_weight_eval_set": [wv], "verbose": False}
         model = xgb.XGBClassifier(
-            n_estimators=self.n_estimators, max_depth=self.max_depth,
-            learning_rate=self.learning_rate, subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree, min_child_weight=self.min_child_weight,
-            reg_lambda=self.reg_lambda, tree_method="hist", random_state=self.seed,
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            min_child_weight=self.min_child_weight,
+            reg_lambda=self.reg_lambda,
+            tree_method="hist",
+            random_state=self.seed,
             n_jobs=self.n_jobs,
             objective="binary:logistic" if binary else "multi:softprob",
             eval_metric="logloss" if binary else "mlogloss",
@@ -469,8 +513,11 @@ class BDTClassifier(BaseClassifier):
 
     def _bundle(self) -> Bundle:
         raw = bytes(self.booster_.save_raw(raw_format="json"))
-        return Bundle(kind=self.kind, files={self.BOOSTER_FILE: raw},
-                      training={"best_iteration": self.best_iteration_})
+        return Bundle(
+            kind=self.kind,
+            files={self.BOOSTER_FILE: raw},
+            training={"best_iteration": self.best_iteration_},
+        )
 
     def _restore(self, bundle: Bundle) -> None:
         import xgboost as xgb
@@ -505,14 +552,27 @@ class MLPClassifier(BaseClassifier):
 
     kind = "mlp"
 
-    def __init__(self, hidden: Sequence[int] = (64, 64), dropout: float = 0.0,
-                 batch_norm: bool = False, activation: str = "relu", epochs: int = 50,
-                 batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.0,
-                 scheduler: str = "cosine", early_stopping_patience: int | None = 8,
-                 min_delta: float = 0.0, class_weight: Any = "balanced",
-                 valid_fraction: float = 0.2, seed: int = 0, num_threads: int | None = None,
-                 progress: bool = True, checkpoint_dir: str | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64, 64),
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        activation: str = "relu",
+        epochs: int = 50,
+        batch_size: int = 512,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "cosine",
+        early_stopping_patience: int | None = 8,
+        min_delta: float = 0.0,
+        class_weight: Any = "balanced",
+        valid_fraction: float = 0.2,
+        seed: int = 0,
+        num_threads: int | None = None,
+        progress: bool = True,
+        checkpoint_dir: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -535,20 +595,32 @@ class MLPClassifier(BaseClassifier):
     def _net_config(self, n_inputs: int, n_classes: int) -> Any:
         from .mlp import MLPConfig
 
-        return MLPConfig(n_inputs=n_inputs, n_classes=n_classes, hidden=tuple(self.hidden),
-                         dropout=self.dropout, batch_norm=self.batch_norm,
-                         activation=self.activation)
+        return MLPConfig(
+            n_inputs=n_inputs,
+            n_classes=n_classes,
+            hidden=tuple(self.hidden),
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+            activation=self.activation,
+        )
 
     def _trainer_config(self) -> Any:
         from ..errors import ConfigError
         from ..training.trainer import TrainerConfig
 
         cfg = TrainerConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, scheduler=self.scheduler,  # type: ignore[arg-type]
-            early_stopping_patience=self.early_stopping_patience, min_delta=self.min_delta,
-            seed=self.seed, num_threads=self.num_threads, progress=self.progress,
-            checkpoint_dir=self.checkpoint_dir, device=self.device,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            scheduler=self.scheduler,  # type: ignore[arg-type]
+            early_stopping_patience=self.early_stopping_patience,
+            min_delta=self.min_delta,
+            seed=self.seed,
+            num_threads=self.num_threads,
+            progress=self.progress,
+            checkpoint_dir=self.checkpoint_dir,
+            device=self.device,
         )
         try:
             cfg.validate()
@@ -601,7 +673,8 @@ class MLPClassifier(BaseClassifier):
         def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             if binary:  # logits (batch, 1), target (batch,)
                 return torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits[:, 0], target, reduction="none")
+                    logits[:, 0], target, reduction="none"
+                )
             return torch.nn.functional.cross_entropy(logits, target, reduction="none")
 
         with torch.random.fork_rng(devices=[]):
@@ -616,8 +689,9 @@ class MLPClassifier(BaseClassifier):
 
         from .mlp import ProbabilityHead
 
-        return ProbabilityHead(self.net_, torch.from_numpy(self.scaler_.mean_),
-                               torch.from_numpy(self.scaler_.scale_)).eval()
+        return ProbabilityHead(
+            self.net_, torch.from_numpy(self.scaler_.mean_), torch.from_numpy(self.scaler_.scale_)
+        ).eval()
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         import torch
@@ -641,7 +715,9 @@ class MLPClassifier(BaseClassifier):
         try:
             import onnx
         except ImportError:
-            raise ModelError("ONNX export needs the onnx package: pip install 'fivesigma[ml]'") from None
+            raise ModelError(
+                "ONNX export needs the onnx package: pip install 'fivesigma[ml]'"
+            ) from None
         head = self._head()
         path = Path(path)
         dummy = torch.zeros(2, self.n_features_in_, dtype=torch.float32)
@@ -650,8 +726,13 @@ class MLPClassifier(BaseClassifier):
             # onnxscript; the graph of an MLP is the same either way
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                head, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["features"], output_names=["probabilities"],
+                head,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["features"],
+                output_names=["probabilities"],
                 dynamic_axes={"features": {0: "batch"}, "probabilities": {0: "batch"}},
             )
             model = onnx.load(str(tmp))
@@ -665,8 +746,9 @@ class MLPClassifier(BaseClassifier):
         training: dict[str, Any] = {"network": self.net_.config.to_dict()}
         if hasattr(self, "history_"):
             training["history"] = self.history_.to_dict()
-        return Bundle(kind=self.kind, preprocessing=self.scaler_.to_dict(), arrays=arrays,
-                      training=training)
+        return Bundle(
+            kind=self.kind, preprocessing=self.scaler_.to_dict(), arrays=arrays, training=training
+        )
 
     def _restore(self, bundle: Bundle) -> None:
         import torch
@@ -676,12 +758,17 @@ class MLPClassifier(BaseClassifier):
 
         self.scaler_ = Standardiser.from_dict(bundle.preprocessing)
         net = MLP(self._net_config(self.n_features_in_, self.n_classes_))
-        state = {k[len("net."):]: torch.from_numpy(np.array(v)) for k, v in bundle.arrays.items()
-                 if k.startswith("net.")}
+        state = {
+            k[len("net.") :]: torch.from_numpy(np.array(v))
+            for k, v in bundle.arrays.items()
+            if k.startswith("net.")
+        }
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
-            raise ModelError(f"mlp bundle weights do not match its network: {str(err).splitlines()[0]}") from None
+            raise ModelError(
+                f"mlp bundle weights do not match its network: {str(err).splitlines()[0]}"
+            ) from None
         self.net_ = net.eval()
         if "history" in bundle.training:
             self.history_ = TrainHistory.from_dict(bundle.training["history"])

@@ -56,7 +56,9 @@ class MLPConfig:
         if self.n_classes < 2:
             raise ModelError(f"MLP n_classes must be >= 2, got {self.n_classes}")
         if any(h < 1 for h in self.hidden):
-            raise ModelError(f"MLP hidden layer sizes must be positive integers, got {list(self.hidden)}")
+            raise ModelError(
+                f"MLP hidden layer sizes must be positive integers, got {list(self.hidden)}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ModelError(f"MLP dropout must be in [0, 1), got {self.dropout}")
         if self.activation not in ACTIVATIONS:

@@ -95,7 +95,9 @@ def _binary_labels(label: np.ndarray) -> np.ndarray:
         )
     if len(classes) < 2:
         only = "signal (1)" if classes[0] == 1 else "background (0)"
-        raise DataError(f"all selected events are {only}; the samples need both signal (label 1) and background (label 0)")
+        raise DataError(
+            f"all selected events are {only}; the samples need both signal (label 1) and background (label 0)"
+        )
     return label.astype(np.int64)
 
 
@@ -144,19 +146,29 @@ def _model_metrics(cfg: RunConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> dict[s
     return {
         "auc_test": M.auc(y_te, s_te, w_te),
         "auc_train": M.auc(y_tr, s_tr, w_tr),
-        "eff_s_at_eff_b": {_key(k): v for k, v in M.eff_s_at_eff_b(y_te, s_te, ev.eff_b, w_te).items()},
-        "eff_s_at_eff_b_train": {_key(k): v for k, v in M.eff_s_at_eff_b(y_tr, s_tr, ev.eff_b, w_tr).items()},
-        "rejection_at_eff_s": {_key(k): v for k, v in M.rejection_at_eff_s(y_te, s_te, ev.eff_s, w_te).items()},
+        "eff_s_at_eff_b": {
+            _key(k): v for k, v in M.eff_s_at_eff_b(y_te, s_te, ev.eff_b, w_te).items()
+        },
+        "eff_s_at_eff_b_train": {
+            _key(k): v for k, v in M.eff_s_at_eff_b(y_tr, s_tr, ev.eff_b, w_tr).items()
+        },
+        "rejection_at_eff_s": {
+            _key(k): v for k, v in M.rejection_at_eff_s(y_te, s_te, ev.eff_s, w_te).items()
+        },
         "rejection_at_eff_s_train": {
             _key(k): v for k, v in M.rejection_at_eff_s(y_tr, s_tr, ev.eff_s, w_tr).items()
         },
         "ks_pvalue_signal": ks_s[1],
         "ks_pvalue_background": ks_b[1],
-        "separation": M.separation(s_te[y_te == 1], s_te[y_te == 0], w_te[y_te == 1], w_te[y_te == 0], range=(0.0, 1.0)),
+        "separation": M.separation(
+            s_te[y_te == 1], s_te[y_te == 0], w_te[y_te == 1], w_te[y_te == 0], range=(0.0, 1.0)
+        ),
     }
 
 
-def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, dataset=None) -> ClassifyResult:
+def run(
+    cfg: RunConfig, out: str | Path | None = None, progress: bool = True, dataset=None
+) -> ClassifyResult:
     """Run the whole classification job for ``cfg``; see the module docstring.
 
     ``dataset`` may be given to skip reading (a :class:`fivesigma.data.Dataset` built
@@ -206,8 +218,13 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
     ranking = None
     if cfg.evaluation.ranking_repeats > 0:
         ranking = M.permutation_importance(
-            best.estimator.score, X[te], y_te, w_te, feature_names=names,
-            n_repeats=cfg.evaluation.ranking_repeats, seed=cfg.seed,
+            best.estimator.score,
+            X[te],
+            y_te,
+            w_te,
+            feature_names=names,
+            n_repeats=cfg.evaluation.ranking_repeats,
+            seed=cfg.seed,
         )
     corr = {
         "signal": M.weighted_correlation(X[tr & (y == 1)], w[tr & (y == 1)]),
@@ -220,8 +237,14 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
     scan = M.cut_scan(y_te, best.score_test, w_te, rel_unc_b=cfg.evaluation.rel_unc_b, scale=scale)
     st = cfg.stats
     stats_result, spec = run_stats(
-        best.score_test, y_te, w_te, bins=st.bins, bkg_norm_unc=st.bkg_norm_unc, scale=scale,
-        min_background=st.min_background, mc_stat=st.mc_stat,
+        best.score_test,
+        y_te,
+        w_te,
+        bins=st.bins,
+        bkg_norm_unc=st.bkg_norm_unc,
+        scale=scale,
+        min_background=st.min_background,
+        mc_stat=st.mc_stat,
     )
 
     # Outputs: each file is written atomically.
@@ -245,7 +268,10 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
         "best_model": best.name,
         "stats": stats_result.to_dict(),
         "cut_scan": {
-            "threshold": scan.best.threshold, "s": scan.best.s, "b": scan.best.b, "z": scan.best.z,
+            "threshold": scan.best.threshold,
+            "s": scan.best.s,
+            "b": scan.best.b,
+            "z": scan.best.z,
             "rel_unc_b": cfg.evaluation.rel_unc_b,
         },
         "ranking": ranking,
@@ -264,13 +290,20 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True, da
         correlation=corr,
         models=[
             R.ModelReport(
-                name=r.name, kind=r.kind,
-                score_train=r.score_train, y_train=y[tr], w_train=w[tr],
-                score_test=r.score_test, y_test=y_te, w_test=w_te,
+                name=r.name,
+                kind=r.kind,
+                score_train=r.score_train,
+                y_train=y[tr],
+                w_train=w[tr],
+                score_test=r.score_test,
+                y_test=y_te,
+                w_test=w_te,
                 roc_test=M.roc_curve(y_te, r.score_test, w_te)[:2],
                 roc_train=M.roc_curve(y[tr], r.score_train, w[tr])[:2],
                 metrics=r.metrics,
-                history=r.estimator.history_.to_dict() if hasattr(r.estimator, "history_") else None,
+                history=r.estimator.history_.to_dict()
+                if hasattr(r.estimator, "history_")
+                else None,
                 ranking=ranking if r is best else None,
             )
             for r in results

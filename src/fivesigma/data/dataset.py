@@ -152,7 +152,10 @@ class Dataset:
                 entry["sum_weights_read"] = float(self.sum_weights_read[i])
             for code, split_name in enumerate(SPLIT_NAMES):
                 sel = in_sample & (self.split == code)
-                entry[split_name] = {"events": int(sel.sum()), "sum_weights": float(self.weight[sel].sum())}
+                entry[split_name] = {
+                    "events": int(sel.sum()),
+                    "sum_weights": float(self.weight[sel].sum()),
+                }
             samples[name] = entry
         splits = {
             split_name: {
@@ -327,7 +330,9 @@ def process_chunk(
     if sample.weight:
         role = f"{where}.weight"
         weight = _flat_numbers(
-            _expr(sample.weight, role).evaluate(cols, n), n, f"{role} '{sample.weight}'",
+            _expr(sample.weight, role).evaluate(cols, n),
+            n,
+            f"{role} '{sample.weight}'",
             "an event weight must be one number per event",
         ).astype(np.float64)
         bad = ~np.isfinite(weight)
@@ -344,22 +349,31 @@ def process_chunk(
     if key:
         ids = cols[key]
         if _is_jagged(ids):
-            raise DataError(f"data.split.key '{key}' must be one integer per event, but it is jagged")
+            raise DataError(
+                f"data.split.key '{key}' must be one integer per event, but it is jagged"
+            )
         split = split_codes(np.asarray(ids), seed=seed, fractions=fractions)
     else:
         entries = np.arange(chunk.entry_start, chunk.entry_stop, dtype=np.int64)
         split = split_codes(seed=seed, fractions=fractions, file=chunk.file, entries=entries)
 
     mask = np.ones(n, dtype=bool)
-    for role, text in (("data.selection", data_cfg.selection), (f"{where}.selection", sample.selection)):
+    for role, text in (
+        ("data.selection", data_cfg.selection),
+        (f"{where}.selection", sample.selection),
+    ):
         if not text:
             continue
         passed = _flat_numbers(
-            _expr(text, role).evaluate(cols, n), n, f"{role} '{text}'",
+            _expr(text, role).evaluate(cols, n),
+            n,
+            f"{role} '{text}'",
             "reduce it to one true/false per event (e.g. with nth(...) or counts(...))",
         )
         if passed.dtype != bool:
-            raise DataError(f"{role} '{text}' gives {passed.dtype} values; a selection must be true/false")
+            raise DataError(
+                f"{role} '{text}' gives {passed.dtype} values; a selection must be true/false"
+            )
         mask &= passed
 
     kept: dict[str, Column] = {}
@@ -368,7 +382,9 @@ def process_chunk(
             value = cols[name]
         else:
             # A feature may be an expression (e.g. "nth(lep_pt, 0)"), stored under its text.
-            value = _to_column(_expr(name, f"data.features[{j}]").evaluate(cols, n), n, f"feature '{name}'")
+            value = _to_column(
+                _expr(name, f"data.features[{j}]").evaluate(cols, n), n, f"feature '{name}'"
+            )
         if name in data_cfg.features and _is_jagged(value):
             raise DataError(_jagged_feature_message(name))
         kept[name] = value[mask]
@@ -461,7 +477,9 @@ def _progress_bar(enabled: bool) -> Any:
     )
 
 
-def _resolve_patterns(cfg: RunConfig, sample: SampleConfig, generated_dir: Path | None) -> list[str]:
+def _resolve_patterns(
+    cfg: RunConfig, sample: SampleConfig, generated_dir: Path | None
+) -> list[str]:
     from ..config import GENERATED_PLACEHOLDER
 
     out = []
@@ -508,7 +526,9 @@ def load_dataset(
     # 1. Resolve files and check every expression against every file before reading data.
     plan: list[tuple[int, SampleConfig, list[Path], list[str]]] = []
     for i, sample in enumerate(data_cfg.samples):
-        files = expand_files(_resolve_patterns(cfg, sample, generated_dir), cfg.base_dir, sample=sample.name)
+        files = expand_files(
+            _resolve_patterns(cfg, sample, generated_dir), cfg.base_dir, sample=sample.name
+        )
         for file in files:
             check_file(file, sample, data_cfg, extra)
         plan.append((i, sample, files, sorted(needed_columns(data_cfg, sample, extra))))
@@ -517,8 +537,11 @@ def load_dataset(
     for _, sample, files, _ in plan:
         for file in files:
             # Counting CSV rows means reading the file; leave the bar open-ended instead.
-            totals.append(None if file.name.lower().endswith((".csv", ".csv.gz", ".txt", ".txt.gz"))
-                          else num_entries(file, sample.tree))
+            totals.append(
+                None
+                if file.name.lower().endswith((".csv", ".csv.gz", ".txt", ".txt.gz"))
+                else num_entries(file, sample.tree)
+            )
     total = None if any(t is None for t in totals) else sum(totals)
 
     # 2. Read chunk by chunk.
@@ -548,7 +571,10 @@ def load_dataset(
         if n_kept == 0:
             cuts = " and ".join(
                 f"{role} '{text}'"
-                for role, text in (("data.selection", data_cfg.selection), (f"{where}.selection", sample.selection))
+                for role, text in (
+                    ("data.selection", data_cfg.selection),
+                    (f"{where}.selection", sample.selection),
+                )
                 if text
             )
             raise DataError(
@@ -557,7 +583,11 @@ def load_dataset(
         norm = sample.normalisation
         if norm is None:
             continue
-        sum_w = norm.sum_weights_generated if norm.sum_weights_generated is not None else float(sum_read[i])
+        sum_w = (
+            norm.sum_weights_generated
+            if norm.sum_weights_generated is not None
+            else float(sum_read[i])
+        )
         if not sum_w > 0:
             raise DataError(
                 f"sample '{sample.name}': the weights of the {n_read} events read sum to {sum_w:g}, so the "
@@ -586,11 +616,17 @@ def _apply_nan_policy(ds: Dataset, data_cfg: DataConfig) -> Dataset:
         raise DataError(_nan_message(names, counts))
     drop = bad.any(axis=1)
     per = ", ".join(f"{n} ({int(c)})" for n, c in zip(names, counts, strict=True) if c)
-    log.warning("dropped %d of %d events with NaN/inf in features: %s", int(drop.sum()), len(ds), per)
+    log.warning(
+        "dropped %d of %d events with NaN/inf in features: %s", int(drop.sum()), len(ds), per
+    )
     kept = ds.subset(~drop)
     if len(kept) == 0:
-        raise DataError(f"every event has NaN/inf in a feature ({per}); nothing is left to train on")
+        raise DataError(
+            f"every event has NaN/inf in a feature ({per}); nothing is left to train on"
+        )
     for i, name in enumerate(kept.sample_names):
         if ds.events_read[i] and not np.any(kept.sample == i):
-            raise DataError(f"every selected event of sample '{name}' has NaN/inf in a feature ({per})")
+            raise DataError(
+                f"every selected event of sample '{name}' has NaN/inf in a feature ({per})"
+            )
     return kept

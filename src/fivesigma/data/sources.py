@@ -69,7 +69,9 @@ class Chunk:
 # File patterns and formats
 
 
-def expand_files(patterns: Sequence[str], base_dir: Path | str = ".", *, sample: str | None = None) -> list[Path]:
+def expand_files(
+    patterns: Sequence[str], base_dir: Path | str = ".", *, sample: str | None = None
+) -> list[Path]:
     """Expand paths and glob patterns (``*``, ``**``, ``?``, ``[...]``) into a sorted file list.
 
     Relative patterns are taken relative to ``base_dir``.  Duplicates (the same file
@@ -165,13 +167,17 @@ def _open_root_tree(path: Path, tree: str) -> tuple[Any, Any]:
     try:
         file = uproot.open(path)
     except Exception as err:  # uproot raises many kinds for a bad header
-        raise DataError(f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})") from None
+        raise DataError(
+            f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})"
+        ) from None
     try:
         trees = _root_trees(file)
         if not tree:
             if len(trees) != 1:
                 file.close()
-                raise DataError(f"'{path}': give the tree name; trees: {', '.join(trees) or 'none'}")
+                raise DataError(
+                    f"'{path}': give the tree name; trees: {', '.join(trees) or 'none'}"
+                )
             tree = trees[0]
         if tree not in file:
             file.close()
@@ -185,7 +191,9 @@ def _open_root_tree(path: Path, tree: str) -> tuple[Any, Any]:
         raise
     except Exception as err:
         file.close()
-        raise DataError(f"'{path}': cannot read ROOT file, it may be truncated or corrupt ({_short(err)})") from None
+        raise DataError(
+            f"'{path}': cannot read ROOT file, it may be truncated or corrupt ({_short(err)})"
+        ) from None
     classname = getattr(obj, "classname", type(obj).__name__)
     if classname not in _TREE_CLASSES and not hasattr(obj, "iterate"):
         file.close()
@@ -238,7 +246,9 @@ def _hdf5_layout(path: Path, h5: Any, tree: str) -> tuple[str, Any, list[str]]:
     else:
         group = h5
     if isinstance(group, h5py.Dataset):
-        raise DataError(f"'{tree}' in '{path}' is a single dataset; expected a group with one dataset per column")
+        raise DataError(
+            f"'{tree}' in '{path}' is a single dataset; expected a group with one dataset per column"
+        )
     table = group.get("table")
     if isinstance(table, h5py.Dataset) and table.dtype.names:
         # pandas/PyTables table: one compound row per event.  Column names of packed
@@ -258,7 +268,9 @@ def _hdf5_layout(path: Path, h5: Any, tree: str) -> tuple[str, Any, list[str]]:
     lengths = {k: group[k].shape[0] if group[k].ndim else -1 for k in columns}
     bad = [k for k in columns if group[k].ndim != 1]
     if bad:
-        raise DataError(f"'{path}': dataset '{bad[0]}' is not 1-D (shape {group[bad[0]].shape}); one value per event is expected")
+        raise DataError(
+            f"'{path}': dataset '{bad[0]}' is not 1-D (shape {group[bad[0]].shape}); one value per event is expected"
+        )
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k} ({n})" for k, n in sorted(lengths.items()))
         raise DataError(f"'{path}': datasets have different lengths: {detail}")
@@ -357,7 +369,9 @@ def _empty_chunks(path: Path, total: int, step_size: int) -> Iterator[Chunk]:
         yield Chunk({}, path, start, min(start + step_size, total))
 
 
-def _root_batches(obj: Any, columns: list[str], step_size: int, total: int) -> Iterator[tuple[Any, int, int]]:
+def _root_batches(
+    obj: Any, columns: list[str], step_size: int, total: int
+) -> Iterator[tuple[Any, int, int]]:
     """(arrays, entry_start, entry_stop) for each step of a TTree or RNTuple."""
     if _is_rntuple(obj):
         # filter_name keeps uproot from reading unrelated fields of the RNTuple.
@@ -402,7 +416,9 @@ def _parquet_file(path: Path) -> Any:
     try:
         return pq.ParquetFile(path)
     except Exception as err:
-        raise DataError(f"'{path}': cannot open Parquet file, it may be truncated or corrupt ({_short(err)})") from None
+        raise DataError(
+            f"'{path}': cannot open Parquet file, it may be truncated or corrupt ({_short(err)})"
+        ) from None
 
 
 def _arrow_to_array(column: Any) -> np.ndarray | ak.Array:
@@ -437,7 +453,9 @@ def _iter_parquet(path: Path, columns: list[str], step_size: int) -> Iterator[Ch
             yield Chunk(arrays, path, start, stop)
             start = stop
     except Exception as err:
-        raise DataError(f"'{path}': cannot read rows from {start}, the file may be corrupt ({_short(err)})") from None
+        raise DataError(
+            f"'{path}': cannot read rows from {start}, the file may be corrupt ({_short(err)})"
+        ) from None
 
 
 def _iter_hdf5(path: Path, tree: str, columns: list[str], step_size: int) -> Iterator[Chunk]:
@@ -446,7 +464,9 @@ def _iter_hdf5(path: Path, tree: str, columns: list[str], step_size: int) -> Ite
         where = f"in '{tree}'" if tree else "at the file root"
         for name in columns:
             if name not in available:
-                raise DataError(f"'{path}': no column '{name}' {where}; {close_matches(name, available)}")
+                raise DataError(
+                    f"'{path}': no column '{name}' {where}; {close_matches(name, available)}"
+                )
         total = int(node.shape[0] if kind == "table" else node[available[0]].shape[0])
         if not columns:
             yield from _empty_chunks(path, total, step_size)
@@ -464,7 +484,9 @@ def _iter_hdf5(path: Path, tree: str, columns: list[str], step_size: int) -> Ite
                 else:
                     arrays = {n: np.asarray(node[n][start:stop]) for n in columns}
             except Exception as err:
-                raise DataError(f"'{path}': cannot read rows {start}-{stop} ({_short(err)})") from None
+                raise DataError(
+                    f"'{path}': cannot read rows {start}-{stop} ({_short(err)})"
+                ) from None
             arrays = {n: _decode_bytes(a) for n, a in arrays.items()}
             yield Chunk(arrays, path, start, stop)
 
@@ -539,7 +561,9 @@ def describe_file(path: Path | str, tree: str | None = None) -> str:
                 with uproot.open(path) as file:
                     names = _root_trees(file)
             except Exception as err:
-                raise DataError(f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})") from None
+                raise DataError(
+                    f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})"
+                ) from None
             if not names:
                 return "\n".join([*lines, "no TTree or RNTuple in this file"])
         else:
@@ -584,7 +608,9 @@ def describe_file(path: Path | str, tree: str | None = None) -> str:
                     lines.append(f"'{key}': {err}")
                     continue
                 n = int(node.shape[0] if kind == "table" else node[columns[0]].shape[0])
-                dtypes = node.dtype.fields if kind == "table" else {c: (node[c].dtype,) for c in columns}
+                dtypes = (
+                    node.dtype.fields if kind == "table" else {c: (node[c].dtype,) for c in columns}
+                )
                 label = f"key '{key}'" if key else "file root"
                 lines += _column_table(
                     f"{label} ({'pandas table' if kind == 'table' else 'datasets'}): {n} rows, {len(columns)} columns",

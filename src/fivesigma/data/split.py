@@ -66,14 +66,20 @@ def _as_uint64_keys(keys: np.ndarray | Sequence[int], what: str) -> np.ndarray:
     if arr.ndim != 1:
         raise DataError(f"{what} must be one integer per event, got an array of shape {arr.shape}")
     if arr.dtype.kind in "iu":
-        return arr.astype(np.int64, copy=False).view(np.uint64) if arr.dtype.kind == "i" else arr.astype(np.uint64)
+        return (
+            arr.astype(np.int64, copy=False).view(np.uint64)
+            if arr.dtype.kind == "i"
+            else arr.astype(np.uint64)
+        )
     if arr.dtype.kind == "b":
         raise DataError(f"{what} must hold integers (an event id), got booleans")
     if arr.dtype.kind == "f":
         # CSV readers give float event ids when a column has missing values: accept
         # whole numbers, reject anything else.
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise DataError(f"{what} must hold whole numbers (an event id); found fractional or NaN values")
+            raise DataError(
+                f"{what} must hold whole numbers (an event id); found fractional or NaN values"
+            )
         return arr.astype(np.int64).view(np.uint64)
     raise DataError(f"{what} must hold integers (an event id), got {arr.dtype}")
 
@@ -115,7 +121,9 @@ def split_codes(
     """
     train, val, test = (float(f) for f in fractions)
     if min(train, val, test) < 0 or abs(train + val + test - 1.0) > 1e-6:
-        raise DataError(f"split fractions must be >= 0 and sum to 1, got {train:g}, {val:g}, {test:g}")
+        raise DataError(
+            f"split fractions must be >= 0 and sum to 1, got {train:g}, {val:g}, {test:g}"
+        )
     if event_ids is not None:
         if file is not None or entries is not None:
             raise ValueError("give either event_ids or (file, entries), not both")

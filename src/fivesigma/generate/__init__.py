@@ -121,8 +121,14 @@ def _check(process: str, events: int, seed: int, luminosity_fb: float) -> Proces
         raise GenerationError(f"events must be a positive integer (per process), got {events!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise GenerationError(f"seed must be a non-negative integer, got {seed!r}")
-    if not (isinstance(luminosity_fb, int | float) and luminosity_fb > 0 and luminosity_fb < float("inf")):
-        raise GenerationError(f"luminosity_fb must be a positive number (fb^-1), got {luminosity_fb!r}")
+    if not (
+        isinstance(luminosity_fb, int | float)
+        and luminosity_fb > 0
+        and luminosity_fb < float("inf")
+    ):
+        raise GenerationError(
+            f"luminosity_fb must be a positive number (fb^-1), got {luminosity_fb!r}"
+        )
     return PROCESSES[process]
 
 
@@ -179,7 +185,13 @@ def generate(
     out = ensure_writable_dir(out)
     extra = {"options": options} if gen.accepts_options else {}
     files, provenance = gen.run(
-        events, out, seed, njobs, float(luminosity_fb), progress=progress, detector=detector,
+        events,
+        out,
+        seed,
+        njobs,
+        float(luminosity_fb),
+        progress=progress,
+        detector=detector,
         **extra,
     )
     return GeneratedSample(directory=out, files=files, provenance=provenance)

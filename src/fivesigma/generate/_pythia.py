@@ -157,7 +157,9 @@ def split_events(events: int, jobs: int) -> list[int]:
     return [base + (1 if j < extra else 0) for j in range(jobs)]
 
 
-def combine_cross_sections(sigmas: Sequence[float], errors: Sequence[float], events: Sequence[int]) -> tuple[float, float]:
+def combine_cross_sections(
+    sigmas: Sequence[float], errors: Sequence[float], events: Sequence[int]
+) -> tuple[float, float]:
     """Event-weighted mean of independent per-job estimates and its error (same units)."""
     n = np.asarray(events, dtype=np.float64)
     total = n.sum()
@@ -334,4 +336,3 @@ def default_jobs(jobs: int | None) -> int:
     if not isinstance(jobs, int | np.integer) or jobs < 1:
         raise GenerationError(f"jobs must be a positive integer, got {jobs!r}")
     return int(jobs)
-

@@ -109,8 +109,17 @@ def cached_sample(
         return found
     # Missing or incomplete (e.g. a file deleted by hand): regenerate, replace atomically.
     with atomic_dir(directory, overwrite=True) as tmp:
-        generate(process, events, tmp, seed=seed, jobs=njobs, luminosity_fb=luminosity_fb,
-                 progress=progress, detector=detector, options=options)
+        generate(
+            process,
+            events,
+            tmp,
+            seed=seed,
+            jobs=njobs,
+            luminosity_fb=luminosity_fb,
+            progress=progress,
+            detector=detector,
+            options=options,
+        )
         (tmp / "cache_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
     sample = _load(directory, PROCESSES[process].names(options))
     if sample is None:  # pragma: no cover - atomic_dir guarantees completeness

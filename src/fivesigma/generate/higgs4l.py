@@ -121,7 +121,9 @@ def _generate_job(task: dict[str, Any], report: Any) -> dict[str, Any]:
         if not pythia.next():
             failures += 1
             if failures > max(100, n // 10):
-                raise GenerationError(f"Pythia failed to generate {failures} events of {task['name']}")
+                raise GenerationError(
+                    f"Pythia failed to generate {failures} events of {task['name']}"
+                )
             continue
         # Per-particle loop: with MPI and hadronisation off the record has ~100-200
         # entries, and this is cheap next to pythia.next().
@@ -188,7 +190,9 @@ def _generate_job(task: dict[str, Any], report: Any) -> dict[str, Any]:
 # The whole sample
 
 
-def _write_root(path: Path, arrays: dict[str, np.ndarray], event0: int, weight: float, provenance: str) -> None:
+def _write_root(
+    path: Path, arrays: dict[str, np.ndarray], event0: int, weight: float, provenance: str
+) -> None:
     """Write one process's TTree ``Events`` and TObjString ``provenance``."""
     import awkward as ak
     import uproot
@@ -303,7 +307,9 @@ def run(
             idx = [k for k, t in enumerate(tasks) if t[0] == name]
             res = [results[k] for k in idx]
             sigma, err = _pythia.combine_cross_sections(
-                [r["sigma_pb"] for r in res], [r["sigma_err_pb"] for r in res], [r["events"] for r in res]
+                [r["sigma_pb"] for r in res],
+                [r["sigma_err_pb"] for r in res],
+                [r["events"] for r in res],
             )
             parts = [np.load(tasks[k][1]["output"]) for k in idx]
             arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
@@ -330,7 +336,9 @@ def run(
             files[name] = path
             per_process[name] = prov
         provenance = {**common, "processes": per_process}
-        (work / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+        (work / "provenance.json").write_text(
+            json.dumps(provenance, indent=1, sort_keys=True) + "\n"
+        )
         # Everything is complete: move the finished files into place.
         final = {}
         for name, path in files.items():
@@ -340,4 +348,3 @@ def run(
         return final, provenance
     finally:
         shutil.rmtree(work, ignore_errors=True)
-

@@ -23,7 +23,9 @@ from ..errors import ModelError, OutputError
 __all__ = ["apply_tagger"]
 
 
-def _score_chunks(tagger: Any, files: Sequence[Path], chunk_jets: int) -> Iterator[dict[str, np.ndarray]]:
+def _score_chunks(
+    tagger: Any, files: Sequence[Path], chunk_jets: int
+) -> Iterator[dict[str, np.ndarray]]:
     from .data import iter_jets
     from .features import constituent_inputs
 
@@ -32,18 +34,24 @@ def _score_chunks(tagger: Any, files: Sequence[Path], chunk_jets: int) -> Iterat
         features = [f["name"] for f in spec["particle_features"]]
         max_particles = int(spec["max_particles"])
     except (KeyError, TypeError):
-        raise ModelError("this tagger bundle does not record its input features (no data.particle_features)") from None
+        raise ModelError(
+            "this tagger bundle does not record its input features (no data.particle_features)"
+        ) from None
     standardize = bool(spec.get("standardize", True))
     for index, file in enumerate(files):
         start = 0
         for chunk in iter_jets([file], chunk_jets=chunk_jets):
-            inputs = constituent_inputs(chunk, max_particles=max_particles, features=features, standardize=standardize)
+            inputs = constituent_inputs(
+                chunk, max_particles=max_particles, features=features, standardize=standardize
+            )
             prob = tagger.predict_proba(inputs)
             n = len(chunk)
             cols = {
                 "file_index": np.full(n, index, dtype=np.int32),
                 "jet": np.arange(start, start + n, dtype=np.int64),
-                "label": np.asarray(chunk.label, dtype=np.int64) if chunk.label is not None else np.full(n, -1),
+                "label": np.asarray(chunk.label, dtype=np.int64)
+                if chunk.label is not None
+                else np.full(n, -1),
             }
             for k in range(prob.shape[1]):
                 cols[f"prob_{k}"] = prob[:, k].astype(np.float64)
@@ -51,12 +59,16 @@ def _score_chunks(tagger: Any, files: Sequence[Path], chunk_jets: int) -> Iterat
             yield cols
 
 
-def apply_tagger(bundle: str | Path, inputs: Sequence[str], out: str | Path, chunk_jets: int = 100_000) -> dict[str, Any]:
+def apply_tagger(
+    bundle: str | Path, inputs: Sequence[str], out: str | Path, chunk_jets: int = 100_000
+) -> dict[str, Any]:
     """Score the jets in ``inputs`` (files or glob patterns, in the order given)."""
     from .tagger import load
 
     tagger = load(bundle)
-    files = list(dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd())))
+    files = list(
+        dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd()))
+    )
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".root"):

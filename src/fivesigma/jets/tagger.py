@@ -59,8 +59,9 @@ _PREDICT_BATCH = 1024
 # Input validation
 
 
-def check_inputs(inputs: Any, name: str = "inputs",
-                 n_features: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_inputs(
+    inputs: Any, name: str = "inputs", n_features: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate a batch dict and return ``(x, v, mask)`` as float32, float32, bool arrays.
 
     Padded entries of ``x`` and ``v`` are set to 0 (whatever they held); NaN/inf in a real
@@ -96,7 +97,9 @@ def check_inputs(inputs: Any, name: str = "inputs",
             "same jets and particles as 'x')"
         )
     if mask.shape != (n, p):
-        raise DataError(f"{name}['mask'] has shape {mask.shape}; expected {(n, p)} like x's first two axes")
+        raise DataError(
+            f"{name}['mask'] has shape {mask.shape}; expected {(n, p)} like x's first two axes"
+        )
     if mask.dtype != bool:
         if mask.dtype.kind not in "iuf" or not np.all((mask == 0) | (mask == 1)):
             raise DataError(
@@ -167,8 +170,9 @@ def _wrappers() -> tuple[type, type]:
         (the models are padding-invariant) but the work does.
         """
 
-        def __init__(self, net: nn.Module, mean: np.ndarray, scale: np.ndarray,
-                     crop: bool = True) -> None:
+        def __init__(
+            self, net: nn.Module, mean: np.ndarray, scale: np.ndarray, crop: bool = True
+        ) -> None:
             super().__init__()
             self.net = net
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
@@ -224,14 +228,28 @@ class JetTagger:
 
     kind = KIND
 
-    def __init__(self, model: str = "particlenet", model_params: Mapping[str, Any] | None = None,
-                 size: str = "default", n_classes: int | None = None, epochs: int = 30,
-                 batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
-                 scheduler: str = "cosine", early_stopping_patience: int | None = 5,
-                 min_delta: float = 0.0, class_weight: Any = "balanced",
-                 valid_fraction: float = 0.2, standardize: bool = True, seed: int = 0,
-                 num_threads: int | None = None, progress: bool = True,
-                 checkpoint_dir: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: str = "particlenet",
+        model_params: Mapping[str, Any] | None = None,
+        size: str = "default",
+        n_classes: int | None = None,
+        epochs: int = 30,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "cosine",
+        early_stopping_patience: int | None = 5,
+        min_delta: float = 0.0,
+        class_weight: Any = "balanced",
+        valid_fraction: float = 0.2,
+        standardize: bool = True,
+        seed: int = 0,
+        num_threads: int | None = None,
+        progress: bool = True,
+        checkpoint_dir: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         self.model = model
         self.model_params = model_params
         self.size = size
@@ -271,7 +289,9 @@ class JetTagger:
 
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v]
+        changed = [
+            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v
+        ]
         return f"JetTagger({', '.join(changed)})"
 
     def _network_config(self, n_features: int, n_classes: int) -> Any:
@@ -283,11 +303,18 @@ class JetTagger:
         from ..training.trainer import TrainerConfig
 
         cfg = TrainerConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, scheduler=self.scheduler,  # type: ignore[arg-type]
-            early_stopping_patience=self.early_stopping_patience, min_delta=self.min_delta,
-            seed=self.seed, num_threads=self.num_threads, progress=self.progress,
-            checkpoint_dir=self.checkpoint_dir, device=self.device,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            scheduler=self.scheduler,  # type: ignore[arg-type]
+            early_stopping_patience=self.early_stopping_patience,
+            min_delta=self.min_delta,
+            seed=self.seed,
+            num_threads=self.num_threads,
+            progress=self.progress,
+            checkpoint_dir=self.checkpoint_dir,
+            device=self.device,
         )
         try:
             cfg.validate()
@@ -297,9 +324,14 @@ class JetTagger:
 
     # -- fitting ------------------------------------------------------------------------
 
-    def fit(self, inputs: Mapping[str, Any], y: Any, sample_weight: Any = None,
-            valid: Sequence[Any] | None = None,
-            feature_names: Sequence[str] | None = None) -> JetTagger:
+    def fit(
+        self,
+        inputs: Mapping[str, Any],
+        y: Any,
+        sample_weight: Any = None,
+        valid: Sequence[Any] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ) -> JetTagger:
         """Train on padded constituents ``inputs`` with labels ``y`` and event weights.
 
         Parameters
@@ -325,14 +357,21 @@ class JetTagger:
         wa = as_weights(sample_weight, x.shape[0], "sample_weight", "inputs")
         n_classes = _n_classes(ya, self.n_classes)
         n_features = x.shape[2]
-        names = [str(n) for n in feature_names] if feature_names is not None else [
-            f"x{i}" for i in range(n_features)]
+        names = (
+            [str(n) for n in feature_names]
+            if feature_names is not None
+            else [f"x{i}" for i in range(n_features)]
+        )
         if len(names) != n_features:
-            raise DataError(f"{len(names)} feature_names given for {n_features} particle features of x")
+            raise DataError(
+                f"{len(names)} feature_names given for {n_features} particle features of x"
+            )
         net_cfg = self._network_config(n_features, n_classes)
         trainer_cfg = self._trainer_config()
         if not 0.0 <= self.valid_fraction < 1.0:
-            raise ModelError(f"jet tagger valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
+            raise ModelError(
+                f"jet tagger valid_fraction must be in [0, 1), got {self.valid_fraction!r}"
+            )
 
         train = (x, v, mask, ya, wa)
         valid_arrays = None
@@ -345,10 +384,14 @@ class JetTagger:
                 raise DataError(
                     f"valid y contains class {int(yv.max())}; the tagger has classes 0..{n_classes - 1}"
                 )
-            wv = as_weights(valid[2] if len(valid) == 3 else None, xv.shape[0], "valid weight", "valid inputs")
+            wv = as_weights(
+                valid[2] if len(valid) == 3 else None, xv.shape[0], "valid weight", "valid inputs"
+            )
             valid_arrays = (xv, vv, mv, yv, wv)
         elif self.valid_fraction > 0:
-            train, valid_arrays = _split_validation(train, n_classes, self.valid_fraction, self.seed)
+            train, valid_arrays = _split_validation(
+                train, n_classes, self.valid_fraction, self.seed
+            )
 
         self.n_features_in_ = n_features
         self.feature_names_in_ = names
@@ -361,14 +404,19 @@ class JetTagger:
             self.scaler_ = Standardiser().fit(xt[mt].astype(np.float64))
         else:
             self.scaler_ = Standardiser.from_arrays(
-                {"mean": np.zeros(n_features), "scale": np.ones(n_features)})
+                {"mean": np.zeros(n_features), "scale": np.ones(n_features)}
+            )
 
         def tensors(arrays: tuple, role: str) -> dict[str, torch.Tensor]:
             xa, va, ma, yl, wl = arrays
             wl = apply_class_weight(yl, wl, self.class_weight, n_classes, role)
-            return {"x": torch.from_numpy(xa), "v": torch.from_numpy(va), "mask": torch.from_numpy(ma),
-                    "target": torch.from_numpy(yl.astype(np.int64)),
-                    "weight": torch.from_numpy(wl.astype(np.float32))}
+            return {
+                "x": torch.from_numpy(xa),
+                "v": torch.from_numpy(va),
+                "mask": torch.from_numpy(ma),
+                "target": torch.from_numpy(yl.astype(np.int64)),
+                "weight": torch.from_numpy(wl.astype(np.float32)),
+            }
 
         train_t = tensors(train, "training")
         valid_t = tensors(valid_arrays, "validation") if valid_arrays is not None else None
@@ -389,7 +437,9 @@ class JetTagger:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
-            raise ModelError("JetTagger is not fitted yet; call fit(inputs, y) first or load a bundle")
+            raise ModelError(
+                "JetTagger is not fitted yet; call fit(inputs, y) first or load a bundle"
+            )
 
     def n_parameters(self) -> int:
         """Number of network parameters (elements)."""
@@ -417,8 +467,11 @@ class JetTagger:
         with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, len(order), _PREDICT_BATCH):
                 idx = order[start : start + _PREDICT_BATCH]
-                p = head(torch.from_numpy(x[idx]), torch.from_numpy(v[idx]),
-                         torch.from_numpy(mask[idx].astype(np.float32)))
+                p = head(
+                    torch.from_numpy(x[idx]),
+                    torch.from_numpy(v[idx]),
+                    torch.from_numpy(mask[idx].astype(np.float32)),
+                )
                 out[idx] = p.numpy()
         return out
 
@@ -455,7 +508,9 @@ class JetTagger:
         try:
             import onnx
         except ImportError:
-            raise ModelError("ONNX export needs the onnx package: pip install 'fivesigma[ml]'") from None
+            raise ModelError(
+                "ONNX export needs the onnx package: pip install 'fivesigma[ml]'"
+            ) from None
         head = self._head(crop=False)
         n_part = max(getattr(self.network_config_, "k", 1) + 2, 8)
         gen = torch.Generator().manual_seed(0)
@@ -470,26 +525,42 @@ class JetTagger:
             # the TorchScript exporter is deprecated but needs no onnxscript
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                head, (dummy_x, dummy_v, dummy_mask), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["x", "v", "mask"], output_names=["probabilities"],
-                dynamic_axes={"x": {v: k for k, v in axes.items()},
-                              "v": {v: k for k, v in axes.items()},
-                              "mask": {v: k for k, v in axes.items()},
-                              "probabilities": {0: "batch"}},
+                head,
+                (dummy_x, dummy_v, dummy_mask),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["x", "v", "mask"],
+                output_names=["probabilities"],
+                dynamic_axes={
+                    "x": {v: k for k, v in axes.items()},
+                    "v": {v: k for k, v in axes.items()},
+                    "mask": {v: k for k, v in axes.items()},
+                    "probabilities": {0: "batch"},
+                },
             )
             model = onnx.load(str(tmp))
             # the exporter drops inputs a network ignores (the CNN and PFN never read v);
             # keep all three so every tagger is called the same way
             present = {i.name for i in model.graph.input}
-            shapes = {"x": ["batch", "particles", self.n_features_in_],
-                      "v": ["batch", "particles", 4], "mask": ["batch", "particles"]}
+            shapes = {
+                "x": ["batch", "particles", self.n_features_in_],
+                "v": ["batch", "particles", 4],
+                "mask": ["batch", "particles"],
+            }
             for pos, name in enumerate(_INPUT_KEYS):
                 if name not in present:
-                    model.graph.input.insert(pos, onnx.helper.make_tensor_value_info(
-                        name, onnx.TensorProto.FLOAT, shapes[name]))
-            for key, value in (("fivesigma.features", json.dumps(self.feature_names_in_)),
-                               ("fivesigma.tagger", self.model),
-                               ("fivesigma.mask", "float32, 1.0 = real particle, 0.0 = padding")):
+                    model.graph.input.insert(
+                        pos,
+                        onnx.helper.make_tensor_value_info(
+                            name, onnx.TensorProto.FLOAT, shapes[name]
+                        ),
+                    )
+            for key, value in (
+                ("fivesigma.features", json.dumps(self.feature_names_in_)),
+                ("fivesigma.tagger", self.model),
+                ("fivesigma.mask", "float32, 1.0 = real particle, 0.0 = padding"),
+            ):
                 meta = model.metadata_props.add()
                 meta.key, meta.value = key, value
             onnx.save(model, str(tmp))
@@ -497,8 +568,12 @@ class JetTagger:
 
     # -- persistence --------------------------------------------------------------------
 
-    def save(self, path: str | Path, data: Mapping[str, Any] | None = None,
-             metadata: Mapping[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write a model bundle (kind ``"jet_tagger"``, weights in safetensors) atomically.
 
         ``data`` and ``metadata`` are stored as given (JSON-serialisable); after
@@ -508,18 +583,30 @@ class JetTagger:
         arrays = {f"net.{k}": t.detach().cpu().numpy() for k, t in self.net_.state_dict().items()}
         training: dict[str, Any] = {
             "n_classes": int(self.n_classes_),
-            "network": {"name": self.model, "config": self.network_config_.to_dict(),
-                        "n_parameters": self.n_parameters()},
+            "network": {
+                "name": self.model,
+                "config": self.network_config_.to_dict(),
+                "n_parameters": self.n_parameters(),
+            },
         }
         if hasattr(self, "history_"):
             training["history"] = self.history_.to_dict()
         bundle = Bundle(
-            kind=KIND, features=list(self.feature_names_in_), params=_jsonable(self.get_params()),
-            preprocessing={"x": self.scaler_.to_dict(),
-                           "inputs": {"x": "(n_jets, P, F)", "v": "(n_jets, P, 4) px,py,pz,E GeV",
-                                      "mask": "(n_jets, P) bool"}},
+            kind=KIND,
+            features=list(self.feature_names_in_),
+            params=_jsonable(self.get_params()),
+            preprocessing={
+                "x": self.scaler_.to_dict(),
+                "inputs": {
+                    "x": "(n_jets, P, F)",
+                    "v": "(n_jets, P, 4) px,py,pz,E GeV",
+                    "mask": "(n_jets, P) bool",
+                },
+            },
             data={"fingerprint": self.data_fingerprint_, **dict(data or {})},
-            training=training, arrays=arrays, metadata=dict(metadata or {}),
+            training=training,
+            arrays=arrays,
+            metadata=dict(metadata or {}),
         )
         return save_bundle(bundle, path)
 
@@ -572,22 +659,29 @@ def load(path: str | Path) -> JetTagger:
 
     bundle = load_bundle(path)
     if bundle.kind != KIND:
-        raise ModelError(f"model bundle '{path}' has kind {bundle.kind!r}, not a jet tagger ({KIND!r})")
+        raise ModelError(
+            f"model bundle '{path}' has kind {bundle.kind!r}, not a jet tagger ({KIND!r})"
+        )
     params = dict(bundle.params)
     _check_param_names(params, where=f"bundle '{path}'")
     tagger = JetTagger(**params)
     network = bundle.training.get("network", {})
     name = network.get("name", tagger.model)
     if name not in MODELS:
-        raise ModelError(f"model bundle '{path}' holds tagger {name!r}; this fivesigma knows {', '.join(MODELS)}")
+        raise ModelError(
+            f"model bundle '{path}' holds tagger {name!r}; this fivesigma knows {', '.join(MODELS)}"
+        )
     config_cls, model_cls = MODELS[name]
     try:
         config = config_cls(**network["config"])
     except (KeyError, TypeError) as err:
         raise ModelError(f"model bundle '{path}' has no usable network config: {err}") from None
     net = model_cls(config)
-    state = {k[len("net."):]: torch.from_numpy(np.array(a)) for k, a in bundle.arrays.items()
-             if k.startswith("net.")}
+    state = {
+        k[len("net.") :]: torch.from_numpy(np.array(a))
+        for k, a in bundle.arrays.items()
+        if k.startswith("net.")
+    }
     try:
         net.load_state_dict(state)
     except RuntimeError as err:

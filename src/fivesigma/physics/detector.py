@@ -76,7 +76,9 @@ class LeptonResponse:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name != "enabled" and (not np.isfinite(value) or value < 0):
-                raise ConfigError(f"LeptonResponse.{f.name}: must be finite and >= 0, got {value!r}")
+                raise ConfigError(
+                    f"LeptonResponse.{f.name}: must be finite and >= 0, got {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """All parameters, for provenance and cache keys."""

@@ -31,8 +31,14 @@ def as_labels(y: Any, n: int, name: str, xname: str) -> np.ndarray:
     try:
         as_float = arr.astype(np.float64)
     except (TypeError, ValueError):
-        raise DataError(f"{name} must be integer class labels 0..K-1 (0 background, 1 signal)") from None
-    if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)) or np.any(as_float < 0):
+        raise DataError(
+            f"{name} must be integer class labels 0..K-1 (0 background, 1 signal)"
+        ) from None
+    if (
+        not np.all(np.isfinite(as_float))
+        or np.any(as_float != np.round(as_float))
+        or np.any(as_float < 0)
+    ):
         raise DataError(f"{name} must be integer class labels 0..K-1 (0 background, 1 signal)")
     return as_float.astype(np.int64)
 
@@ -46,12 +52,15 @@ def as_weights(w: Any, n: int, name: str, xname: str) -> np.ndarray:
         raise DataError(f"{xname} has {n} events but {name} has {arr.shape[0]}; they must match")
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise DataError(f"{name} contains {int(bad.sum())} NaN/inf values; event weights must be finite")
+        raise DataError(
+            f"{name} contains {int(bad.sum())} NaN/inf values; event weights must be finite"
+        )
     return arr
 
 
-def apply_class_weight(y: np.ndarray, w: np.ndarray, class_weight: Any, n_classes: int,
-                        role: str) -> np.ndarray:
+def apply_class_weight(
+    y: np.ndarray, w: np.ndarray, class_weight: Any, n_classes: int, role: str
+) -> np.ndarray:
     """Event weights times per-class factors.
 
     ``"balanced"`` gives every class the same total weight (the overall total is kept).

@@ -117,5 +117,7 @@ class Standardiser:
         except KeyError as err:
             raise ModelError(f"standardiser parameters lack {err.args[0]!r}") from None
         if out.mean_.shape != out.scale_.shape or np.any(out.scale_ <= 0):
-            raise ModelError("standardiser parameters are inconsistent (shapes differ or scale <= 0)")
+            raise ModelError(
+                "standardiser parameters are inconsistent (shapes differ or scale <= 0)"
+            )
         return out

@@ -146,6 +146,7 @@ class TrainHistory:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (``nan`` becomes ``None``)."""
+
         def clean(values: list[float]) -> list[float | None]:
             return [None if not math.isfinite(v) else float(v) for v in values]
 
@@ -161,6 +162,7 @@ class TrainHistory:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainHistory:
         """Inverse of :meth:`to_dict`."""
+
         def unclean(values: Sequence[float | None]) -> list[float]:
             return [float("nan") if v is None else float(v) for v in values]
 
@@ -232,7 +234,9 @@ def _take(data: Batch, idx: torch.Tensor | slice, device: torch.device) -> Batch
     return tuple(v[idx].to(device) for v in data)
 
 
-def _split(batch: Batch) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def _split(
+    batch: Batch,
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """(positional inputs, keyword inputs, target, weight) of a batch."""
     if isinstance(batch, dict):
         kwargs = {k: v for k, v in batch.items() if k not in ("target", "weight")}
@@ -240,7 +244,9 @@ def _split(batch: Batch) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tens
     return tuple(batch[:-2]), {}, batch[-2], batch[-1]
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor | slice]:
+def _batches(
+    n: int, batch_size: int, generator: torch.Generator | None
+) -> Iterator[torch.Tensor | slice]:
     """Index sets of one epoch; shuffled with ``generator`` when given.
 
     A trailing batch of a single example is dropped when shuffling: batch norm cannot
@@ -279,8 +285,11 @@ def weighted_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _python_rng_to_tensor(state: tuple) -> dict[str, Any]:
     version, internal, gauss = state
-    return {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-            "gauss": gauss}
+    return {
+        "version": int(version),
+        "state": torch.tensor(internal, dtype=torch.int64),
+        "gauss": gauss,
+    }
 
 
 def _python_rng_from_tensor(d: Mapping[str, Any]) -> tuple:
@@ -289,8 +298,13 @@ def _python_rng_from_tensor(d: Mapping[str, Any]) -> tuple:
 
 def _numpy_rng_to_tensor(state: tuple) -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = state
-    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _numpy_rng_from_tensor(d: Mapping[str, Any]) -> tuple:
@@ -335,16 +349,22 @@ class Trainer:
         once its checkpoint is on disk.
     """
 
-    def __init__(self, config: TrainerConfig | None = None,
-                 callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self, config: TrainerConfig | None = None, callbacks: Sequence[Callback] = ()
+    ) -> None:
         self.config = config if config is not None else TrainerConfig()
         self.config.validate()
         self.callbacks = list(callbacks)
 
     # -- public -------------------------------------------------------------------------
 
-    def fit(self, model: torch.nn.Module, train: Any, valid: Any | None,
-            loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> TrainHistory:
+    def fit(
+        self,
+        model: torch.nn.Module,
+        train: Any,
+        valid: Any | None,
+        loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+    ) -> TrainHistory:
         """Train ``model`` in place and return its :class:`TrainHistory`.
 
         Parameters
@@ -392,7 +412,10 @@ class Trainer:
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
         if cfg.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=0.1, patience=max(1, (cfg.early_stopping_patience or 8) // 2)
+                optimizer,
+                mode="min",
+                factor=0.1,
+                patience=max(1, (cfg.early_stopping_patience or 8) // 2),
             )
         if cfg.scheduler == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
@@ -400,8 +423,14 @@ class Trainer:
             )
         return None
 
-    def _fit(self, model: torch.nn.Module, train: Batch, valid: Batch | None,
-             loss_fn: Callable, device: torch.device) -> TrainHistory:
+    def _fit(
+        self,
+        model: torch.nn.Module,
+        train: Batch,
+        valid: Batch | None,
+        loss_fn: Callable,
+        device: torch.device,
+    ) -> TrainHistory:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -449,15 +478,19 @@ class Trainer:
         try:
             for epoch in range(start_epoch, cfg.epochs + 1):
                 lr_now = optimizer.param_groups[0]["lr"]
-                train_loss = self._train_epoch(model, train, loss_fn, optimizer, scheduler,
-                                               generator, device)
+                train_loss = self._train_epoch(
+                    model, train, loss_fn, optimizer, scheduler, generator, device
+                )
                 if not math.isfinite(train_loss):
                     raise ModelError(
                         f"training diverged in epoch {epoch}: the training loss is {train_loss}; "
                         "lower lr or check the inputs for extreme values"
                     )
-                val_loss = (self._evaluate(model, valid, loss_fn, device)
-                            if valid is not None else float("nan"))
+                val_loss = (
+                    self._evaluate(model, valid, loss_fn, device)
+                    if valid is not None
+                    else float("nan")
+                )
                 monitored = val_loss if valid is not None else train_loss
                 if scheduler is not None and cfg.scheduler == "cosine":
                     scheduler.step()
@@ -478,13 +511,28 @@ class Trainer:
                     bad_epochs = 0
                 else:
                     bad_epochs += 1
-                stop = (valid is not None and cfg.early_stopping_patience is not None
-                        and bad_epochs >= cfg.early_stopping_patience and epoch < cfg.epochs)
+                stop = (
+                    valid is not None
+                    and cfg.early_stopping_patience is not None
+                    and bad_epochs >= cfg.early_stopping_patience
+                    and epoch < cfg.epochs
+                )
                 history.stopped_early = stop
 
                 if ckpt_path is not None:
-                    self._save_checkpoint(ckpt_path, run_id, epoch, model, optimizer, scheduler,
-                                          history, best_loss, best_state, bad_epochs, generator)
+                    self._save_checkpoint(
+                        ckpt_path,
+                        run_id,
+                        epoch,
+                        model,
+                        optimizer,
+                        scheduler,
+                        history,
+                        best_loss,
+                        best_state,
+                        bad_epochs,
+                        generator,
+                    )
                 progress.update(epoch, train_loss, val_loss, lr_now)
                 for callback in self.callbacks:
                     callback(epoch, history)
@@ -496,9 +544,16 @@ class Trainer:
         model.load_state_dict(best_state)
         return history
 
-    def _train_epoch(self, model: torch.nn.Module, data: Batch, loss_fn: Callable,
-                     optimizer: torch.optim.Optimizer, scheduler: Any,
-                     generator: torch.Generator, device: torch.device) -> float:
+    def _train_epoch(
+        self,
+        model: torch.nn.Module,
+        data: Batch,
+        loss_fn: Callable,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> float:
         model.train()
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
@@ -519,8 +574,9 @@ class Trainer:
         return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
 
     @torch.no_grad()
-    def _evaluate(self, model: torch.nn.Module, data: Batch, loss_fn: Callable,
-                  device: torch.device) -> float:
+    def _evaluate(
+        self, model: torch.nn.Module, data: Batch, loss_fn: Callable, device: torch.device
+    ) -> float:
         model.eval()
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
@@ -534,10 +590,20 @@ class Trainer:
             wabs += w.abs().sum().cpu()
         return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
 
-    def _save_checkpoint(self, path: Path, run_id: str, epoch: int, model: torch.nn.Module,
-                         optimizer: torch.optim.Optimizer, scheduler: Any,
-                         history: TrainHistory, best_loss: float, best_state: dict,
-                         bad_epochs: int, generator: torch.Generator) -> None:
+    def _save_checkpoint(
+        self,
+        path: Path,
+        run_id: str,
+        epoch: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        history: TrainHistory,
+        best_loss: float,
+        best_state: dict,
+        bad_epochs: int,
+        generator: torch.Generator,
+    ) -> None:
         state = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -572,7 +638,9 @@ class Trainer:
                 f"checkpoint '{path}' cannot be read ({type(err).__name__}); remove it to start afresh"
             ) from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(f"'{path}' is not a fivesigma trainer checkpoint; remove it or choose another checkpoint_dir")
+            raise ModelError(
+                f"'{path}' is not a fivesigma trainer checkpoint; remove it or choose another checkpoint_dir"
+            )
         if state.get("format_version") != CHECKPOINT_VERSION:
             raise ModelError(
                 f"checkpoint '{path}' has format version {state.get('format_version')}; "
@@ -603,9 +671,13 @@ class _Progress:
         )
 
         self._progress = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
-            console=Console(file=sys.stderr), transient=False,
+            console=Console(file=sys.stderr),
+            transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=epochs, completed=done, info="")

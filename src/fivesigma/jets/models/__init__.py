@@ -58,8 +58,13 @@ def _lookup(name: str) -> tuple[type, type[TaggerModel]]:
     return MODELS[name]
 
 
-def make_config(name: str, n_features: int, n_classes: int = 2,
-                params: Mapping[str, Any] | None = None, size: str = "default") -> Any:
+def make_config(
+    name: str,
+    n_features: int,
+    n_classes: int = 2,
+    params: Mapping[str, Any] | None = None,
+    size: str = "default",
+) -> Any:
     """The config of tagger ``name``: its ``size`` (``"default"`` or ``"paper"``) with
     ``params`` overriding single fields; unknown fields raise :class:`ModelError`."""
     import dataclasses
@@ -67,9 +72,15 @@ def make_config(name: str, n_features: int, n_classes: int = 2,
     config_cls, _ = _lookup(name)
     if size not in ("default", "paper"):
         raise ModelError(f"tagger size {size!r} is not known; accepted: default, paper")
-    base = config_cls.paper(n_features, n_classes) if size == "paper" else config_cls(n_features, n_classes)
+    base = (
+        config_cls.paper(n_features, n_classes)
+        if size == "paper"
+        else config_cls(n_features, n_classes)
+    )
     params = dict(params or {})
-    fields = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("n_features", "n_classes")]
+    fields = [
+        f.name for f in dataclasses.fields(config_cls) if f.name not in ("n_features", "n_classes")
+    ]
     for key in params:
         if key not in fields:
             raise ModelError(
@@ -82,8 +93,13 @@ def make_config(name: str, n_features: int, n_classes: int = 2,
         raise ModelError(f"{name} hyper-parameters are invalid: {err}") from None
 
 
-def build_model(name: str, n_features: int, n_classes: int = 2,
-                params: Mapping[str, Any] | None = None, size: str = "default") -> TaggerModel:
+def build_model(
+    name: str,
+    n_features: int,
+    n_classes: int = 2,
+    params: Mapping[str, Any] | None = None,
+    size: str = "default",
+) -> TaggerModel:
     """A freshly initialised tagger ``name`` (see :func:`make_config`)."""
     _, model_cls = _lookup(name)
     return model_cls(make_config(name, n_features, n_classes, params, size))

@@ -55,14 +55,26 @@ class CNN1DConfig:
         self.channels = check_sizes("cnn1d", "channels", self.channels)
         self.hidden = check_sizes("cnn1d", "hidden", self.hidden, allow_empty=True)
         check_config("cnn1d", self)
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ModelError(f"cnn1d kernel_size must be an odd positive integer, got {self.kernel_size!r}")
+        if (
+            not isinstance(self.kernel_size, int)
+            or self.kernel_size < 1
+            or self.kernel_size % 2 == 0
+        ):
+            raise ModelError(
+                f"cnn1d kernel_size must be an odd positive integer, got {self.kernel_size!r}"
+            )
 
     @classmethod
     def paper(cls, n_features: int, n_classes: int = 2) -> CNN1DConfig:
         """The large size: 4 convolutions of 64 channels, kernel 3, MLP 128, dropout 0.1."""
-        return cls(n_features, n_classes, channels=(64, 64, 64, 64), kernel_size=3,
-                   hidden=(128,), dropout=0.1)
+        return cls(
+            n_features,
+            n_classes,
+            channels=(64, 64, 64, 64),
+            kernel_size=3,
+            hidden=(128,),
+            dropout=0.1,
+        )
 
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""

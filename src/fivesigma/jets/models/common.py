@@ -62,8 +62,9 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(has_any, out, torch.zeros_like(out))
 
 
-def pairwise_lv_fts(v: torch.Tensor, mask: torch.Tensor,
-                    eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+def pairwise_lv_fts(
+    v: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ParT's pairwise features ``(ln kT, ln z, ln dR, ln m^2)`` of every particle pair.
 
     As ``pairwise_lv_fts`` of the Particle Transformer (arXiv:2202.03772)::
@@ -179,14 +180,20 @@ def check_config(name: str, config: Any) -> None:
         raise ModelError(f"{name} dropout must be in [0, 1), got {dropout!r}")
 
 
-def check_sizes(name: str, field_name: str, sizes: Any, allow_empty: bool = False) -> tuple[int, ...]:
+def check_sizes(
+    name: str, field_name: str, sizes: Any, allow_empty: bool = False
+) -> tuple[int, ...]:
     """Layer widths as a tuple of positive ints, or a one-line :class:`ModelError`."""
     try:
         out = tuple(int(s) for s in sizes)
     except (TypeError, ValueError):
-        raise ModelError(f"{name} {field_name} must be a list of positive integers, got {sizes!r}") from None
+        raise ModelError(
+            f"{name} {field_name} must be a list of positive integers, got {sizes!r}"
+        ) from None
     if (not out and not allow_empty) or any(s < 1 for s in out):
-        raise ModelError(f"{name} {field_name} must be a list of positive integers, got {list(out)}")
+        raise ModelError(
+            f"{name} {field_name} must be a list of positive integers, got {list(out)}"
+        )
     return out
 
 

@@ -68,8 +68,9 @@ class ParTConfig:
 
     def __post_init__(self) -> None:
         self.embed_dims = check_sizes("part", "embed_dims", self.embed_dims)
-        self.pair_embed_dims = check_sizes("part", "pair_embed_dims", self.pair_embed_dims,
-                                           allow_empty=True)
+        self.pair_embed_dims = check_sizes(
+            "part", "pair_embed_dims", self.pair_embed_dims, allow_empty=True
+        )
         check_config("part", self)
         for name in ("num_heads", "num_cls_layers", "ffn_ratio"):
             value = getattr(self, name)
@@ -86,8 +87,17 @@ class ParTConfig:
     @classmethod
     def paper(cls, n_features: int, n_classes: int = 2) -> ParTConfig:
         """The Particle Transformer of arXiv:2202.03772."""
-        return cls(n_features, n_classes, embed_dims=(128, 512, 128), pair_embed_dims=(64, 64, 64),
-                   num_heads=8, num_layers=8, num_cls_layers=2, ffn_ratio=4, dropout=0.1)
+        return cls(
+            n_features,
+            n_classes,
+            embed_dims=(128, 512, 128),
+            pair_embed_dims=(64, 64, 64),
+            num_heads=8,
+            num_layers=8,
+            num_cls_layers=2,
+            ffn_ratio=4,
+            dropout=0.1,
+        )
 
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
@@ -109,8 +119,13 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.attn_dropout = nn.Dropout(dropout)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor,
+        key_mask: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``query`` (B, Q, D), ``context`` (B, K, D), ``key_mask`` (B, K) bool (True: a
         real key), ``bias`` (B, H, Q, K) or None -> (B, Q, D)."""
         b, _, dim = query.shape
@@ -147,8 +162,13 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(dim * ffn_ratio, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None,
-                cls: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        cls: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``x`` (B, P, D), ``mask`` (B, P), ``bias`` (B, H, P, P) -> (B, P, D); or with
         ``cls`` (B, 1, D) -> updated class token (B, 1, D)."""
         if cls is None:

@@ -72,11 +72,15 @@ class ParticleNetConfig:
         except TypeError:
             blocks = []
         if not blocks:
-            raise ModelError(f"particlenet conv must be a list of blocks of widths, got {self.conv!r}")
+            raise ModelError(
+                f"particlenet conv must be a list of blocks of widths, got {self.conv!r}"
+            )
         self.conv = tuple(check_sizes("particlenet", "conv block", b) for b in blocks)
         self.fc = check_sizes("particlenet", "fc", self.fc, allow_empty=True)
         if self.fusion is not None and (not isinstance(self.fusion, int) or self.fusion < 0):
-            raise ModelError(f"particlenet fusion must be None, 0 or a positive integer, got {self.fusion!r}")
+            raise ModelError(
+                f"particlenet fusion must be None, 0 or a positive integer, got {self.fusion!r}"
+            )
         self.coord_indices = tuple(int(i) for i in self.coord_indices)
         if not self.coord_indices or any(not 0 <= i < self.n_features for i in self.coord_indices):
             raise ModelError(
@@ -95,8 +99,14 @@ class ParticleNetConfig:
     @classmethod
     def paper(cls, n_features: int, n_classes: int = 2) -> ParticleNetConfig:
         """Full ParticleNet (arXiv:1902.08570)."""
-        return cls(n_features, n_classes, k=16, conv=((64, 64, 64), (128, 128, 128), (256, 256, 256)),
-                   fc=(256,), dropout=0.1)
+        return cls(
+            n_features,
+            n_classes,
+            k=16,
+            conv=((64, 64, 64), (128, 128, 128), (256, 256, 256)),
+            fc=(256,),
+            dropout=0.1,
+        )
 
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
@@ -119,8 +129,9 @@ class EdgeConvBlock(nn.Module):
             layers += [nn.Linear(prev, w, bias=False), nn.LayerNorm(w), nn.ReLU()]
             prev = w
         self.edge_mlp = nn.Sequential(*layers)
-        self.shortcut = nn.Sequential(nn.Linear(in_features, widths[-1], bias=False),
-                                      nn.LayerNorm(widths[-1]))
+        self.shortcut = nn.Sequential(
+            nn.Linear(in_features, widths[-1], bias=False), nn.LayerNorm(widths[-1])
+        )
 
     def forward(self, coords: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``coords`` (B, P, Cc), ``h`` (B, P, C), ``mask`` (B, P) -> (B, P, C_out)."""
@@ -145,8 +156,9 @@ class ParticleNet(TaggerModel):
     def __init__(self, config: ParticleNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.register_buffer("coord_index", torch.tensor(config.coord_indices, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "coord_index", torch.tensor(config.coord_indices, dtype=torch.long), persistent=False
+        )
         blocks = []
         prev = config.n_features
         for widths in config.conv:
@@ -156,8 +168,9 @@ class ParticleNet(TaggerModel):
         fusion = config.fusion_width
         if fusion:
             total = sum(b[-1] for b in config.conv)
-            self.fusion = nn.Sequential(nn.Linear(total, fusion, bias=False), nn.LayerNorm(fusion),
-                                        nn.ReLU())
+            self.fusion = nn.Sequential(
+                nn.Linear(total, fusion, bias=False), nn.LayerNorm(fusion), nn.ReLU()
+            )
             prev = fusion
         else:
             self.fusion = None
