@@ -171,7 +171,15 @@ JET_PROCESSES: dict[str, tuple[str, ...]] = {
 _PARENT = {"top": (6, 4), "w": (24, 5), "z": (23, 6), "hbb": (25, 7)}
 
 #: Guessed jets per event, only to size the first round of blocks.
-_EFFICIENCY_GUESS = {"top": 0.3, "qcd": 0.5, "qcd_bb": 0.5, "qcd_cc": 0.5, "w": 0.3, "z": 0.3, "hbb": 0.3}
+_EFFICIENCY_GUESS = {
+    "top": 0.3,
+    "qcd": 0.5,
+    "qcd_bb": 0.5,
+    "qcd_cc": 0.5,
+    "w": 0.3,
+    "z": 0.3,
+    "hbb": 0.3,
+}
 
 #: Processes whose jets get flavour labels (b, c, light, gluon) instead of a parent match.
 QCD_PROCESSES = ("qcd", "qcd_bb", "qcd_cc")
