@@ -97,7 +97,7 @@ def test_registered_with_options():
         4: "top",
         5: "W",
         6: "Z",
-        7: "H->bb",
+        7: "Hbb",
     }
 
 

@@ -29,7 +29,13 @@ import numpy as np
 
 from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
 from ..errors import DataError, ModelError, close_matches
-from ..training.inputs import apply_class_weight, as_labels, as_weights, torch_threads
+from ..training.inputs import (
+    apply_class_weight,
+    as_labels,
+    as_weights,
+    stratified_holdout,
+    torch_threads,
+)
 from ..training.preprocessing import Standardiser
 
 __all__ = [
@@ -605,39 +611,13 @@ class MLPClassifier(BaseClassifier):
         )
 
     def _trainer_config(self) -> Any:
-        from ..errors import ConfigError
         from ..training.trainer import TrainerConfig
 
-        cfg = TrainerConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            scheduler=self.scheduler,  # type: ignore[arg-type]
-            early_stopping_patience=self.early_stopping_patience,
-            min_delta=self.min_delta,
-            seed=self.seed,
-            num_threads=self.num_threads,
-            progress=self.progress,
-            checkpoint_dir=self.checkpoint_dir,
-            device=self.device,
-        )
-        try:
-            cfg.validate()
-        except ConfigError as err:
-            raise ModelError(f"mlp: {err}") from None
-        return cfg
+        return TrainerConfig.from_estimator(self, "mlp")
 
     def _split_validation(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple:
         """Deterministic stratified hold-out of ``valid_fraction`` of each class."""
-        rng = np.random.default_rng(self.seed)
-        is_valid = np.zeros(len(y), dtype=bool)
-        for c in range(self.n_classes_):
-            idx = np.flatnonzero(y == c)
-            n_val = round(self.valid_fraction * len(idx))
-            if n_val >= len(idx):
-                n_val = len(idx) - 1  # keep at least one training event of each class
-            is_valid[rng.permutation(idx)[:n_val]] = True
+        is_valid = stratified_holdout(y, self.n_classes_, self.valid_fraction, self.seed)
         tr = ~is_valid
         return (X[tr], y[tr], w[tr]), (X[is_valid], y[is_valid], w[is_valid])
 

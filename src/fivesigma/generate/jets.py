@@ -126,7 +126,7 @@ LABELS: dict[int, str] = {
     4: "top",
     5: "W",
     6: "Z",
-    7: "H->bb",
+    7: "Hbb",
 }
 
 BASE_SETTINGS: tuple[str, ...] = (

@@ -51,6 +51,7 @@ import awkward as ak
 import numpy as np
 
 from ..errors import DataError, close_matches
+from ..generate.jets import LABELS
 
 __all__ = [
     "CLASS_NAMES",
@@ -64,16 +65,8 @@ __all__ = [
     "read_jets",
 ]
 
-CLASS_NAMES: dict[int, str] = {
-    0: "light",
-    1: "gluon",
-    2: "c",
-    3: "b",
-    4: "top",
-    5: "W",
-    6: "Z",
-    7: "Hbb",
-}
+#: Jet class codes, shared with the generator's ``label`` branch (one definition).
+CLASS_NAMES: dict[int, str] = LABELS
 #: Particle class codes of ``part_class`` / the ``cls`` field.
 PARTICLE_CLASSES: dict[int, str] = {
     0: "charged hadron",

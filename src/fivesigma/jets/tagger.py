@@ -36,8 +36,14 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
-from ..errors import ConfigError, DataError, ModelError, close_matches
-from ..training.inputs import apply_class_weight, as_labels, as_weights, torch_threads
+from ..errors import DataError, ModelError, close_matches
+from ..training.inputs import (
+    apply_class_weight,
+    as_labels,
+    as_weights,
+    stratified_holdout,
+    torch_threads,
+)
 from ..training.preprocessing import Standardiser
 
 __all__ = ["KIND", "TAGGERS", "JetTagger", "load"]
@@ -302,27 +308,7 @@ class JetTagger:
     def _trainer_config(self) -> Any:
         from ..training.trainer import TrainerConfig
 
-        cfg = TrainerConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            scheduler=self.scheduler,  # type: ignore[arg-type]
-            early_stopping_patience=self.early_stopping_patience,
-            min_delta=self.min_delta,
-            seed=self.seed,
-            num_threads=self.num_threads,
-            progress=self.progress,
-            checkpoint_dir=self.checkpoint_dir,
-            device=self.device,
-        )
-        try:
-            cfg.validate()
-        except ConfigError as err:
-            raise ModelError(f"jet tagger: {err}") from None
-        return cfg
-
-    # -- fitting ------------------------------------------------------------------------
+        return TrainerConfig.from_estimator(self, "jet tagger")
 
     def fit(
         self,
@@ -612,14 +598,8 @@ class JetTagger:
 
 
 def _split_validation(arrays: tuple, n_classes: int, fraction: float, seed: int) -> tuple:
-    """Deterministic stratified hold-out of ``fraction`` of each class."""
-    y = arrays[3]
-    rng = np.random.default_rng(seed)
-    is_valid = np.zeros(len(y), dtype=bool)
-    for c in range(n_classes):
-        idx = np.flatnonzero(y == c)
-        n_val = min(round(fraction * len(idx)), max(len(idx) - 1, 0))  # keep one for training
-        is_valid[rng.permutation(idx)[:n_val]] = True
+    """Deterministic stratified hold-out of ``fraction`` of each class (labels: arrays[3])."""
+    is_valid = stratified_holdout(arrays[3], n_classes, fraction, seed)
     if not is_valid.any():
         return arrays, None
     return tuple(a[~is_valid] for a in arrays), tuple(a[is_valid] for a in arrays)

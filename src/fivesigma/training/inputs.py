@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 
-__all__ = ["apply_class_weight", "as_labels", "as_weights", "torch_threads"]
+__all__ = ["apply_class_weight", "as_labels", "as_weights", "stratified_holdout", "torch_threads"]
 
 
 def as_labels(y: Any, n: int, name: str, xname: str) -> np.ndarray:
@@ -88,6 +88,23 @@ def apply_class_weight(
     raise ModelError(
         f"class_weight {class_weight!r} is not accepted; use None, 'balanced' or a dict {{class: factor}}"
     )
+
+
+def stratified_holdout(y: np.ndarray, n_classes: int, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask holding out ``fraction`` of each class, chosen by ``seed``.
+
+    At least one event of each class stays out of the hold-out (for training).
+
+    >>> stratified_holdout(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 2, 0.5, seed=0).sum()
+    np.int64(4)
+    """
+    rng = np.random.default_rng(seed)
+    is_out = np.zeros(len(y), dtype=bool)
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        n_out = min(round(fraction * len(idx)), max(len(idx) - 1, 0))
+        is_out[rng.permutation(idx)[:n_out]] = True
+    return is_out
 
 
 @contextlib.contextmanager

@@ -97,6 +97,21 @@ class TrainerConfig:
     checkpoint_dir: str | None = None
     device: str = "cpu"
 
+    @classmethod
+    def from_estimator(cls, estimator: Any, what: str) -> TrainerConfig:
+        """The loop settings of an estimator that keeps them under these same names.
+
+        Invalid settings raise :class:`ModelError` naming the estimator (``what``).
+        """
+        from dataclasses import fields
+
+        cfg = cls(**{f.name: getattr(estimator, f.name) for f in fields(cls)})
+        try:
+            cfg.validate()
+        except ConfigError as err:
+            raise ModelError(f"{what}: {err}") from None
+        return cfg
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line) for an impossible setting."""
         if self.scheduler not in _SCHEDULERS:
