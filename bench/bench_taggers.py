@@ -7,8 +7,10 @@ Usage::
 For each constituent tagger (1D CNN, PFN, ParticleNet, ParT at their default sizes) on N
 random jets of P constituents (a third of them padded): training jets/s over one epoch,
 inference jets/s under PyTorch (``predict_proba``, batched, no autograd) and under
-onnxruntime on the exported model, in the same run, with their ratio.  Jet generation
-speed is in ``bench_generate_jets.py``.  Prints one JSON object.  No assertions.
+onnxruntime on the exported model, in the same run, with their ratio; and the built-in
+generator's rate (jets/s for top and QCD, one process) so that the whole jet-tagging chain
+is measured in one run (``bench_generate_jets.py`` compares generation with a bare Pythia
+loop).  Prints one JSON object.  No assertions.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def main() -> None:
     ap.add_argument("--particles", type=int, default=64)
     ap.add_argument("--features", type=int, default=13)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--generate", type=int, default=100, help="jets to generate per process (0: skip)"
+    )
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -105,6 +110,27 @@ def main() -> None:
             "onnxruntime_over_torch": torch_s / onnx_s,
             "onnx_max_abs_diff": diff,
         }
+    if args.generate > 0:
+        from fivesigma.generate import generate
+
+        out["generation"] = {}
+        for process in ("top", "qcd"):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                generate(
+                    "jets",
+                    events=args.generate,
+                    out=tmp,
+                    seed=1,
+                    jobs=1,
+                    progress=False,
+                    options={"process": process},
+                )
+                dt = time.perf_counter() - t0
+            out["generation"][process] = {
+                "jets": args.generate,
+                "jets_per_s_one_core": args.generate / dt,
+            }
     print(json.dumps(out, indent=2))
 
 
