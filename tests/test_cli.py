@@ -138,3 +138,39 @@ def test_inspect_lists_branches(tmp_path, capsys, root_file):
         assert branch in out
     code, _, err = run_cli(capsys, "inspect", str(tmp_path / "nope.root"))
     assert code == 2 and "nope.root" in err
+
+
+def test_apply_bad_bundle_and_bad_output_suffix(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "apply", str(tmp_path / "nope"), "x.root", "--out", str(tmp_path / "s.parquet")
+    )
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    (tmp_path / "plain").mkdir()
+    code, _, err = run_cli(
+        capsys, "apply", str(tmp_path / "plain"), "x.root", "--out", str(tmp_path / "s.parquet")
+    )
+    assert code == 2 and "not a fivesigma model bundle" in err
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_apply_refuses_unknown_output_format(tmp_path, capsys):
+    import numpy as np
+
+    from fivesigma.classify import make_estimator
+
+    X = np.random.default_rng(0).normal(size=(50, 1))
+    bundle = (
+        make_estimator("logistic")
+        .fit(X, (X[:, 0] > 0).astype(int), feature_names=["met"])
+        .save(tmp_path / "b")
+    )
+    data = tmp_path / "d.csv"
+    data.write_text("met\n1.0\n2.0\n")
+    code, _, err = run_cli(
+        capsys, "apply", str(bundle), str(data), "--out", str(tmp_path / "s.csv")
+    )
+    assert code == 2 and "must end in .parquet or .root" in err
+    code, out, _ = run_cli(
+        capsys, "apply", str(bundle), str(data), "--out", str(tmp_path / "s.parquet")
+    )
+    assert code == 0 and "scored 2 events" in out

@@ -116,15 +116,16 @@ def test_interrupted_run_leaves_no_files(tmp_path, monkeypatch):
 
 
 def test_job_seeds_distinct_and_in_range():
-    from fivesigma.generate._pythia import job_seeds, split_events
+    from fivesigma.generate._pythia import job_seeds, split_blocks
 
     seeds = job_seeds(1, "ggH_4l", 64)
     assert len({s.pythia for s in seeds}) == 64
     assert all(1 <= s.pythia <= 900_000_000 for s in seeds)
     assert {s.pythia for s in job_seeds(1, "qqZZ_4l", 64)}.isdisjoint({s.pythia for s in seeds})
     assert job_seeds(1, "ggH_4l", 3) == job_seeds(1, "ggH_4l", 3)
-    assert split_events(10, 3) == [4, 3, 3]
-    assert split_events(2, 8) == [1, 1]
+    assert split_blocks(12, 5) == [5, 5, 2]
+    assert split_blocks(10, 5) == [5, 5]
+    assert split_blocks(3, 5) == [3]
 
 
 # --------------------------------------------------------------------------------------

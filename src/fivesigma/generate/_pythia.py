@@ -3,7 +3,7 @@
 - :func:`require_pythia` imports ``pythia8mc`` lazily, with an install hint.
 - :func:`make_pythia` builds a configured, seeded, silent ``pythia8mc.Pythia``.
 - :func:`job_seeds` derives per-job seeds from one master seed (documented below).
-- :func:`split_events` shares events between jobs.
+- :func:`split_blocks` cuts the events into fixed-size blocks, each with its own seeds.
 - :func:`run_jobs` runs one worker per job in separate processes (``spawn``) with a rich
   progress bar on stderr showing events/s; one job runs in-process.
 - :func:`combine_cross_sections` combines per-job cross sections.
@@ -46,7 +46,7 @@ __all__ = [
     "pythia_version",
     "require_pythia",
     "run_jobs",
-    "split_events",
+    "split_blocks",
 ]
 
 PYTHIA_SEED_MAX = 900_000_000
@@ -148,13 +148,6 @@ def split_blocks(events: int, block: int) -> list[int]:
         raise GenerationError(f"block size must be positive, got {block}")
     full, rest = divmod(events, block)
     return [block] * full + ([rest] if rest else [])
-
-
-def split_events(events: int, jobs: int) -> list[int]:
-    """Events per job: as equal as possible, earlier jobs get the remainder; no empty job."""
-    jobs = max(1, min(jobs, events))
-    base, extra = divmod(events, jobs)
-    return [base + (1 if j < extra else 0) for j in range(jobs)]
 
 
 def combine_cross_sections(
