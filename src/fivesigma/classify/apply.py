@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_file
 from ..config import DataConfig, SampleConfig
-from ..data import check_file, expand_files, iter_chunks, needed_columns, process_chunk
-from ..errors import OutputError
+from ..data import check_file, iter_chunks, needed_columns, process_chunk
+from ..data.writers import check_output_path, ordered_inputs, write_columns
 from .estimators import BaseClassifier, load
 
 __all__ = ["apply_bundle", "score_chunks"]
@@ -106,48 +105,14 @@ def apply_bundle(
     est = load(bundle)
     data = getattr(est, "bundle_data_", {}) or {}
     tree = tree or data.get("tree") or "Events"
-    # Keep the command-line order (a glob's matches sorted) so that file_index and the
-    # row order match a TChain built from the same arguments.
-    files = list(
-        dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd()))
+    files = ordered_inputs(inputs)
+    out = check_output_path(out)
+    selected = [0]
+
+    def count(cols: dict[str, np.ndarray]) -> None:
+        selected[0] += int(cols["selected"].sum())
+
+    n = write_columns(
+        score_chunks(est, data, files, tree, chunk_size), out, empty=_empty_columns, on_chunk=count
     )
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".root"):
-        raise OutputError(f"output '{out}' must end in .parquet or .root")
-    chunks = score_chunks(est, data, files, tree, chunk_size)
-    n = n_sel = 0
-    with atomic_file(out) as tmp:
-        if suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            writer = None
-            try:
-                for cols in chunks:
-                    table = pa.table(cols)
-                    writer = writer or pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table)
-                    n, n_sel = n + len(cols["score"]), n_sel + int(cols["selected"].sum())
-                if writer is None:  # no events at all: still a valid, empty file
-                    writer = pq.ParquetWriter(tmp, pa.table(_empty_columns()).schema)
-            finally:
-                if writer is not None:
-                    writer.close()
-        else:
-            import uproot
-
-            with uproot.recreate(tmp) as f:
-                t = f.mktree(
-                    "scores",
-                    {
-                        "file_index": np.int32,
-                        "entry": np.int64,
-                        "score": np.float64,
-                        "selected": np.bool_,
-                    },
-                )
-                for cols in chunks:
-                    t.extend(cols)
-                    n, n_sel = n + len(cols["score"]), n_sel + int(cols["selected"].sum())
-    return {"events": n, "selected": n_sel, "files": len(files), "out": out}
+    return {"events": n, "selected": selected[0], "files": len(files), "out": out}

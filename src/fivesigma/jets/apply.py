@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_file
-from ..data import expand_files
-from ..errors import ModelError, OutputError
+from ..data.writers import check_output_path, ordered_inputs, write_columns
+from ..errors import ModelError
 
 __all__ = ["apply_tagger"]
 
@@ -66,38 +65,7 @@ def apply_tagger(
     from .tagger import load
 
     tagger = load(bundle)
-    files = list(
-        dict.fromkeys(f for pattern in inputs for f in expand_files([pattern], Path.cwd()))
-    )
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".root"):
-        raise OutputError(f"output '{out}' must end in .parquet or .root")
-    n = 0
-    chunks = _score_chunks(tagger, files, chunk_jets)
-    with atomic_file(out) as tmp:
-        if suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            writer = None
-            try:
-                for cols in chunks:
-                    table = pa.table(cols)
-                    writer = writer or pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table)
-                    n += len(cols["jet"])
-            finally:
-                if writer is not None:
-                    writer.close()
-        else:
-            import uproot
-
-            with uproot.recreate(tmp) as f:
-                tree = None
-                for cols in chunks:
-                    if tree is None:
-                        tree = f.mktree("scores", {k: v.dtype for k, v in cols.items()})
-                    tree.extend(cols)
-                    n += len(cols["jet"])
+    files = ordered_inputs(inputs)
+    out = check_output_path(out)
+    n = write_columns(_score_chunks(tagger, files, chunk_jets), out)
     return {"jets": n, "files": len(files), "out": out}

@@ -1,0 +1,91 @@
+"""Write per-event (or per-jet) output columns, chunk by chunk, to Parquet or ROOT.
+
+Used by ``fivesigma apply`` for every kind of model: scores stream out as they are
+computed, so inputs larger than memory are fine, and the file appears only when complete
+(:func:`fivesigma._io.atomic_file`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_file
+from ..errors import OutputError
+from .sources import expand_files
+
+__all__ = ["OUTPUT_SUFFIXES", "check_output_path", "ordered_inputs", "write_columns"]
+
+OUTPUT_SUFFIXES = (".parquet", ".root")
+
+Columns = dict[str, np.ndarray]
+
+
+def check_output_path(out: str | Path) -> Path:
+    """``out`` as a Path, if its suffix names a format :func:`write_columns` writes."""
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(f"output '{out}' must end in .parquet or .root")
+    return out
+
+
+def ordered_inputs(patterns: Sequence[str], base_dir: Path | None = None) -> list[Path]:
+    """Files in the order given (a glob's matches sorted), without repeats.
+
+    Keeping the command-line order makes row order and ``file_index`` match a TChain
+    built from the same arguments.
+    """
+    base = base_dir or Path.cwd()
+    return list(dict.fromkeys(f for p in patterns for f in expand_files([p], base)))
+
+
+def write_columns(
+    chunks: Iterable[Columns],
+    out: str | Path,
+    tree: str = "scores",
+    empty: Callable[[], Columns] | None = None,
+    on_chunk: Callable[[Columns], None] | None = None,
+) -> int:
+    """Write column chunks to ``out`` (``.parquet``, or a TTree ``tree`` in ``.root``).
+
+    ``empty()`` gives zero-length columns for a valid file when there are no chunks at
+    all; ``on_chunk`` sees each chunk (for counting).  Returns the number of rows.
+    """
+    out = check_output_path(out)
+    rows = 0
+    with atomic_file(out) as tmp:
+        if out.suffix.lower() == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for cols in chunks:
+                    table = pa.table(cols)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+                    if on_chunk:
+                        on_chunk(cols)
+                if writer is None and empty is not None:
+                    writer = pq.ParquetWriter(tmp, pa.table(empty()).schema)
+            finally:
+                if writer is not None:
+                    writer.close()
+        else:
+            import uproot
+
+            with uproot.recreate(tmp) as f:
+                ttree = None
+                for cols in chunks:
+                    if ttree is None:
+                        ttree = f.mktree(tree, {k: v.dtype for k, v in cols.items()})
+                    ttree.extend(cols)
+                    rows += len(next(iter(cols.values())))
+                    if on_chunk:
+                        on_chunk(cols)
+                if ttree is None and empty is not None:
+                    f.mktree(tree, {k: v.dtype for k, v in empty().items()})
+    return rows
