@@ -30,9 +30,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Each script prints one JSON object with a reference measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_read.py
+	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_generate_jets.py
+	$(BIN)/python bench/bench_taggers.py
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: $(STAMP)
