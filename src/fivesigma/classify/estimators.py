@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import inspect
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from ..training.inputs import (
     stratified_holdout,
     torch_threads,
 )
+from ..training.params import HyperParameters, params_to_json
 from ..training.preprocessing import Standardiser
 
 __all__ = [
@@ -96,38 +96,10 @@ def _class_count(y: np.ndarray) -> int:
 # Base class
 
 
-class BaseClassifier:
+class BaseClassifier(HyperParameters):
     """Common parts: parameter handling, validation, probabilities -> score, save/load."""
 
     kind: ClassVar[str] = ""
-
-    # -- parameters (scikit-learn style) ------------------------------------------------
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__``."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> BaseClassifier:
-        """Change hyper-parameters; unknown names raise :class:`ModelError`."""
-        _check_param_names(type(self), params)
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        changed = [
-            f"{k}={v!r}"
-            for k, v in self.get_params().items()
-            if sig.parameters[k].default is inspect.Parameter.empty
-            or sig.parameters[k].default != v
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- fitting ------------------------------------------------------------------------
 
@@ -257,7 +229,7 @@ class BaseClassifier:
         bundle = self._bundle()
         bundle.kind = self.kind
         bundle.features = list(self.feature_names_in_)
-        bundle.params = _jsonable(self.get_params())
+        bundle.params = params_to_json(self.get_params(), self.kind)
         bundle.training = {"n_classes": int(self.n_classes_), **bundle.training}
         bundle.data = {"fingerprint": self.data_fingerprint_, **bundle.data, **dict(data or {})}
         bundle.metadata = {**bundle.metadata, **dict(metadata or {})}
@@ -274,7 +246,7 @@ class BaseClassifier:
     @classmethod
     def _from_bundle(cls, bundle: Bundle) -> BaseClassifier:
         params = dict(bundle.params)
-        _check_param_names(cls, params, where=f"bundle of kind {cls.kind!r}")
+        cls.check_param_names(params, where=f"bundle of kind {cls.kind!r}")
         est = cls(**_unjsonable(cls, params))
         est.n_features_in_ = len(bundle.features)
         est.feature_names_in_ = list(bundle.features)
@@ -290,38 +262,10 @@ class BaseClassifier:
         raise NotImplementedError
 
 
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, tuple):
-            v = list(v)
-        elif isinstance(v, Mapping):
-            v = {str(a): b for a, b in v.items()}
-        out[k] = v
-    try:
-        json.dumps(out)
-    except TypeError as err:
-        raise ModelError(f"hyper-parameters are not JSON-serialisable: {err}") from None
-    return out
-
-
 def _unjsonable(cls: type[BaseClassifier], params: dict[str, Any]) -> dict[str, Any]:
     if "hidden" in params and isinstance(params["hidden"], list):
         params["hidden"] = tuple(params["hidden"])
     return params
-
-
-def _check_param_names(
-    cls: type[BaseClassifier], params: Mapping[str, Any], where: str | None = None
-) -> None:
-    accepted = cls._param_names()
-    for name in params:
-        if name not in accepted:
-            hint = close_matches(name, accepted)
-            raise ModelError(
-                f"unknown hyper-parameter {name!r} for {where or repr(cls.kind)} model; "
-                f"accepted: {', '.join(accepted)} ({hint})"
-            )
 
 
 # --------------------------------------------------------------------------------------
@@ -776,7 +720,7 @@ def make_estimator(kind: str, **params: Any) -> BaseClassifier:
             f"unknown model kind {kind!r}; accepted: {', '.join(sorted(ESTIMATORS))} "
             f"({close_matches(str(kind), ESTIMATORS)})"
         )
-    _check_param_names(cls, params)
+    cls.check_param_names(params, where=f"{cls.kind!r} model")
     return cls(**params)
 
 

@@ -26,7 +26,6 @@ the saved bundle and of the exported ONNX graph.
 
 from __future__ import annotations
 
-import inspect
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from ..training.inputs import (
     stratified_holdout,
     torch_threads,
 )
+from ..training.params import HyperParameters, params_to_json
 from ..training.preprocessing import Standardiser
 
 __all__ = ["KIND", "TAGGERS", "JetTagger", "load"]
@@ -211,7 +211,7 @@ def _wrappers() -> tuple[type, type]:
 # The estimator
 
 
-class JetTagger:
+class JetTagger(HyperParameters):
     """Train and apply a jet tagger (``cnn1d``, ``pfn``, ``particlenet`` or ``part``).
 
     Parameters
@@ -276,29 +276,7 @@ class JetTagger:
         self.checkpoint_dir = checkpoint_dir
         self.device = device
 
-    # -- parameters ---------------------------------------------------------------------
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__``."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> JetTagger:
-        """Change hyper-parameters; unknown names raise :class:`ModelError`."""
-        _check_param_names(params)
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v
-        ]
-        return f"JetTagger({', '.join(changed)})"
+    # -- network and loop settings ----------------------------------------------------
 
     def _network_config(self, n_features: int, n_classes: int) -> Any:
         from .models import make_config
@@ -580,7 +558,7 @@ class JetTagger:
         bundle = Bundle(
             kind=KIND,
             features=list(self.feature_names_in_),
-            params=_jsonable(self.get_params()),
+            params=params_to_json(self.get_params(), "jet tagger"),
             preprocessing={
                 "x": self.scaler_.to_dict(),
                 "inputs": {
@@ -605,32 +583,6 @@ def _split_validation(arrays: tuple, n_classes: int, fraction: float, seed: int)
     return tuple(a[~is_valid] for a in arrays), tuple(a[is_valid] for a in arrays)
 
 
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    def clean(value: Any) -> Any:
-        if isinstance(value, tuple | list):
-            return [clean(v) for v in value]
-        if isinstance(value, Mapping):
-            return {str(k): clean(v) for k, v in value.items()}
-        return value
-
-    out = {k: clean(v) for k, v in params.items()}
-    try:
-        json.dumps(out)
-    except TypeError as err:
-        raise ModelError(f"jet tagger hyper-parameters are not JSON-serialisable: {err}") from None
-    return out
-
-
-def _check_param_names(params: Mapping[str, Any], where: str = "jet tagger") -> None:
-    accepted = JetTagger._param_names()
-    for name in params:
-        if name not in accepted:
-            raise ModelError(
-                f"unknown hyper-parameter {name!r} for {where}; accepted: {', '.join(accepted)} "
-                f"({close_matches(name, accepted)})"
-            )
-
-
 def load(path: str | Path) -> JetTagger:
     """Read a bundle written by :meth:`JetTagger.save` and return the fitted tagger."""
     import torch
@@ -643,7 +595,7 @@ def load(path: str | Path) -> JetTagger:
             f"model bundle '{path}' has kind {bundle.kind!r}, not a jet tagger ({KIND!r})"
         )
     params = dict(bundle.params)
-    _check_param_names(params, where=f"bundle '{path}'")
+    JetTagger.check_param_names(params, where=f"bundle '{path}'")
     tagger = JetTagger(**params)
     network = bundle.training.get("network", {})
     name = network.get("name", tagger.model)
