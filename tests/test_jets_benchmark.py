@@ -101,17 +101,14 @@ def test_apply_reproduces_benchmark_scores(bench, tmp_path):
     assert np.allclose(t["prob_0"] + t["prob_1"], 1.0, atol=1e-6)
     # Same scores as predicting the test jets directly with the loaded tagger.
     from fivesigma.jets.data import read_jets
-    from fivesigma.jets.features import constituent_inputs
+    from fivesigma.jets.features import constituent_inputs, input_options
     from fivesigma.jets.tagger import load
 
     tagger = load(tmp / "out" / "models" / "pfn")
     sample = read_jets([str(data)])
     spec = tagger.bundle_data_
-    inputs = constituent_inputs(
-        sample,
-        max_particles=spec["max_particles"],
-        features=[f["name"] for f in spec["particle_features"]],
-    )
+    assert spec["frame"] == "principal"  # the benchmark's default inputs
+    inputs = constituent_inputs(sample, **input_options(spec))
     np.testing.assert_allclose(
         t["prob_1"].to_numpy(), tagger.predict_proba(inputs)[:, 1], rtol=1e-5, atol=1e-6
     )
@@ -151,6 +148,21 @@ def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     assert not (tmp_path / "p").exists()
     with pytest.raises(ConfigError, match="unknown benchmark task"):
         BenchmarkSettings(task="wz").check()
+    code = main(
+        [
+            "benchmark",
+            "top",
+            "--data",
+            str(data),
+            "--frame",
+            "rotated",
+            "--out",
+            str(tmp_path / "f"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown jet frame 'rotated'" in err and "principal" in err
+    assert not (tmp_path / "f").exists()
 
 
 def test_fastjet_banner_does_not_reach_stdout(tmp_path):

@@ -16,6 +16,7 @@ from fivesigma.jets.features import (
     STANDARDIZATION,
     constituent_inputs,
     describe,
+    input_options,
     jet_observables,
     pairwise_features_numpy,
 )
@@ -55,7 +56,7 @@ def _handmade() -> tuple[JetSample, np.ndarray]:
 
 def test_particle_features_by_hand() -> None:
     sample, raw = _handmade()
-    out = constituent_inputs(sample, max_particles=4, standardize=False)
+    out = constituent_inputs(sample, max_particles=4, standardize=False, frame="none")
     x, v, mask = out["x"], out["v"], out["mask"]
     assert x.shape == (1, 4, 13) and x.dtype == np.float32
     assert mask.tolist() == [[True, True, True, False]]
@@ -275,3 +276,85 @@ def test_sample_without_particles_at_all() -> None:
     sample = _sample([[], []])
     assert constituent_inputs(sample, 3)["x"].shape == (2, 3, 7)
     assert ak.sum(sample.constituents.px) == 0
+
+
+# --------------------------------------------------------------------------------------
+# The principal jet frame
+
+
+def _spread_jets(n: int = 4, seed: int = 3) -> list:
+    """Jets with an elongated, asymmetric particle pattern around (eta, phi) = (0.5, 1.0)."""
+    rng = np.random.default_rng(seed)
+    jets = []
+    for _ in range(n):
+        angle = rng.uniform(0, np.pi)
+        jet = []
+        for pt in rng.uniform(1, 120, 12):
+            t, s = rng.normal(0, 0.3), rng.normal(0, 0.05)
+            eta = 0.5 + t * np.cos(angle) - s * np.sin(angle)
+            phi = 1.0 + t * np.sin(angle) + s * np.cos(angle)
+            jet.append((*_ptetaphim(pt, eta, phi), 0, 22))
+        jets.append(jet)
+    return jets
+
+
+def test_principal_frame_moments_by_hand() -> None:
+    """In the frame the pT-weighted moments are diagonal, the major axis is deta, and the
+    third moments along both axes are non-negative; deltaR is unchanged."""
+    sample = _sample(_spread_jets())
+    raw = constituent_inputs(sample, 16, standardize=False, frame="none")
+    out = constituent_inputs(sample, 16, standardize=False, frame="principal")
+    k = {n: i for i, n in enumerate(PARTICLE_FEATURES_FULL)}
+    m = out["mask"]
+    pt = np.exp(out["x"][..., k["part_pt_log"]]) * m
+    a, b = out["x"][..., k["part_deta"]], out["x"][..., k["part_dphi"]]
+    caa, cbb, cab = (pt * a * a).sum(1), (pt * b * b).sum(1), (pt * a * b).sum(1)
+    np.testing.assert_allclose(cab, 0.0, atol=1e-4 * caa.max())
+    assert np.all(caa > cbb)
+    assert np.all((pt * a**3).sum(1) >= 0) and np.all((pt * b**3).sum(1) >= 0)
+    # raw coordinates are not in that frame (the test jets are rotated at random)
+    ra, rb = raw["x"][..., k["part_deta"]], raw["x"][..., k["part_dphi"]]
+    assert np.max(np.abs((pt * ra * rb).sum(1))) > 1e-2 * caa.max()
+    # a rotation + reflection keeps distances to the axis and every other feature
+    np.testing.assert_allclose(np.hypot(a, b), np.hypot(ra, rb), atol=1e-5)
+    other = [i for n, i in k.items() if n not in ("part_deta", "part_dphi")]
+    np.testing.assert_array_equal(out["x"][..., other], raw["x"][..., other])
+    np.testing.assert_array_equal(out["v"], raw["v"])
+
+
+def test_principal_frame_removes_mirror_images() -> None:
+    """A jet and its mirror image in phi (py -> -py) get identical inputs in the frame,
+    and different ones without it."""
+    jets = _spread_jets(3)
+    mirrored = [[(p[0], -p[1], *p[2:]) for p in j] for j in jets]
+    a = constituent_inputs(_sample(jets), 16, frame="principal")["x"]
+    b = constituent_inputs(_sample(mirrored), 16, frame="principal")["x"]
+    np.testing.assert_allclose(a, b, atol=2e-5)
+    a0 = constituent_inputs(_sample(jets), 16, frame="none")["x"]
+    b0 = constituent_inputs(_sample(mirrored), 16, frame="none")["x"]
+    assert np.max(np.abs(a0 - b0)) > 0.1
+
+
+def test_principal_frame_does_not_depend_on_truncation() -> None:
+    sample = _sample(_spread_jets())
+    short = constituent_inputs(sample, 5)
+    full = constituent_inputs(sample, 20)
+    np.testing.assert_array_equal(short["x"], full["x"][:, :5])
+
+
+def test_frame_option_checked_and_recorded() -> None:
+    sample, _ = _handmade()
+    with pytest.raises(ConfigError, match="unknown jet frame 'principle'.*principal"):
+        constituent_inputs(sample, frame="principle")
+    spec = describe(PARTICLE_FEATURES_KIN, max_particles=32, frame="none")
+    assert input_options(json.loads(json.dumps(spec))) == {
+        "features": PARTICLE_FEATURES_KIN,
+        "max_particles": 32,
+        "standardize": True,
+        "frame": "none",
+    }
+    # bundles written before the frame existed were trained without one
+    old = {k: v for k, v in describe().items() if k not in ("frame", "frame_definition")}
+    assert input_options(old)["frame"] == "none"
+    with pytest.raises(ConfigError, match="particle_features"):
+        input_options({"max_particles": 3})

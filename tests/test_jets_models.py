@@ -126,6 +126,21 @@ def test_garbage_in_padded_slots_is_ignored_and_empty_jets_stay_finite(name):
     torch.testing.assert_close(out[:2], ref[:2], atol=1e-5, rtol=0)
 
 
+def test_cnn1d_max_and_mean_pool_respects_the_mask():
+    net = build_model("cnn1d", F, 3, {**TINY["cnn1d"], "pool": "max+mean"}).eval()
+    plain = build_model("cnn1d", F, 3, TINY["cnn1d"])
+    assert net.n_parameters() == plain.n_parameters() + 8 * 8  # the head sees 2 x 8 inputs
+    x, v, mask = make_batch([10, 4, 1, 0], 10, seed=4)
+    pad = torch.nn.functional.pad
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        padded = net(pad(x, (0, 0, 0, 5)), pad(v, (0, 0, 0, 5)), pad(mask, (0, 5)))
+        alone = net(x[1:2, :4], v[1:2, :4], mask[1:2, :4])
+    assert torch.isfinite(ref).all()
+    torch.testing.assert_close(padded, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(alone, ref[1:2], atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------------------
 # pairwise features
 
@@ -261,6 +276,7 @@ def test_paper_sizes_follow_the_references():
         ("particlenet", {"coord_indices": (0, 9)}),
         ("particlenet", {"k": 0}),
         ("cnn1d", {"kernel_size": 4}),
+        ("cnn1d", {"pool": "sum"}),
         ("pfn", {"phi": ()}),
         ("pfn", {"dropout": 1.5}),
         ("pfn", {"latent": 3}),

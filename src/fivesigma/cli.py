@@ -152,6 +152,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             "jobs": args.jobs,
             "jets_per_class": args.jets,
             "epochs": args.epochs,
+            "frame": args.frame,
             "progress": not args.quiet,
             "taggers": tuple(args.taggers.split(",")) if args.taggers else None,
         }.items()
@@ -311,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--jets", type=int, default=None, help="generated jets per class")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per tagger")
+    p.add_argument(
+        "--frame",
+        default=None,
+        help="constituent frame: principal (rotate/flip each jet into its principal axes, "
+        "default) or none (the ParT paper's inputs)",
+    )
     p.add_argument(
         "--jobs", type=int, default=None, help="generation processes (default: all cores)"
     )

@@ -25,24 +25,21 @@ __all__ = ["apply_tagger"]
 def _score_chunks(
     tagger: Any, files: Sequence[Path], chunk_jets: int
 ) -> Iterator[dict[str, np.ndarray]]:
+    from ..errors import ConfigError
     from .data import iter_jets
-    from .features import constituent_inputs
+    from .features import constituent_inputs, input_options
 
     spec = getattr(tagger, "bundle_data_", {}) or {}
     try:
-        features = [f["name"] for f in spec["particle_features"]]
-        max_particles = int(spec["max_particles"])
-    except (KeyError, TypeError):
+        options = input_options(spec)
+    except ConfigError:
         raise ModelError(
             "this tagger bundle does not record its input features (no data.particle_features)"
         ) from None
-    standardize = bool(spec.get("standardize", True))
     for index, file in enumerate(files):
         start = 0
         for chunk in iter_jets([file], chunk_jets=chunk_jets):
-            inputs = constituent_inputs(
-                chunk, max_particles=max_particles, features=features, standardize=standardize
-            )
+            inputs = constituent_inputs(chunk, **options)
             prob = tagger.predict_proba(inputs)
             n = len(chunk)
             cols = {

@@ -80,6 +80,7 @@ class BenchmarkSettings:
     taggers: tuple[str, ...] = TAGGER_ORDER
     jets_per_class: int = 20_000
     max_particles: int = 100
+    frame: str = "principal"
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
@@ -122,6 +123,13 @@ class BenchmarkSettings:
             raise ConfigError(
                 f"unknown tagger {unknown[0]!r}; accepted: {', '.join(TAGGER_ORDER)} "
                 f"({close_matches(unknown[0], TAGGER_ORDER)})"
+            )
+        from .features import FRAMES
+
+        if self.frame not in FRAMES:
+            raise ConfigError(
+                f"unknown jet frame {self.frame!r}; accepted: {', '.join(FRAMES)} "
+                f"({close_matches(str(self.frame), FRAMES)})"
             )
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
@@ -301,7 +309,9 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
     features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
     inputs = None
     if any(t != "bdt" for t in settings.taggers):
-        inputs = constituent_inputs(sample, max_particles=settings.max_particles, features=features)
+        inputs = constituent_inputs(
+            sample, max_particles=settings.max_particles, features=features, frame=settings.frame
+        )
     te = split == 2
     y_test = y[te]
 
@@ -357,7 +367,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
     }
     ensure_writable_dir(out)
     # The first training of each tagger, as a bundle `fivesigma apply` can use.
-    spec = describe(list(features), max_particles=settings.max_particles)
+    spec = describe(list(features), max_particles=settings.max_particles, frame=settings.frame)
     for name, est in models.items():
         if name == "bdt":
             est.save(out / "models" / name, data={"jet_observables": True})

@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
-from .common import TaggerModel, check_config, check_sizes, masked_max
+from .common import TaggerModel, check_config, check_sizes, masked_max, masked_mean
 
 __all__ = ["CNN1D", "CNN1DConfig"]
+
+POOLS = ("max", "max+mean")
 
 
 @dataclass
@@ -42,6 +44,9 @@ class CNN1DConfig:
     kernel_size : odd kernel width (in particles); 'same' padding keeps the length.
     hidden : widths of the MLP after pooling.
     dropout : dropout before each hidden layer of the MLP.
+    pool : ``"max"`` (global max over the real particles, the classic constituent CNN) or
+        ``"max+mean"`` (max and mean concatenated: the mean carries additive, mass-like
+        information that a max cannot).
     """
 
     n_features: int
@@ -50,8 +55,11 @@ class CNN1DConfig:
     kernel_size: int = 3
     hidden: tuple[int, ...] = (64,)
     dropout: float = 0.0
+    pool: str = "max"
 
     def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ModelError(f"cnn1d pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
         self.channels = check_sizes("cnn1d", "channels", self.channels)
         self.hidden = check_sizes("cnn1d", "hidden", self.hidden, allow_empty=True)
         check_config("cnn1d", self)
@@ -97,7 +105,7 @@ class CNN1D(TaggerModel):
             for a, b in itertools.pairwise(widths)
         )
         layers: list[nn.Module] = []
-        prev = widths[-1]
+        prev = widths[-1] * (2 if config.pool == "max+mean" else 1)
         for h in config.hidden:
             layers += [nn.Dropout(config.dropout), nn.Linear(prev, h), nn.ReLU()]
             prev = h
@@ -113,5 +121,8 @@ class CNN1D(TaggerModel):
             h = torch.relu(conv(h))  # (B, C, P)
             # zero padded positions so the next layer sees what it would at the sequence end
             h = torch.where(keep, h, torch.zeros_like(h))
-        pooled = masked_max(h.transpose(1, 2), mask)  # (B, P, C) -> (B, C)
+        h = h.transpose(1, 2)  # (B, P, C)
+        pooled = masked_max(h, mask)  # (B, C)
+        if self.config.pool == "max+mean":
+            pooled = torch.cat([pooled, masked_mean(h, mask)], dim=-1)  # (B, 2C)
         return self.head(pooled)  # (B, n_classes)
