@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_generate_jets.py
 	$(BIN)/python bench/bench_taggers.py
+	$(BIN)/python bench/bench_jet_frame.py
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: $(STAMP)

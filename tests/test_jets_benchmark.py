@@ -262,3 +262,32 @@ def test_flavour_benchmark_on_data_without_flavours_is_refused(tmp_path):
     with pytest.raises(DataError, match="has no b, c, g jets"):
         run_benchmark(settings, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_apply_refuses_a_file_without_the_features_the_tagger_uses(bench, tmp_path):
+    """A tagger trained with particle ID / impact parameters must not silently see zeros
+    on a file that has neither (the Top Tagging layout)."""
+    from fivesigma.jets.data import read_jets
+    from fivesigma.jets.features import (
+        PARTICLE_FEATURES_FULL,
+        PARTICLE_FEATURES_PID,
+        constituent_inputs,
+        describe,
+    )
+    from fivesigma.jets.tagger import JetTagger
+
+    _, data, _ = bench
+    sample = read_jets([str(data)])
+    y = (sample.label == 4).astype(int)
+    for features, missing in (
+        (PARTICLE_FEATURES_FULL, "no track impact parameters"),
+        (PARTICLE_FEATURES_PID, "no particle ID"),
+    ):
+        inputs = constituent_inputs(sample, 8, features=features)
+        tagger = JetTagger("pfn", epochs=1, progress=False).fit(inputs, y)
+        bundle = tmp_path / f"pfn{len(features)}"
+        tagger.save(bundle, data=describe(features, max_particles=8))
+        out = tmp_path / f"scores{len(features)}.parquet"
+        with pytest.raises(DataError, match=missing):
+            apply_tagger(bundle, [str(data)], out)
+        assert not out.exists()

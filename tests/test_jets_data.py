@@ -42,8 +42,17 @@ def _top_frame(n: int, seed: int = 1) -> tuple[pd.DataFrame, list[list[tuple[flo
     return pd.DataFrame(cols), expected
 
 
+def _no_tracks(sample: JetSample) -> None:
+    """A sample from a file without impact parameters: zeros, and has_tracks says so."""
+    assert not sample.has_tracks
+    for name in ("d0", "dz", "d0err", "dzerr"):
+        values = ak.to_numpy(ak.flatten(sample.constituents[name]))
+        assert values.dtype == np.float32 and np.all(values == 0), name
+
+
 def _check_top(sample: JetSample, df: pd.DataFrame, expected: list) -> None:
     assert sample.source == "toptagging" and not sample.has_pid
+    _no_tracks(sample)
     np.testing.assert_array_equal(sample.label, np.where(df["is_signal_new"] == 1, 4, 0))
     np.testing.assert_array_equal(sample.meta["ttv"], df["ttv"].to_numpy())
     c = sample.constituents
@@ -112,6 +121,7 @@ def test_energyflow_npz_kinematics_from_pdg_mass(tmp_path: Path, save) -> None:
     save(path, X=x, y=y)
     sample = read_jets(path)
     assert sample.source == "energyflow" and sample.has_pid
+    _no_tracks(sample)
     np.testing.assert_array_equal(sample.label, [0, 1, 0, 1])  # quark -> light, gluon -> gluon
     assert sample.n_constituents.tolist() == [3, 1, 0, 2]
     c = sample.constituents
@@ -136,8 +146,18 @@ def test_energyflow_npz_kinematics_from_pdg_mass(tmp_path: Path, save) -> None:
     assert ak.to_list(concatenate(chunks).constituents) == ak.to_list(c)
 
 
-def _generator_file(path: Path) -> dict:
-    """A tiny file in the jet generator's layout (TTree Jets), written with uproot mktree."""
+#: Impact parameters (mm) of the tiny generator file's constituents, in file order.
+_TRACKS = {
+    "d0": [[0.25, -0.004, 0.0], [], [0.0]],
+    "dz": [[-1.5, 0.03, 0.0], [], [0.0]],
+    "d0err": [[0.05, 0.011, 0.0], [], [0.0]],
+    "dzerr": [[0.07, 0.031, 0.0], [], [0.0]],
+}
+
+
+def _generator_file(path: Path, tracks: bool = False) -> dict:
+    """A tiny file in the jet generator's layout (TTree Jets), written with uproot mktree;
+    with the impact-parameter branches of format version 2 if ``tracks``."""
     import uproot
 
     f32 = lambda a: ak.values_astype(ak.Array(a), np.float32)  # noqa: E731
@@ -151,6 +171,7 @@ def _generator_file(path: Path) -> dict:
             "charge": i32([[1, -1, 0], [], [0]]),
             "pid": i32([[211, -211, 22], [], [130]]),
             "class": i32([[0, 0, 2], [], [1]]),
+            **({k: f32(v) for k, v in _TRACKS.items()} if tracks else {}),
         }
     )
     flat = {
@@ -189,6 +210,50 @@ def test_generator_root_file(tmp_path: Path) -> None:
     sub = sample.subset(np.array([True, False, True]))
     np.testing.assert_array_equal(sub.label, [3, 7])
     assert [len(ch) for ch in iter_jets(path, chunk_jets=2, format="fivesigma")] == [2, 1]
+    # Written before the impact parameters existed (format version 1).
+    _no_tracks(sample)
+
+
+def test_generator_root_file_with_impact_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "jets_ip.root"
+    _generator_file(path, tracks=True)
+    sample = read_jets(path)
+    assert sample.has_tracks and sample.has_pid
+    c = sample.constituents
+    # Sorted by pT with the other fields: file order (1, 30, -2) -> (30, -2, 1).
+    assert c.px[0].tolist() == [30.0, -2.0, 1.0]
+    order = [1, 2, 0]
+    for name, values in _TRACKS.items():
+        got = c[name]
+        assert ak.to_numpy(ak.flatten(got)).dtype == np.float32
+        np.testing.assert_allclose(got[0].to_list(), np.array(values[0])[order], rtol=1e-6)
+        assert got[2].tolist() == [0.0] and len(got[1]) == 0
+    # subset and concatenate keep has_tracks; mixing with a file without them drops it.
+    assert sample.subset([0, 2]).has_tracks and sample.subset(slice(0, 1)).has_tracks
+    _generator_file(tmp_path / "old.root")
+    old = read_jets(tmp_path / "old.root")
+    assert not old.subset([0, 2]).has_tracks
+    assert concatenate([sample, sample]).has_tracks
+    mixed = concatenate([sample, old])
+    assert not mixed.has_tracks and len(mixed) == 6
+    assert ak.to_list(mixed.constituents.d0[:3]) == ak.to_list(c.d0)
+    assert ak.all(mixed.constituents.d0[3:] == 0)
+
+
+def test_from_arrays_impact_parameters() -> None:
+    kin = ([[1.0, 3.0]], [[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 3.0]])
+    plain = JetSample.from_arrays(*kin, [0], pid=[[211, 22]])
+    assert plain.has_pid and not plain.has_tracks
+    assert plain.constituents.d0.tolist() == [[0.0, 0.0]]
+    with_ip = JetSample.from_arrays(*kin, [0], d0=[[0.1, 0.0]], d0err=[[0.02, 0.0]])
+    assert with_ip.has_tracks and not with_ip.has_pid
+    # sorted by pT with the kinematics: the 3 GeV particle (d0 0) first
+    assert with_ip.constituents.d0.tolist() == [[0.0, pytest.approx(0.1)]]
+    assert with_ip.constituents.d0err.tolist() == [[0.0, pytest.approx(0.02)]]
+    assert with_ip.constituents.dz.tolist() == [[0.0, 0.0]]  # not given: zeros
+    assert not JetSample.from_arrays(*kin, [0], d0=[[0.1, 0.0]], has_tracks=False).has_tracks
+    with pytest.raises(DataError, match="constituent array 'dz'"):
+        JetSample.from_arrays(*kin, [0], dz=[[0.1]])
 
 
 # --------------------------------------------------------------------------------------

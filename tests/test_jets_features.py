@@ -13,8 +13,10 @@ from fivesigma.jets.data import JetSample
 from fivesigma.jets.features import (
     PARTICLE_FEATURES_FULL,
     PARTICLE_FEATURES_KIN,
+    PARTICLE_FEATURES_PID,
     STANDARDIZATION,
     constituent_inputs,
+    default_features,
     describe,
     input_options,
     jet_observables,
@@ -66,7 +68,7 @@ def test_particle_features_by_hand() -> None:
     jeta = np.arcsinh(s[2] / jpt)
     jphi = np.arctan2(s[1], s[0])
     assert jeta < 0 and abs(jphi) > 3.0
-    f = {n: x[0, :3, k] for k, n in enumerate(PARTICLE_FEATURES_FULL)}
+    f = {n: x[0, :3, k] for k, n in enumerate(PARTICLE_FEATURES_PID)}
     pts = np.array([p[0] for p in _PARTS])
     etas = np.array([p[1] for p in _PARTS])
     phis = np.array([p[2] for p in _PARTS])
@@ -99,7 +101,7 @@ def test_standardisation_is_the_fixed_part_transform() -> None:
     sample, _ = _handmade()
     raw = constituent_inputs(sample, 3, standardize=False)["x"]
     std = constituent_inputs(sample, 3)["x"]
-    for k, name in enumerate(PARTICLE_FEATURES_FULL):
+    for k, name in enumerate(PARTICLE_FEATURES_PID):
         if name in STANDARDIZATION:
             shift, scale = STANDARDIZATION[name]
             want = np.clip((raw[..., k] - shift) * scale, -5, 5)
@@ -157,6 +159,77 @@ def test_describe_is_json_and_matches_features() -> None:
     json.dumps(d)
     assert [f["name"] for f in d["particle_features"]] == PARTICLE_FEATURES_KIN
     assert d["particle_features"][0]["transform"]["shift"] == 1.7 and d["max_particles"] == 64
+
+
+# --------------------------------------------------------------------------------------
+# Track impact parameters
+
+
+def test_feature_lists_are_nested_and_the_new_ones_appended() -> None:
+    assert PARTICLE_FEATURES_FULL[-4:] == ["part_d0", "part_d0err", "part_dz", "part_dzerr"]
+    assert len(PARTICLE_FEATURES_FULL) == 17
+    assert PARTICLE_FEATURES_FULL[:13] == PARTICLE_FEATURES_PID
+    assert PARTICLE_FEATURES_FULL[:7] == PARTICLE_FEATURES_KIN
+    assert PARTICLE_FEATURES_PID[-1] == "part_isMuon" and PARTICLE_FEATURES_KIN[-1] == "part_dphi"
+
+
+def _with_tracks() -> JetSample:
+    """The handmade jet with impact parameters (mm): a displaced pion, a photon, an e+."""
+    jet = [(*_ptetaphim(pt, eta, phi), q, pid) for pt, eta, phi, q, pid in _PARTS]
+    cols = [[[p[k] for p in jet]] for k in range(4)]
+    return JetSample.from_arrays(
+        *cols,
+        [3],
+        pid=[[p[5] for p in jet]],
+        charge=[[p[4] for p in jet]],
+        d0=[[0.8, 0.0, -0.02]],
+        dz=[[-2.5, 0.0, 0.3]],
+        d0err=[[0.012, 0.0, 1.7]],  # the e+ error is above the clip at 1 mm
+        dzerr=[[0.031, 0.0, 0.2]],
+    )
+
+
+def test_impact_parameter_features_by_hand() -> None:
+    sample = _with_tracks()
+    assert default_features(sample) == PARTICLE_FEATURES_FULL
+    out = constituent_inputs(sample, max_particles=4)
+    x = out["x"]
+    assert x.shape == (1, 4, 17)
+    f = {n: x[0, :, k] for k, n in enumerate(PARTICLE_FEATURES_FULL)}
+    # JetClass_full.yaml: tanh(d0 / mm), clip(d0err, 0, 1); the same with and without
+    # standardisation (they are the features' definitions, not a standardisation).
+    np.testing.assert_allclose(f["part_d0"], [np.tanh(0.8), 0.0, np.tanh(-0.02), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(f["part_dz"], [np.tanh(-2.5), 0.0, np.tanh(0.3), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(f["part_d0err"], [0.012, 0.0, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(f["part_dzerr"], [0.031, 0.0, 0.2, 0.0], rtol=1e-6)
+    raw = constituent_inputs(sample, max_particles=4, standardize=False)["x"]
+    np.testing.assert_array_equal(raw[..., 13:], x[..., 13:])
+    # Appending them changes none of the other features.
+    pid_only = constituent_inputs(sample, max_particles=4, features=PARTICLE_FEATURES_PID)
+    np.testing.assert_array_equal(pid_only["x"], x[..., :13])
+    # A sample without impact parameters asked for them gets zeros, not garbage.
+    plain, _ = _handmade()
+    zeros = constituent_inputs(plain, 4, features=PARTICLE_FEATURES_FULL)["x"]
+    assert zeros.shape == (1, 4, 17) and np.all(zeros[..., 13:] == 0)
+
+
+def test_default_features_picks_the_richest_list() -> None:
+    kin = ([[1.0]], [[0.0]], [[0.0]], [[1.0]], [0])
+    assert default_features(JetSample.from_arrays(*kin)) == PARTICLE_FEATURES_KIN
+    assert default_features(JetSample.from_arrays(*kin, pid=[[22]])) == PARTICLE_FEATURES_PID
+    full = JetSample.from_arrays(*kin, pid=[[211]], d0=[[0.1]])
+    assert default_features(full) == PARTICLE_FEATURES_FULL
+    # constituent_inputs uses it by default.
+    assert constituent_inputs(full, 2)["x"].shape[-1] == 17
+    assert constituent_inputs(JetSample.from_arrays(*kin, pid=[[22]]), 2)["x"].shape[-1] == 13
+
+
+def test_describe_units_of_the_impact_parameter_features() -> None:
+    d = describe(PARTICLE_FEATURES_FULL)
+    units = {f["name"]: f["unit"] for f in d["particle_features"]}
+    assert units["part_d0"] == "tanh(d0/mm)" and units["part_dz"] == "tanh(dz/mm)"
+    assert units["part_d0err"] == units["part_dzerr"] == "mm, clipped to [0, 1]"
+    assert input_options(json.loads(json.dumps(d)))["features"] == PARTICLE_FEATURES_FULL
 
 
 # --------------------------------------------------------------------------------------
@@ -304,7 +377,7 @@ def test_principal_frame_moments_by_hand() -> None:
     sample = _sample(_spread_jets())
     raw = constituent_inputs(sample, 16, standardize=False, frame="none")
     out = constituent_inputs(sample, 16, standardize=False, frame="principal")
-    k = {n: i for i, n in enumerate(PARTICLE_FEATURES_FULL)}
+    k = {n: i for i, n in enumerate(PARTICLE_FEATURES_PID)}
     m = out["mask"]
     pt = np.exp(out["x"][..., k["part_pt_log"]]) * m
     a, b = out["x"][..., k["part_deta"]], out["x"][..., k["part_dphi"]]

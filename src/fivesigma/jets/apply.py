@@ -27,7 +27,7 @@ def _score_chunks(
 ) -> Iterator[dict[str, np.ndarray]]:
     from ..errors import ConfigError
     from .data import iter_jets
-    from .features import constituent_inputs, input_options
+    from .features import check_features_available, constituent_inputs, input_options
 
     spec = getattr(tagger, "bundle_data_", {}) or {}
     try:
@@ -39,6 +39,7 @@ def _score_chunks(
     for index, file in enumerate(files):
         start = 0
         for chunk in iter_jets([file], chunk_jets=chunk_jets):
+            check_features_available(chunk, options["features"], str(file))
             inputs = constituent_inputs(chunk, **options)
             prob = tagger.predict_proba(inputs)
             n = len(chunk)

@@ -295,18 +295,13 @@ def _train_tagger(
 def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any]:
     """Train and evaluate every tagger; write benchmark.{md,json,html} into ``out``."""
     from ..report import write_metrics_json
-    from .features import (
-        PARTICLE_FEATURES_FULL,
-        PARTICLE_FEATURES_KIN,
-        constituent_inputs,
-        describe,
-    )
+    from .features import constituent_inputs, default_features, describe
 
     settings.check()
     out = check_writable_dir(out)
     t_start = time.perf_counter()
     sample, y, split = load_task_jets(settings)
-    features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
+    features = default_features(sample)
     inputs = None
     if any(t != "bdt" for t in settings.taggers):
         inputs = constituent_inputs(

@@ -6,20 +6,23 @@ Sources
     The built-in Pythia8+FastJet generator's ROOT files: TTree ``Jets`` with flat
     ``jet_pt, jet_eta, jet_phi, jet_mass, jet_energy, jet_nparticles, label`` and jagged
     ``part_px, part_py, part_pz, part_energy`` (float32) and ``part_charge, part_pid,
-    part_class`` (int32).
+    part_class`` (int32), and since format version 2 the track impact parameters
+    ``part_d0, part_dz, part_d0err, part_dzerr`` (float32, mm; ``has_tracks`` True).
+    Older files without them read with zeros and ``has_tracks`` False.
 ``toptagging``
     The Top Quark Tagging Reference Dataset (Kasieczka et al., arXiv:1902.09914): HDF5
     written by pandas (key ``table``, ``format="fixed"`` or ``"table"``) with columns
     ``E_i, PX_i, PY_i, PZ_i`` (zero-padded; ``E == 0`` is padding) and ``is_signal_new``.
     Top jets get label 4 (``top``); the QCD jets get 0 (``light``), although the dataset's
     QCD background is *not* split by flavour (it holds light-quark and gluon jets).  No
-    particle ID (``has_pid`` False).  ``ttv`` is kept as metadata in ``JetSample.meta``.
+    particle ID (``has_pid`` False) and no impact parameters (``has_tracks`` False).
+    ``ttv`` is kept as metadata in ``JetSample.meta``.
 ``energyflow``
     EnergyFlow quark/gluon ``.npz`` files: ``X`` (N, M, 4) with (pT, rapidity, phi, pdgid),
     zero-padded (pT == 0 is padding), ``y`` 1 quark / 0 gluon -> labels 0 (light) / 1
     (gluon).  Four-vectors use the PDG mass of the pdgid: ``E = mT cosh y``,
     ``pz = mT sinh y``.  Files with ``X`` of 3 columns (no pdgid) are read with
-    ``has_pid`` False and massless particles.
+    ``has_pid`` False and massless particles.  No impact parameters (``has_tracks`` False).
 
 Security: nothing is ever unpickled.  HDF5 files are read with h5py, never PyTables
 (which unpickles attributes); pandas' column-name attributes, written as pickles, are
@@ -79,6 +82,8 @@ FORMATS = ("fivesigma", "toptagging", "energyflow")
 
 _TREE = "Jets"
 _KIN = ("px", "py", "pz", "energy")
+#: Track impact parameters and their errors (mm): the ``part_<name>`` branches.
+_TRACK = ("d0", "dz", "d0err", "dzerr")
 _JET_KEYS = ("pt", "eta", "phi", "mass", "energy")
 _ROOT_REQUIRED = ("part_px", "part_py", "part_pz", "part_energy", "label")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -133,8 +138,10 @@ class JetSample:
     Attributes
     ----------
     constituents : ak.Array
-        Per jet a list of records ``{px, py, pz, energy}`` (float32, GeV) and
-        ``{charge, pid, cls}`` (int32; 0 when unknown), sorted by pT, highest first.
+        Per jet a list of records ``{px, py, pz, energy}`` (float32, GeV),
+        ``{charge, pid, cls}`` (int32; 0 when unknown) and the track impact parameters
+        ``{d0, dz, d0err, dzerr}`` (float32, mm; 0 for neutral particles and when
+        unknown), sorted by pT, highest first.
     label : np.ndarray
         int64 class codes, see :data:`CLASS_NAMES`.
     jet : dict
@@ -146,6 +153,9 @@ class JetSample:
         Whether ``charge, pid, cls`` carry information.
     meta : dict
         Optional per-jet metadata arrays (e.g. ``ttv`` of the top-tagging files).
+    has_tracks : bool
+        Whether ``d0, dz, d0err, dzerr`` carry information (False: they are zeros, the
+        file had no impact parameters).
     """
 
     constituents: ak.Array
@@ -154,6 +164,7 @@ class JetSample:
     source: str
     has_pid: bool
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    has_tracks: bool = False
 
     def __len__(self) -> int:
         return len(self.label)
@@ -173,6 +184,7 @@ class JetSample:
             source=self.source,
             has_pid=self.has_pid,
             meta={k: v[idx] for k, v in self.meta.items()},
+            has_tracks=self.has_tracks,
         )
 
     @property
@@ -196,13 +208,20 @@ class JetSample:
         source: str = "arrays",
         has_pid: bool | None = None,
         meta: dict[str, Any] | None = None,
+        d0: Any = None,
+        dz: Any = None,
+        d0err: Any = None,
+        dzerr: Any = None,
+        has_tracks: bool | None = None,
     ) -> JetSample:
         """Build a sample from jagged (or nested list) constituent arrays.
 
         Constituents are sorted by pT (highest first).  ``charge`` and ``part_class`` are
         derived from ``pid`` when only ``pid`` is given.  ``jet`` kinematics missing from
         ``jet`` are computed from the constituent sum.  ``has_pid`` defaults to whether
-        ``pid`` or ``part_class`` was given.
+        ``pid`` or ``part_class`` was given.  The impact parameters ``d0, dz`` and their
+        errors ``d0err, dzerr`` (mm) not given are zeros; ``has_tracks`` defaults to
+        whether ``d0`` or ``dz`` was given.
 
         >>> s = JetSample.from_arrays([[1.0, 3.0]], [[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 3.0]], [4])
         >>> s.constituents.px.tolist(), float(s.jet["pt"][0]), s.label.tolist()
@@ -220,6 +239,8 @@ class JetSample:
                 )
         if has_pid is None:
             has_pid = pid is not None or part_class is not None
+        if has_tracks is None:
+            has_tracks = d0 is not None or dz is not None
         if pid is not None and (charge is None or part_class is None):
             flat_pid = ak.to_numpy(ak.flatten(ak.Array(pid)))
             _, q, c = pdg_properties(flat_pid)
@@ -234,7 +255,21 @@ class JetSample:
                 if arr is not None
                 else ak.values_astype(kin["px"] * 0, np.int32)
             )
-        parts = ak.zip({**kin, **ints})
+        track = {}
+        for name, arr in zip(_TRACK, (d0, dz, d0err, dzerr), strict=True):
+            if arr is None:
+                track[name] = ak.zeros_like(kin["px"])  # unknown: zeros (has_tracks says so)
+                continue
+            track[name] = ak.values_astype(ak.Array(arr), np.float32)
+            if (
+                track[name].ndim != 2
+                or len(track[name]) != len(counts)
+                or not ak.all(ak.num(track[name], axis=1) == counts)
+            ):
+                raise DataError(
+                    f"constituent array '{name}' does not have one list per jet like 'px'"
+                )
+        parts = ak.zip({**kin, **ints, **track})
         # Sort by pT, highest first; stable so equal-pT particles keep their file order.
         pt = np.hypot(parts.px, parts.py)
         parts = parts[ak.argsort(pt, axis=1, ascending=False, stable=True)]
@@ -249,6 +284,7 @@ class JetSample:
             source=source,
             has_pid=bool(has_pid),
             meta={k: np.asarray(v) for k, v in (meta or {}).items()},
+            has_tracks=bool(has_tracks),
         )
 
 
@@ -294,6 +330,7 @@ def concatenate(parts: Sequence[JetSample]) -> JetSample:
             for k in meta_keys
             if all(k in p.meta for p in parts)
         },
+        has_tracks=all(p.has_tracks for p in parts),
     )
 
 
@@ -386,6 +423,7 @@ class _RootReader(_Reader):
                 "part_charge",
                 "part_pid",
                 "part_class",
+                *(f"part_{k}" for k in _TRACK),
                 *(f"jet_{k}" for k in _JET_KEYS),
             )
             if b in self.columns
@@ -412,6 +450,9 @@ class _RootReader(_Reader):
             jet={k: ak.to_numpy(get[f"jet_{k}"]) for k in _JET_KEYS if f"jet_{k}" in get},
             source="fivesigma",
             has_pid="part_pid" in get or "part_class" in get,
+            **{k: get.get(f"part_{k}") for k in _TRACK},
+            # Files before format version 2 have no impact parameters (zeros then).
+            has_tracks="part_d0" in get or "part_dz" in get,
         )
 
     def close(self) -> None:

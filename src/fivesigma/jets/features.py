@@ -1,8 +1,7 @@
 """Tagger inputs computed from a :class:`~fivesigma.jets.data.JetSample` (numpy, vectorised).
 
 Particle features follow the Particle Transformer "full" set (Qu, Li, Qian,
-arXiv:2202.03772; weaver data config ``JetClass_full.yaml``) without the track impact
-parameters:
+arXiv:2202.03772; weaver data config ``JetClass_full.yaml``):
 
 ========================  ==============================================================
 ``part_pt_log``           ln pT (pT in GeV)
@@ -14,7 +13,18 @@ parameters:
 ``part_dphi``             phi - phi_jet wrapped into [-pi, pi)
 ``part_charge``           electric charge
 ``part_is*``              one-hot particle class (charged/neutral hadron, photon, e, mu)
+``part_d0``               tanh(d0 / mm), d0 the signed transverse track impact parameter
+``part_d0err``            sigma(d0) in mm, clipped to [0, 1]
+``part_dz``               tanh(dz / mm), dz the longitudinal track impact parameter
+``part_dzerr``            sigma(dz) in mm, clipped to [0, 1]
 ========================  ==============================================================
+
+The impact-parameter features are 0 for neutral particles.  Three nested lists:
+:data:`PARTICLE_FEATURES_FULL` (all 17), :data:`PARTICLE_FEATURES_PID` (the first 13,
+for samples with particle ID but no impact parameters, e.g. EnergyFlow files or
+generator files before format version 2) and :data:`PARTICLE_FEATURES_KIN` (the first
+7, kinematics only, e.g. the Top Quark Tagging dataset); :func:`default_features` picks
+the richest one the sample carries information for (``has_tracks``, ``has_pid``).
 
 Jet frame: with ``frame="principal"`` (the default) the (deta, dphi) plane is rotated
 and reflected into the jet's own frame before the features are taken, the classic
@@ -24,7 +34,7 @@ arXiv:1701.08784): the pT-weighted principal axis of the constituents becomes th
 it is positive (see :func:`principal_frame`).  Rotations and reflections about the jet
 axis are (nearly) symmetries of the physics, so the networks no longer have to learn
 them from data: on 1800 training jets per class this lifts a PFN from AUC 0.960 to 0.979
-(``bench/bench_taggers.py`` measures it).  ``part_deltaR`` and the pairwise features are
+(``bench/bench_jet_frame.py`` measures it).  ``part_deltaR`` and the pairwise features are
 unchanged by the frame.  ``frame="none"`` gives the ParT-paper inputs.
 
 Standardisation: by default (``standardize=True``) the fixed shifts and scales of
@@ -57,8 +67,11 @@ __all__ = [
     "PAIR_FEATURES",
     "PARTICLE_FEATURES_FULL",
     "PARTICLE_FEATURES_KIN",
+    "PARTICLE_FEATURES_PID",
     "STANDARDIZATION",
+    "check_features_available",
     "constituent_inputs",
+    "default_features",
     "describe",
     "input_options",
     "jet_observables",
@@ -87,7 +100,15 @@ PARTICLE_FEATURES_FULL = [
     "part_isPhoton",
     "part_isElectron",
     "part_isMuon",
+    # Appended after the 13 of earlier versions, so that the nested lists below stay
+    # prefixes (bundles store names, so the order only matters for new bundles).
+    "part_d0",
+    "part_d0err",
+    "part_dz",
+    "part_dzerr",
 ]
+#: Kinematics and particle ID without impact parameters (``has_tracks`` False).
+PARTICLE_FEATURES_PID = PARTICLE_FEATURES_FULL[:13]
 #: Kinematic-only set, for samples without particle ID (Top Quark Tagging dataset).
 PARTICLE_FEATURES_KIN = PARTICLE_FEATURES_FULL[:7]
 
@@ -110,7 +131,14 @@ _UNITS = {
     "part_deta": "eta units, sign-flipped for eta_jet < 0",
     "part_dphi": "rad in [-pi, pi)",
     "part_charge": "e",
+    "part_d0": "tanh(d0/mm)",
+    "part_d0err": "mm, clipped to [0, 1]",
+    "part_dz": "tanh(dz/mm)",
+    "part_dzerr": "mm, clipped to [0, 1]",
 }
+#: Constituent fields (mm) of the impact-parameter features.
+_TRACK_FIELDS = {"part_d0": "d0", "part_d0err": "d0err", "part_dz": "dz", "part_dzerr": "dzerr"}
+_BASE_FIELDS = ("px", "py", "pz", "energy", "charge", "cls")
 _CLASS_FLAGS = {
     "part_isChargedHadron": 0,
     "part_isNeutralHadron": 1,
@@ -139,18 +167,61 @@ def _wrap(dphi: np.ndarray) -> np.ndarray:
     return (dphi + np.pi) % (2 * np.pi) - np.pi
 
 
-def _padded(sample: JetSample, max_particles: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Constituent fields as (N, P) numpy arrays (zero-padded, highest pT kept) and the mask."""
+def _padded(
+    sample: JetSample, max_particles: int, fields: Sequence[str] = _BASE_FIELDS
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Constituent ``fields`` as (N, P) numpy arrays (zero-padded, highest pT kept) and the mask."""
     c = sample.constituents[:, :max_particles]
     counts = np.asarray(ak.to_numpy(ak.num(c, axis=1)), dtype=np.int64)
     mask = np.arange(max_particles)[None, :] < counts[:, None]
     out = {}
-    for name in ("px", "py", "pz", "energy", "charge", "cls"):
+    for name in fields:
         flat = ak.to_numpy(ak.flatten(c[name], axis=1))
         dense = np.zeros((len(counts), max_particles), dtype=np.float64)
         dense[mask] = flat  # row-major fill matches the jagged order of each jet
         out[name] = dense
     return out, mask
+
+
+def default_features(sample: JetSample) -> list[str]:
+    """The richest particle-feature list ``sample`` carries information for.
+
+    :data:`PARTICLE_FEATURES_FULL` with impact parameters (``sample.has_tracks``), else
+    :data:`PARTICLE_FEATURES_PID` with particle ID (``sample.has_pid``), else
+    :data:`PARTICLE_FEATURES_KIN`.
+
+    >>> from fivesigma.jets.data import JetSample
+    >>> s = JetSample.from_arrays([[1.0]], [[0.0]], [[0.0]], [[1.0]], [0], pid=[[211]])
+    >>> len(default_features(s)), s.has_tracks
+    (13, False)
+    """
+    if sample.has_tracks:
+        return list(PARTICLE_FEATURES_FULL)
+    if sample.has_pid:
+        return list(PARTICLE_FEATURES_PID)
+    return list(PARTICLE_FEATURES_KIN)
+
+
+def check_features_available(sample: JetSample, features: Sequence[str], what: str) -> None:
+    """Refuse (DataError) features that ``sample`` carries no information for.
+
+    A tagger trained with particle ID or impact parameters would silently see zeros on a
+    file without them (e.g. the Top Quark Tagging dataset has neither).
+    """
+    from ..errors import DataError
+
+    names = set(features)
+    if not sample.has_tracks and names & set(_TRACK_FIELDS):
+        raise DataError(
+            f"{what} has no track impact parameters but the tagger uses "
+            f"{', '.join(n for n in _TRACK_FIELDS if n in names)}; use a tagger trained on "
+            f"{', '.join(PARTICLE_FEATURES_PID[:2])}, ... without them (PARTICLE_FEATURES_PID)"
+        )
+    if not sample.has_pid and names - set(PARTICLE_FEATURES_KIN) - set(_TRACK_FIELDS):
+        raise DataError(
+            f"{what} has no particle ID but the tagger uses charge/particle-class features; "
+            "use a tagger trained on kinematic features only (PARTICLE_FEATURES_KIN)"
+        )
 
 
 def _check_features(names: Sequence[str]) -> list[str]:
@@ -240,8 +311,9 @@ def constituent_inputs(
     max_particles : int
         Padding/truncation length P.
     features : sequence of str, optional
-        Names from :data:`PARTICLE_FEATURES_FULL`; default the full set when the sample has
-        particle ID, else :data:`PARTICLE_FEATURES_KIN`.
+        Names from :data:`PARTICLE_FEATURES_FULL`; default :func:`default_features`
+        (the full set with impact parameters, :data:`PARTICLE_FEATURES_PID` with particle
+        ID only, else :data:`PARTICLE_FEATURES_KIN`).
     standardize : bool
         Apply the fixed ParT transforms of :data:`STANDARDIZATION`.
     frame : str
@@ -257,10 +329,12 @@ def constituent_inputs(
     if max_particles <= 0:
         raise ConfigError(f"max_particles must be positive, got {max_particles}")
     if features is None:
-        features = PARTICLE_FEATURES_FULL if sample.has_pid else PARTICLE_FEATURES_KIN
+        features = default_features(sample)
     names = _check_features(features)
     _check_frame(frame)
-    p, mask = _padded(sample, max_particles)
+    # The impact parameters are read only when asked for (4 more flattens otherwise).
+    track = tuple(_TRACK_FIELDS[n] for n in names if n in _TRACK_FIELDS)
+    p, mask = _padded(sample, max_particles, (*_BASE_FIELDS, *track))
     jet = sample.jet
     n = len(sample)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -291,6 +365,12 @@ def constituent_inputs(
         }
         for flag, code in _CLASS_FLAGS.items():
             values[flag] = lambda code=code: (p["cls"] == code).astype(np.float64)
+        # JetClass_full.yaml: part_d0 = tanh(part_d0val), part_d0err clipped to [0, 1]
+        # (d0 in mm); likewise dz.  Fixed transforms, part of the feature's definition.
+        values["part_d0"] = lambda: np.tanh(p["d0"])
+        values["part_dz"] = lambda: np.tanh(p["dz"])
+        values["part_d0err"] = lambda: np.clip(p["d0err"], 0.0, 1.0)
+        values["part_dzerr"] = lambda: np.clip(p["dzerr"], 0.0, 1.0)
         x = np.zeros((n, max_particles, len(names)), dtype=np.float32)
         for k, name in enumerate(names):
             col = values[name]()
