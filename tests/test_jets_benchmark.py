@@ -291,3 +291,13 @@ def test_apply_refuses_a_file_without_the_features_the_tagger_uses(bench, tmp_pa
         with pytest.raises(DataError, match=missing):
             apply_tagger(bundle, [str(data)], out)
         assert not out.exists()
+
+
+def test_quick_preset_epochs():
+    quick = BenchmarkSettings.quick()
+    assert quick.epochs == 8 and quick.tagger_params["pfn"]["epochs"] == 30
+    # an explicit --epochs is every tagger's, and per-tagger extras are merged
+    mine = BenchmarkSettings.quick(epochs=3, tagger_params={"pfn": {"lr": 1e-3}})
+    assert mine.epochs == 3 and mine.tagger_params == {"pfn": {"lr": 1e-3}}
+    merged = BenchmarkSettings.quick(tagger_params={"pfn": {"lr": 1e-3}})
+    assert merged.tagger_params["pfn"] == {"epochs": 30, "lr": 1e-3}
