@@ -301,3 +301,25 @@ def test_quick_preset_epochs():
     assert mine.epochs == 3 and mine.tagger_params == {"pfn": {"lr": 1e-3}}
     merged = BenchmarkSettings.quick(tagger_params={"pfn": {"lr": 1e-3}})
     assert merged.tagger_params["pfn"] == {"epochs": 30, "lr": 1e-3}
+
+
+def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
+    row = {
+        "accuracy": 0.9,
+        "accuracy_std": 0.0,
+        "auc": 0.95,
+        "auc_std": 0.0,
+        "rejection_at_eff_s_0.5": 40.0,
+        "rejection_at_eff_s_0.5_std": 0.0,
+        "rejection_at_eff_s_0.3": float("inf"),
+        "rejection_at_eff_s_0.3_std": float("nan"),
+        "parameters": 10,
+        "inference_ms_per_jet": 0.1,
+        "inference_ms_per_jet_std": 0.0,
+        "n_background_test": 600,
+    }
+    from fivesigma.jets.benchmark import markdown_table
+
+    table = markdown_table({"pfn": row})
+    assert "| pfn | 0.900 | 0.9500 | 40.0 | > 600 |" in table
+    assert "600 test background jets" in table and "above 60 rest on fewer than 10" in table

@@ -463,6 +463,15 @@ def markdown_table(
     header = table_header(classes)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, classes)]
+    n_bkg = [v["n_background_test"] for v in summary.values() if "n_background_test" in v]
+    if len(classes) == 2 and n_bkg:
+        # A rejection R counts n/R background jets: say where that count gets small.
+        lines += [
+            "",
+            f"{n_bkg[0]} test background jets: a rejection R rests on {n_bkg[0]}/R of them, so "
+            f"values above {n_bkg[0] / 10:.0f} rest on fewer than 10 jets (relative error "
+            "> 30%); rank taggers on such values only with a larger test sample.",
+        ]
     return "\n".join(lines)
 
 
