@@ -67,7 +67,8 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
     out = tmp / "out"
     table = (out / "benchmark.md").read_text()
     assert table.splitlines()[0].startswith("| tagger | accuracy | AUC")
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["bdt", "pfn", "part"]
+    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    assert [line.split("|")[1].strip() for line in rows] == ["bdt", "pfn", "part"]
     j = json.loads((out / "benchmark.json").read_text())
     # The published dataset's own train/val/test split (ttv) is used: 3/5, 1/5, 1/5.
     assert j["n_jets"] == {"train": 180, "validation": 60, "test": 60}
@@ -83,6 +84,9 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
     assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace(
         "https://fastjet", ""
     )
+    n_bkg = j["taggers"]["bdt"]["n_background_test"]
+    assert f"{n_bkg} test background jets" in html
+    assert f"{n_bkg} test background jets" in (out / "benchmark.md").read_text()
 
 
 def test_three_prong_jets_are_separable(bench):

@@ -463,16 +463,26 @@ def markdown_table(
     header = table_header(classes)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, classes)]
-    n_bkg = [v["n_background_test"] for v in summary.values() if "n_background_test" in v]
-    if len(classes) == 2 and n_bkg:
-        # A rejection R counts n/R background jets: say where that count gets small.
-        lines += [
-            "",
-            f"{n_bkg[0]} test background jets: a rejection R rests on {n_bkg[0]}/R of them, so "
-            f"values above {n_bkg[0] / 10:.0f} rest on fewer than 10 jets (relative error "
-            "> 30%); rank taggers on such values only with a larger test sample.",
-        ]
+    note = statistics_note(summary, classes)
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
+
+
+def statistics_note(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]) -> str | None:
+    """How many test background jets the rejections rest on (binary tasks), else None.
+
+    A rejection R at fixed eps_S counts n/R of the n test background jets, so its relative
+    statistical error is about sqrt(R/n); above n/10 it rests on fewer than 10 jets.
+    """
+    n_bkg = [v["n_background_test"] for v in summary.values() if "n_background_test" in v]
+    if len(classes) != 2 or not n_bkg:
+        return None
+    return (
+        f"{n_bkg[0]} test background jets: a rejection R rests on {n_bkg[0]}/R of them, so "
+        f"values above {n_bkg[0] / 10:.0f} rest on fewer than 10 jets (relative error "
+        "> 30%); rank taggers on such values only with a larger test sample."
+    )
 
 
 def _write_html(
@@ -514,6 +524,8 @@ def _write_html(
             images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
     rows = table_rows(summary, classes)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table_header(classes))
+    note_text = statistics_note(summary, classes)
+    note = f"<p>{html.escape(note_text)}</p>" if note_text else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
     )
@@ -528,7 +540,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <body><h1>Jet tagging benchmark: {html.escape(result["task"])} ({html.escape(", ".join(classes))})</h1>
 <p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}.
 Mean ± std over {result["settings"]["seeds"]} training(s). Rejection: {html.escape(result["definitions"]["rejection"])}.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{figs}</body></html>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}{figs}</body></html>
 """
     with atomic_file(path) as tmp:
         tmp.write_text(text)
