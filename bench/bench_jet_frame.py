@@ -5,10 +5,11 @@ Usage::
     python bench/bench_jet_frame.py [--jets N] [--taggers pfn,cnn1d] [--seeds K]
 
 Trains the given taggers on the same generated top/QCD jets (the ``--quick`` benchmark
-settings, N jets per class, cached after the first run) twice: with the constituents in
-each jet's principal frame (``frame="principal"``, the default) and as the ParT paper
-feeds them (``frame="none"``), with the BDT on jet observables as the reference that the
-frame cannot touch.  Prints one JSON object: per tagger and frame, AUC and 1/eps_B at
+settings, N jets per class, cached after the first run) with the constituents in each
+jet's principal frame (``frame="principal"``, the default) and as the ParT paper feeds
+them (``frame="none"``), each with all 17 particle features and without the track impact
+parameters (13), with the BDT on jet observables as the reference that neither touches.
+Prints one JSON object: per tagger, feature set and frame, AUC and 1/eps_B at
 eps_S = 0.5 and 0.3 (mean and std over K seeds), and the AUC gain of the frame.  This is a
 quality measurement, not a speed one, so it reports numbers from the same jets and
 splits side by side.  No assertions.
@@ -24,6 +25,7 @@ import tempfile
 import time
 
 from fivesigma.jets.benchmark import BenchmarkSettings, run_benchmark
+from fivesigma.jets.features import FRAMES, PARTICLE_FEATURES_FULL, PARTICLE_FEATURES_PID
 
 KEYS = ("auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3")
 
@@ -43,28 +45,36 @@ def main() -> None:
         "taggers": {},
     }
     results = {}
-    for frame, names in (("principal", ("bdt", *taggers)), ("none", taggers)):
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            settings = BenchmarkSettings.quick(
-                jets_per_class=args.jets,
-                seeds=args.seeds,
-                taggers=names,
-                frame=frame,
-                progress=False,
-            )
-            results[frame] = run_benchmark(settings, tmp)
-            out[f"wall_seconds_{frame}"] = time.perf_counter() - t0
-    out["n_jets"] = results["principal"]["n_jets"]
-    out["reference_bdt"] = {
-        k: results["principal"]["taggers"]["bdt"][k] for k in (*KEYS, *(k + "_std" for k in KEYS))
-    }
+    feature_sets = {"full": PARTICLE_FEATURES_FULL, "no_impact_parameters": PARTICLE_FEATURES_PID}
+    for fset, features in feature_sets.items():
+        for frame in FRAMES:
+            first = not results
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                settings = BenchmarkSettings.quick(
+                    jets_per_class=args.jets,
+                    seeds=args.seeds,
+                    taggers=("bdt", *taggers) if first else taggers,
+                    frame=frame,
+                    features=tuple(features),
+                    progress=False,
+                )
+                results[fset, frame] = run_benchmark(settings, tmp)
+                out[f"wall_seconds_{fset}_{frame}"] = time.perf_counter() - t0
+            if first:
+                out["n_jets"] = results[fset, frame]["n_jets"]
+                bdt = results[fset, frame]["taggers"]["bdt"]
+                out["reference_bdt"] = {k: bdt[k] for k in (*KEYS, *(k + "_std" for k in KEYS))}
     for name in taggers:
-        row = {}
-        for frame in ("principal", "none"):
-            summary = results[frame]["taggers"][name]
-            row[frame] = {k: summary[k] for k in (*KEYS, *(k + "_std" for k in KEYS))}
-        row["auc_gain"] = row["principal"]["auc"] - row["none"]["auc"]
+        row: dict = {}
+        for fset in feature_sets:
+            row[fset] = {}
+            for frame in FRAMES:
+                summary = results[fset, frame]["taggers"][name]
+                row[fset][frame] = {k: summary[k] for k in (*KEYS, *(k + "_std" for k in KEYS))}
+            row[fset]["auc_gain_of_frame"] = (
+                row[fset]["principal"]["auc"] - row[fset]["none"]["auc"]
+            )
         out["taggers"][name] = row
     print(json.dumps(out, indent=2))
 

@@ -327,3 +327,15 @@ def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
     table = markdown_table({"pfn": row})
     assert "| pfn | 0.900 | 0.9500 | 40.0 | > 600 |" in table
     assert "600 test background jets" in table and "above 60 rest on fewer than 10" in table
+
+
+def test_benchmark_features_must_be_in_the_data(tmp_path):
+    from fivesigma.jets.features import PARTICLE_FEATURES_PID
+
+    data = write_toptagging(tmp_path / "j.h5", 60, seed=4)
+    settings = BenchmarkSettings(
+        data=[str(data)], taggers=("pfn",), features=tuple(PARTICLE_FEATURES_PID), progress=False
+    )
+    with pytest.raises(DataError, match="has no particle ID"):
+        run_benchmark(settings, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -81,6 +81,9 @@ class BenchmarkSettings:
     jets_per_class: int = 20_000
     max_particles: int = 100
     frame: str = "principal"
+    #: particle features of the networks; None: the richest set the data carry
+    #: (:func:`fivesigma.jets.features.default_features`)
+    features: tuple[str, ...] | None = None
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
@@ -93,14 +96,16 @@ class BenchmarkSettings:
     @classmethod
     def quick(cls, **kw: Any) -> BenchmarkSettings:
         """A few minutes on 2 CPU cores: 3000 jets per class, 48 particles, 8 epochs
-        (30 for the cheap CNN and PFN, early-stopped on the validation split).
+        (15 for ParticleNet, 30 for the cheap CNN and PFN; all early-stopped on the
+        validation split).
 
         Small batches and a higher learning rate give the networks enough optimiser steps
         on so few jets.  An explicit ``epochs`` applies to every tagger.
         """
         params: dict[str, dict[str, Any]] = {}
         if "epochs" not in kw:
-            params = {"cnn1d": {"epochs": 30}, "pfn": {"epochs": 30}}
+            # ParticleNet at 8 epochs: AUC 0.984 +- 0.002, at 15: 0.988 +- 0.001 (3 seeds)
+            params = {"cnn1d": {"epochs": 30}, "pfn": {"epochs": 30}, "particlenet": {"epochs": 15}}
         for name, extra in kw.pop("tagger_params", {}).items():
             params[name] = {**params.get(name, {}), **extra}
         return cls(
@@ -302,13 +307,22 @@ def _train_tagger(
 def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any]:
     """Train and evaluate every tagger; write benchmark.{md,json,html} into ``out``."""
     from ..report import write_metrics_json
-    from .features import constituent_inputs, default_features, describe
+    from .features import (
+        check_features_available,
+        constituent_inputs,
+        default_features,
+        describe,
+    )
 
     settings.check()
     out = check_writable_dir(out)
     t_start = time.perf_counter()
     sample, y, split = load_task_jets(settings)
-    features = default_features(sample)
+    if settings.features is None:
+        features = default_features(sample)
+    else:
+        features = list(settings.features)
+        check_features_available(sample, features, "the benchmark data")
     inputs = None
     if any(t != "bdt" for t in settings.taggers):
         inputs = constituent_inputs(
