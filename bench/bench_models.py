@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
 from fivesigma.classify import make_estimator
 
 
@@ -31,15 +32,6 @@ def toy(n: int, f: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 2, n)
     X = rng.normal(size=(n, f)) + 0.3 * y[:, None] * np.linspace(1.0, 0.1, f)
     return X, y
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

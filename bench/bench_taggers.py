@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
 from fivesigma.jets.tagger import JetTagger
 
 TAGGERS = ("cnn1d", "pfn", "particlenet", "part")
@@ -40,15 +41,6 @@ def toy_inputs(n: int, p: int, f: int, seed: int = 0) -> tuple[dict[str, np.ndar
     v = (v * mask[..., None]).astype(np.float32)
     y = rng.integers(0, 2, n)
     return {"x": x, "v": v, "mask": mask}, y
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -112,12 +112,12 @@ def test_unreadable_file(tmp_path: Path, root_file: Path) -> None:
 
 def test_unreadable_file_any_user(root_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same check as above, for runs as root: opening fails with a permission error."""
-    from fivesigma.data import sources
+    from fivesigma import _io  # every input reader sniffs the format through _io.read_head
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sources, "open", refuse, raising=False)
+    monkeypatch.setattr(_io, "open", refuse, raising=False)
     with pytest.raises(DataError, match=r"cannot read '.*events\.root': Permission denied"):
         detect_format(root_file)
 

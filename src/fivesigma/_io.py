@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import DataError, OutputError
 
 __all__ = ["atomic_dir", "atomic_file", "check_writable_dir", "ensure_writable_dir"]
 
@@ -114,3 +114,17 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_head(path: Path, n: int = 8) -> bytes:
+    """The first ``n`` bytes of an input file (format sniffing); DataError if it is missing,
+    not a regular file or unreadable."""
+    if not path.exists():
+        raise DataError(f"file '{path}' does not exist")
+    if not path.is_file():
+        raise DataError(f"'{path}' is not a file")
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as err:
+        raise DataError(f"cannot read '{path}': {err.strerror or err}") from None

@@ -64,3 +64,16 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
         return "did you mean " + " or ".join(repr(m) for m in matches) + "?"
     shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
     return f"available: {shown}" if candidates else "nothing is available"
+
+
+def describe_exception(err: BaseException, limit: int = 160) -> str:
+    """One line describing a third-party exception: its type and first line, shortened.
+
+    >>> describe_exception(ValueError("bad\\nmore"))
+    'ValueError: bad'
+    """
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > limit:
+        first = first[: limit - 3] + "..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

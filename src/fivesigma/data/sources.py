@@ -21,7 +21,8 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from ..errors import DataError, close_matches
+from .._io import read_head
+from ..errors import DataError, close_matches, describe_exception
 
 __all__ = [
     "Chunk",
@@ -114,7 +115,7 @@ def detect_format(path: Path | str) -> Format:
         If the file is missing, unreadable or in none of the supported formats.
     """
     path = Path(path)
-    head = _read_head(path)
+    head = read_head(path)
     if head.startswith(b"root"):
         return "root"
     if head.startswith(b"PAR1"):
@@ -125,27 +126,6 @@ def detect_format(path: Path | str) -> Format:
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
     raise DataError(f"'{path}' is not a ROOT, Parquet, HDF5 or CSV file")
-
-
-def _read_head(path: Path, n: int = 8) -> bytes:
-    if not path.exists():
-        raise DataError(f"file '{path}' does not exist")
-    if not path.is_file():
-        raise DataError(f"'{path}' is not a file")
-    try:
-        with open(path, "rb") as f:
-            return f.read(n)
-    except OSError as err:
-        raise DataError(f"cannot read '{path}': {err.strerror or err}") from None
-
-
-def _short(err: BaseException) -> str:
-    """One line describing a third-party exception."""
-    text = str(err).strip().splitlines()
-    first = text[0] if text else ""
-    if len(first) > 160:
-        first = first[:157] + "..."
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 # --------------------------------------------------------------------------------------
@@ -168,7 +148,7 @@ def _open_root_tree(path: Path, tree: str) -> tuple[Any, Any]:
         file = uproot.open(path)
     except Exception as err:  # uproot raises many kinds for a bad header
         raise DataError(
-            f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})"
+            f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({describe_exception(err)})"
         ) from None
     try:
         trees = _root_trees(file)
@@ -192,7 +172,7 @@ def _open_root_tree(path: Path, tree: str) -> tuple[Any, Any]:
     except Exception as err:
         file.close()
         raise DataError(
-            f"'{path}': cannot read ROOT file, it may be truncated or corrupt ({_short(err)})"
+            f"'{path}': cannot read ROOT file, it may be truncated or corrupt ({describe_exception(err)})"
         ) from None
     classname = getattr(obj, "classname", type(obj).__name__)
     if classname not in _TREE_CLASSES and not hasattr(obj, "iterate"):
@@ -222,7 +202,7 @@ def _open_hdf5(path: Path) -> Any:
     try:
         return h5py.File(path, "r")
     except Exception as err:
-        raise DataError(f"'{path}': cannot open HDF5 file ({_short(err)})") from None
+        raise DataError(f"'{path}': cannot open HDF5 file ({describe_exception(err)})") from None
 
 
 def _hdf5_layout(path: Path, h5: Any, tree: str) -> tuple[str, Any, list[str]]:
@@ -406,7 +386,7 @@ def _iter_root(path: Path, tree: str, columns: list[str], step_size: int) -> Ite
         except Exception as err:
             raise DataError(
                 f"'{path}': cannot read entries {start}-{min(start + step_size, total)} of tree "
-                f"'{obj.name}', the file may be truncated or corrupt ({_short(err)})"
+                f"'{obj.name}', the file may be truncated or corrupt ({describe_exception(err)})"
             ) from None
 
 
@@ -417,7 +397,7 @@ def _parquet_file(path: Path) -> Any:
         return pq.ParquetFile(path)
     except Exception as err:
         raise DataError(
-            f"'{path}': cannot open Parquet file, it may be truncated or corrupt ({_short(err)})"
+            f"'{path}': cannot open Parquet file, it may be truncated or corrupt ({describe_exception(err)})"
         ) from None
 
 
@@ -454,7 +434,7 @@ def _iter_parquet(path: Path, columns: list[str], step_size: int) -> Iterator[Ch
             start = stop
     except Exception as err:
         raise DataError(
-            f"'{path}': cannot read rows from {start}, the file may be corrupt ({_short(err)})"
+            f"'{path}': cannot read rows from {start}, the file may be corrupt ({describe_exception(err)})"
         ) from None
 
 
@@ -485,7 +465,7 @@ def _iter_hdf5(path: Path, tree: str, columns: list[str], step_size: int) -> Ite
                     arrays = {n: np.asarray(node[n][start:stop]) for n in columns}
             except Exception as err:
                 raise DataError(
-                    f"'{path}': cannot read rows {start}-{stop} ({_short(err)})"
+                    f"'{path}': cannot read rows {start}-{stop} ({describe_exception(err)})"
                 ) from None
             arrays = {n: _decode_bytes(a) for n, a in arrays.items()}
             yield Chunk(arrays, path, start, stop)
@@ -514,7 +494,7 @@ def _csv_header(path: Path) -> list[str]:
     try:
         return [str(c) for c in pd.read_csv(path, **kwargs).columns]
     except Exception as err:
-        raise DataError(f"'{path}': cannot read CSV header ({_short(err)})") from None
+        raise DataError(f"'{path}': cannot read CSV header ({describe_exception(err)})") from None
 
 
 def _iter_csv(path: Path, columns: list[str], step_size: int) -> Iterator[Chunk]:
@@ -532,7 +512,9 @@ def _iter_csv(path: Path, columns: list[str], step_size: int) -> Iterator[Chunk]
             yield Chunk(arrays, path, start, stop)
             start = stop
     except Exception as err:
-        raise DataError(f"'{path}': cannot parse CSV after row {start} ({_short(err)})") from None
+        raise DataError(
+            f"'{path}': cannot parse CSV after row {start} ({describe_exception(err)})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -562,7 +544,7 @@ def describe_file(path: Path | str, tree: str | None = None) -> str:
                     names = _root_trees(file)
             except Exception as err:
                 raise DataError(
-                    f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})"
+                    f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({describe_exception(err)})"
                 ) from None
             if not names:
                 return "\n".join([*lines, "no TTree or RNTuple in this file"])

@@ -53,7 +53,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from ..errors import DataError, close_matches
+from .._io import read_head
+from ..errors import DataError, close_matches, describe_exception
 from ..generate.jets import LABELS
 
 __all__ = [
@@ -341,15 +342,7 @@ def concatenate(parts: Sequence[JetSample]) -> JetSample:
 def detect_jet_format(path: Path | str) -> str:
     """``fivesigma`` for ROOT, ``toptagging`` for HDF5, ``energyflow`` for ``.npz``/zip files."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"file '{path}' does not exist")
-    if not path.is_file():
-        raise DataError(f"'{path}' is not a file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as err:
-        raise DataError(f"cannot read '{path}': {err.strerror or err}") from None
+    head = read_head(path)
     if head.startswith(b"root"):
         return "fivesigma"
     if head.startswith(_HDF5_MAGIC):
@@ -367,12 +360,6 @@ def _check_format(fmt: str) -> None:
             f"unknown jet file format '{fmt}'; use 'auto', {', '.join(repr(f) for f in FORMATS)} "
             f"({close_matches(fmt, FORMATS)})"
         )
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    first = text[0][:160] if text else ""
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 class _Reader:
@@ -399,7 +386,7 @@ class _RootReader(_Reader):
             self.file = uproot.open(path)
         except Exception as err:
             raise DataError(
-                f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({_short(err)})"
+                f"'{path}': cannot open ROOT file, it may be truncated or corrupt ({describe_exception(err)})"
             ) from None
         if _TREE not in self.file:
             keys = sorted({k.rsplit(";", 1)[0] for k in self.file})
@@ -435,7 +422,7 @@ class _RootReader(_Reader):
             arr = self.tree.arrays(self.branches, entry_start=start, entry_stop=stop, library="ak")
         except Exception as err:
             raise DataError(
-                f"'{self.path}': cannot read entries {start}-{stop} of tree '{_TREE}' ({_short(err)})"
+                f"'{self.path}': cannot read entries {start}-{stop} of tree '{_TREE}' ({describe_exception(err)})"
             ) from None
         get = {b: arr[b] for b in self.branches}
         return JetSample.from_arrays(
@@ -494,7 +481,9 @@ class _TopTaggingReader(_Reader):
         try:
             self.h5 = h5py.File(path, "r")
         except Exception as err:
-            raise DataError(f"'{path}': cannot open HDF5 file ({_short(err)})") from None
+            raise DataError(
+                f"'{path}': cannot open HDF5 file ({describe_exception(err)})"
+            ) from None
         try:
             self._layout(h5py)
         except BaseException:
@@ -624,7 +613,7 @@ class _TopTaggingReader(_Reader):
             raise
         except Exception as err:
             raise DataError(
-                f"'{self.path}': cannot read rows {start}-{stop} ({_short(err)})"
+                f"'{self.path}': cannot read rows {start}-{stop} ({describe_exception(err)})"
             ) from None
         e, px, py, pz = (block[:, k * m : (k + 1) * m] for k in range(4))
         real = e != 0  # the dataset marks padding by E == 0
@@ -714,7 +703,9 @@ class _EnergyFlowReader(_Reader):
             except DataError:
                 raise
             except Exception as err:
-                raise DataError(f"'{path}': cannot read the .npz arrays ({_short(err)})") from None
+                raise DataError(
+                    f"'{path}': cannot read the .npz arrays ({describe_exception(err)})"
+                ) from None
         if self.X.ndim != 3 or self.X.shape[2] not in (3, 4):
             raise DataError(
                 f"'{path}': X has shape {self.X.shape}; expected (jets, particles, 4) with pt, y, phi, pdgid"
