@@ -3,6 +3,7 @@
 Usage::
 
     python bench/bench_taggers.py [--jets N] [--particles P] [--features F] [--repeat R]
+                                  [--device cpu|cuda] [--batch-size B]
 
 For each constituent tagger (1D CNN, PFN, ParticleNet, ParT at their default sizes) on N
 random jets of P constituents (a third of them padded): training jets/s over one epoch,
@@ -11,6 +12,11 @@ onnxruntime on the exported model, in the same run, with their ratio; and the bu
 generator's rate (jets/s for top and QCD, one process) so that the whole jet-tagging chain
 is measured in one run (``bench_generate_jets.py`` compares generation with a bare Pythia
 loop).  Prints one JSON object.  No assertions.
+
+With ``--device cuda`` training and PyTorch inference run on the GPU (after a warm-up fit
+on a few jets, so CUDA start-up is not timed) and onnxruntime uses its CUDA provider when
+it has one; the JSON names the providers used.  Training time per epoch on a dataset of
+M jets is then M / ``train_jets_per_s``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,31 +56,52 @@ def main() -> None:
     ap.add_argument("--particles", type=int, default=64)
     ap.add_argument("--features", type=int, default=13)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--batch-size", type=int, default=128, help="training batch size")
     ap.add_argument(
         "--generate", type=int, default=100, help="jets to generate per process (0: skip)"
     )
     args = ap.parse_args()
     import onnxruntime as ort
 
+    from fivesigma.jets.benchmark import device_name
+
     inputs, y = toy_inputs(args.jets, args.particles, args.features)
     n = args.jets
+    on_gpu = args.device != "cpu"
+    providers = ["CPUExecutionProvider"]
+    if on_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
     out: dict = {
         "benchmark": "jet tagger throughput (default sizes)",
         "jets": n,
         "particles": args.particles,
         "features": args.features,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "batch_size": args.batch_size,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "device": device_name(args.device),
+            "onnxruntime_providers": providers,
+        },
         "taggers": {},
     }
     for name in TAGGERS:
-        est = JetTagger(
-            model=name,
-            epochs=1,
-            batch_size=128,
-            valid_fraction=0.0,
-            progress=False,
-            early_stopping_patience=None,
-        )
+
+        def make(name=name):
+            return JetTagger(
+                model=name,
+                epochs=1,
+                batch_size=args.batch_size,
+                valid_fraction=0.0,
+                progress=False,
+                early_stopping_patience=None,
+                device=args.device,
+            )
+
+        if on_gpu:  # CUDA context, kernels and allocator warm-up are not training time
+            make().fit({k: v[:512] for k, v in inputs.items()}, y[:512])
+        est = make()
         t0 = time.perf_counter()
         est.fit(inputs, y)
         train_s = time.perf_counter() - t0
@@ -81,7 +109,7 @@ def main() -> None:
         feeds = {"x": inputs["x"], "v": inputs["v"], "mask": inputs["mask"].astype(np.float32)}
         with tempfile.TemporaryDirectory() as tmp:
             path = est.export_onnx(Path(tmp) / f"{name}.onnx")
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(str(path), providers=providers)
 
             def run_onnx(sess=sess, feeds=feeds) -> None:
                 for start in range(0, n, 1024):
@@ -94,6 +122,10 @@ def main() -> None:
                     - est.predict_proba({k: v[:256] for k, v in inputs.items()})
                 ).max()
             )
+        print(
+            f"{name}: train {train_s:.1f} s, torch {torch_s:.2f} s, onnxruntime {onnx_s:.2f} s",
+            file=sys.stderr,
+        )
         out["taggers"][name] = {
             "parameters": est.n_parameters(),
             "train_jets_per_s": n / train_s,

@@ -169,6 +169,22 @@ def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     assert not (tmp_path / "f").exists()
 
 
+def test_cli_benchmark_on_a_missing_gpu_fails_before_any_work(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    data = write_toptagging(tmp_path / "j.h5", 20, seed=3)
+    argv = ["benchmark", "top", "--data", str(data), "--out", str(tmp_path / "g"), "-q"]
+    code = main([*argv, "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no CUDA GPU" in err and "'cpu'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "g").exists()
+    code = main([*argv, "--device", "tpu"])
+    assert code == 2 and "unknown device 'tpu'" in capsys.readouterr().err
+    # the BDT alone needs no GPU, so a GPU device does not stop it
+    assert main([*argv, "--device", "cuda", "--taggers", "bdt"]) == 0
+
+
 def test_fastjet_banner_does_not_reach_stdout(tmp_path):
     import subprocess
     import sys
@@ -339,3 +355,18 @@ def test_benchmark_features_must_be_in_the_data(tmp_path):
     with pytest.raises(DataError, match="has no particle ID"):
         run_benchmark(settings, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_max_train_jets_keeps_every_class_when_the_file_is_sorted_by_class(tmp_path):
+    from fivesigma.jets.benchmark import load_task_jets
+
+    # all QCD (light) jets first, then all top jets, as concatenated generated samples are
+    path = write_generated_layout(tmp_path / "sorted.root", [0] * 60 + [4] * 60)
+    settings = BenchmarkSettings(data=[str(path)], max_train_jets=20)
+    _, y, split = load_task_jets(settings)
+    train = split == 0
+    assert train.sum() == 20
+    assert 4 <= int(y[train].sum()) <= 16  # both classes, roughly in proportion
+    _, _, full = load_task_jets(BenchmarkSettings(data=[str(path)]))
+    assert set(np.flatnonzero(train)) <= set(np.flatnonzero(full == 0))
+    assert np.array_equal(split == 2, full == 2)  # the test split is untouched

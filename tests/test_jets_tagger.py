@@ -231,3 +231,26 @@ def test_unfitted_and_wrong_bundles(tmp_path):
     with pytest.raises(ModelError) as err:
         load(path)
     assert "jet_tagger" in one_line(err)
+
+
+def test_device_errors_and_bundles_load_on_the_cpu(fitted, tmp_path):
+    import torch
+
+    from fivesigma.errors import ConfigError
+
+    t = fitted["pfn"]
+    inputs, y = toy(n=20, seed=3)
+    back = load(t.save(tmp_path / "b"))
+    assert back.device == "cpu"  # wherever it was trained
+    if torch.cuda.is_available():
+        back.device = "cuda"
+        np.testing.assert_allclose(
+            back.predict_proba(inputs), t.predict_proba(inputs), rtol=1e-4, atol=1e-5
+        )
+        assert not next(back.net_.parameters()).is_cuda  # moved back after predicting
+    else:
+        back.device = "cuda"
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            back.predict_proba(inputs)
+        with pytest.raises(ModelError, match="jet tagger: device 'cuda'.*no CUDA GPU"):
+            JetTagger(model="pfn", device="cuda", epochs=1, progress=False).fit(inputs, y)

@@ -372,3 +372,40 @@ def test_standardiser_weights_act_like_repetition_and_round_trip() -> None:
     np.testing.assert_allclose(neg.scale_, weighted.scale_)
     with pytest.raises(ModelError, match="not fitted"):
         Standardiser().transform(X)
+
+
+# --------------------------------------------------------------------------------------
+# Devices
+
+
+def test_resolve_device_accepts_cpu_and_auto_and_names_bad_devices() -> None:
+    from fivesigma.training import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'.*accepted: cpu, cuda"):
+        resolve_device("gpu0")
+    with pytest.raises(ConfigError, match="'meta' is not supported"):
+        resolve_device("meta")
+    with pytest.raises(ConfigError, match="must be a string"):
+        resolve_device(0)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_clear_error_before_training() -> None:
+    from fivesigma.training import resolve_device
+
+    with pytest.raises(ConfigError, match="PyTorch sees no CUDA GPU here.*use device 'cpu'"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        cfg(device="cuda:0").validate()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_the_gpu_learns_and_keeps_the_model_there() -> None:
+    x, y, w = toy(400)
+    model = make_net(0)
+    hist = Trainer(cfg(epochs=4, device="cuda")).fit(model, (x, y, w), (x, y, w), bce)
+    assert next(model.parameters()).is_cuda
+    assert hist.train_loss[-1] < hist.train_loss[0]

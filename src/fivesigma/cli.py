@@ -153,6 +153,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             "jets_per_class": args.jets,
             "epochs": args.epochs,
             "frame": args.frame,
+            "device": args.device,
             "progress": not args.quiet,
             "taggers": tuple(args.taggers.split(",")) if args.taggers else None,
         }.items()
@@ -320,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs", type=int, default=None, help="generation processes (default: all cores)"
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="where the networks train and predict: cpu (default), cuda, cuda:N or auto",
     )
     p.add_argument(
         "--out",

@@ -90,6 +90,8 @@ class BenchmarkSettings:
     max_train_jets: int | None = None
     seed: int = 1
     jobs: int | None = None
+    #: where the networks train and predict: cpu, cuda, cuda:N or auto (the BDT: CPU)
+    device: str = "cpu"
     progress: bool = True
     tagger_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -145,6 +147,24 @@ class BenchmarkSettings:
             )
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.device != "cpu" and any(t != "bdt" for t in self.taggers):
+            from ..training.trainer import resolve_device
+
+            resolve_device(self.device)  # a missing GPU fails here, before any generation
+
+
+def device_name(device: str) -> str:
+    """What ``device`` is on this machine, for the table: 'CPU' or the GPU's name."""
+    if device == "cpu":
+        return "CPU"
+    from ..training.trainer import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return "CPU"
+    import torch
+
+    return torch.cuda.get_device_name(dev)
 
 
 # --------------------------------------------------------------------------------------
@@ -204,7 +224,9 @@ def load_task_jets(settings: BenchmarkSettings):
                 f"{', '.join(task.classes)} jets in every split"
             )
     if settings.max_train_jets is not None:
-        train = np.flatnonzero(split == 0)
+        # a seeded random subset: the jets are stored class by class, so the first N
+        # training jets could all be of one class
+        train = np.random.default_rng(settings.seed).permutation(np.flatnonzero(split == 0))
         drop = train[settings.max_train_jets :]
         split = split.copy()
         split[drop] = -1
@@ -294,6 +316,7 @@ def _train_tagger(
         "lr": settings.lr,
         "seed": seed,
         "progress": settings.progress,
+        "device": settings.device,
         **settings.tagger_params.get(name, {}),
     }
     est = JetTagger(model=name, **params)
@@ -371,13 +394,18 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             "test": int(te.sum()),
         },
         "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
+        "device": (
+            device_name(settings.device)
+            if any(t != "bdt" for t in settings.taggers)
+            else "CPU"  # the BDT always runs on the CPU
+        ),
         "particle_features": list(features),
         "taggers": summary,
         "runs": runs,
         "definitions": {
             "rejection": "1/eps_B at fixed eps_S on the test ROC curve, linear interpolation between bracketing points",
             "accuracy": "argmax of the class probabilities",
-            "inference_ms_per_jet": "predict_proba on the whole test split, batched, one process, after a warm-up pass",
+            "inference_ms_per_jet": "predict_proba on the whole test split, batched, one process, after a warm-up pass; the networks on the benchmark's device, the BDT on the CPU",
         },
         "wall_seconds": time.perf_counter() - t_start,
     }
@@ -393,7 +421,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             )
     write_metrics_json(result, out / "benchmark.json")
     classes = TASKS[settings.task].classes
-    table = markdown_table(summary, classes)
+    table = markdown_table(summary, classes, device=result["device"])
     with atomic_file(out / "benchmark.md") as tmp:
         tmp.write_text(table + "\n")
     _write_html(out / "benchmark.html", classes, summary, y_test, probs, result)
@@ -429,7 +457,8 @@ def _pm(mean: float, std: float, fmt: str, bound: int | None = None) -> str:
     return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
 
 
-def table_header(classes: tuple[str, ...]) -> list[str]:
+def table_header(classes: tuple[str, ...], device: str = "CPU") -> list[str]:
+    timing = f"ms/jet ({device})"
     if len(classes) == 2:
         return [
             "tagger",
@@ -438,7 +467,7 @@ def table_header(classes: tuple[str, ...]) -> list[str]:
             "1/eps_B @ eps_S=0.5",
             "1/eps_B @ eps_S=0.3",
             "parameters",
-            "ms/jet (CPU)",
+            timing,
         ]
     return [
         "tagger",
@@ -446,7 +475,7 @@ def table_header(classes: tuple[str, ...]) -> list[str]:
         "mean AUC",
         *(f"AUC {c} vs rest" for c in classes),
         "parameters",
-        "ms/jet (CPU)",
+        timing,
     ]
 
 
@@ -472,9 +501,11 @@ def table_rows(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]) -> 
 
 
 def markdown_table(
-    summary: dict[str, dict[str, Any]], classes: tuple[str, ...] = ("QCD", "top")
+    summary: dict[str, dict[str, Any]],
+    classes: tuple[str, ...] = ("QCD", "top"),
+    device: str = "CPU",
 ) -> str:
-    header = table_header(classes)
+    header = table_header(classes, device)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, classes)]
     note = statistics_note(summary, classes)
@@ -537,7 +568,9 @@ def _write_html(
             )
             images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
     rows = table_rows(summary, classes)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table_header(classes))
+    head = "".join(
+        f"<th>{html.escape(h)}</th>" for h in table_header(classes, result.get("device", "CPU"))
+    )
     note_text = statistics_note(summary, classes)
     note = f"<p>{html.escape(note_text)}</p>" if note_text else ""
     body = "".join(

@@ -423,20 +423,26 @@ class JetTagger(HyperParameters):
         """
         import torch
 
+        from ..training.trainer import resolve_device
+
         self._check_fitted()
         x, v, mask = check_inputs(inputs, "inputs", self.n_features_in_)
-        head = self._head(crop=True)
+        device = resolve_device(self.device)
+        head = self._head(crop=True).to(device)
         order = np.argsort(mask.sum(axis=1), kind="stable")
         out = np.empty((x.shape[0], self.n_classes_), dtype=np.float64)
-        with torch.no_grad(), torch_threads(self.num_threads):
-            for start in range(0, len(order), _PREDICT_BATCH):
-                idx = order[start : start + _PREDICT_BATCH]
-                p = head(
-                    torch.from_numpy(x[idx]),
-                    torch.from_numpy(v[idx]),
-                    torch.from_numpy(mask[idx].astype(np.float32)),
-                )
-                out[idx] = p.numpy()
+        try:
+            with torch.no_grad(), torch_threads(self.num_threads):
+                for start in range(0, len(order), _PREDICT_BATCH):
+                    idx = order[start : start + _PREDICT_BATCH]
+                    p = head(
+                        torch.from_numpy(x[idx]).to(device),
+                        torch.from_numpy(v[idx]).to(device),
+                        torch.from_numpy(mask[idx].astype(np.float32)).to(device),
+                    )
+                    out[idx] = p.cpu().numpy()
+        finally:
+            self.net_.cpu()  # the fitted network lives on the CPU (saving, pickling, ONNX)
         return out
 
     def predict(self, inputs: Mapping[str, Any]) -> np.ndarray:
@@ -596,6 +602,8 @@ def load(path: str | Path) -> JetTagger:
         )
     params = dict(bundle.params)
     JetTagger.check_param_names(params, where=f"bundle '{path}'")
+    # A bundle predicts on the CPU wherever it was trained; set ``tagger.device`` for a GPU.
+    params["device"] = "cpu"
     tagger = JetTagger(**params)
     network = bundle.training.get("network", {})
     name = network.get("name", tagger.model)

@@ -10,9 +10,16 @@ from typing import Any
 
 from .preprocessing import Standardiser
 
-__all__ = ["Standardiser", "TrainHistory", "Trainer", "TrainerConfig", "weighted_mean"]
+__all__ = [
+    "Standardiser",
+    "TrainHistory",
+    "Trainer",
+    "TrainerConfig",
+    "resolve_device",
+    "weighted_mean",
+]
 
-_TORCH_NAMES = {"TrainHistory", "Trainer", "TrainerConfig", "weighted_mean"}
+_TORCH_NAMES = {"TrainHistory", "Trainer", "TrainerConfig", "resolve_device", "weighted_mean"}
 
 
 def __getattr__(name: str) -> Any:

@@ -47,12 +47,56 @@ import torch
 from .._io import atomic_file, ensure_writable_dir
 from ..errors import ConfigError, DataError, ModelError
 
-__all__ = ["CHECKPOINT_NAME", "TrainHistory", "Trainer", "TrainerConfig", "weighted_mean"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "TrainHistory",
+    "Trainer",
+    "TrainerConfig",
+    "resolve_device",
+    "weighted_mean",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "fivesigma-trainer-checkpoint"
 CHECKPOINT_VERSION = 1
 _SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+
+    ``"auto"`` is the first GPU when PyTorch sees one, else the CPU.  A GPU that is not
+    there is a :class:`ConfigError` (one line) rather than a CUDA traceback mid-training.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"unknown device {name!r}; accepted: cpu, cuda, cuda:N (N a GPU index) or auto"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ConfigError(f"device {name!r} is not supported; accepted: cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {name!r} asked for, but PyTorch sees no CUDA GPU here "
+            f"(torch {torch.__version__}); use device 'cpu' or 'auto'"
+        )
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {name!r}: there are only {torch.cuda.device_count()} GPU(s) here "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
+    return device
+
 
 #: A batch as the trainer hands it around: positional inputs or keyword inputs.
 Batch = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]
@@ -81,7 +125,8 @@ class TrainerConfig:
     progress : show a rich progress bar on stderr.
     checkpoint_dir : if set, a checkpoint is written there after every epoch and ``fit``
         resumes from it when it belongs to the same run.
-    device : torch device for the model and batches, e.g. ``"cpu"`` or ``"cuda"``.
+    device : torch device for the model and batches: ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+        or ``"auto"`` (a GPU when there is one); see :func:`resolve_device`.
     """
 
     epochs: int = 50
@@ -133,6 +178,7 @@ class TrainerConfig:
             )
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"trainer num_threads must be >= 1 or None, got {self.num_threads!r}")
+        resolve_device(self.device)
 
 
 @dataclass
@@ -397,7 +443,7 @@ class Trainer:
         cfg = self.config
         train_data = _as_batchable(train, "training")
         valid_data = _as_batchable(valid, "validation") if valid is not None else None
-        device = torch.device(cfg.device)
+        device = resolve_device(cfg.device)
         with _GlobalRNG(cfg.num_threads):
             return self._fit(model.to(device), train_data, valid_data, loss_fn, device)
 
