@@ -437,3 +437,21 @@ def test_cache_dir_from_environment_and_incomplete_is_regenerated(tmp_path, monk
     s1.files["qqZZ_4l"].unlink()  # damage it: must not be taken as complete
     s2 = cached_sample("higgs4l", events=200, seed=5, jobs=1, progress=False)
     assert s2.files["qqZZ_4l"].is_file()
+
+
+def test_missing_pythia_settings_database_is_named(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pythia8mc")
+    code = (
+        "from fivesigma.generate._pythia import make_pythia\n"
+        "from fivesigma.errors import GenerationError\n"
+        "try:\n    make_pythia(['Beams:eCM = 13000.'], 1)\n"
+        "except GenerationError as err:\n    print('ERR', err)\n"
+    )
+    env = {**os.environ, "PYTHIA8DATA": str(tmp_path / "nowhere")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "ERR Pythia found no settings database" in proc.stdout
+    assert "PYTHIA8DATA" in proc.stdout

@@ -323,6 +323,22 @@ def test_quick_preset_epochs():
     assert merged.tagger_params["pfn"] == {"epochs": 30, "lr": 1e-3}
 
 
+def test_split_fractions_are_checked_and_used(tmp_path):
+    from fivesigma.jets.benchmark import load_task_jets
+
+    with pytest.raises(ConfigError, match="three positive fractions.*summing to 1"):
+        BenchmarkSettings(split=(0.5, 0.5, 0.5)).check()
+    with pytest.raises(ConfigError, match="three positive fractions"):
+        BenchmarkSettings(split=(0.9, 0.1, 0.0)).check()
+    assert BenchmarkSettings.quick().split == (0.5, 0.1, 0.4)
+    path = write_generated_layout(tmp_path / "mix.root", [0, 4] * 500)
+    shares = {}
+    for split in ((0.6, 0.2, 0.2), (0.5, 0.1, 0.4)):
+        _, _, codes = load_task_jets(BenchmarkSettings(data=[str(path)], split=split))
+        shares[split] = np.bincount(codes, minlength=3) / codes.size
+        np.testing.assert_allclose(shares[split], split, atol=0.05)
+
+
 def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
     row = {
         "accuracy": 0.9,

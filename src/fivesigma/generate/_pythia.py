@@ -100,6 +100,13 @@ def make_pythia(settings: Sequence[str], seed: int, quiet: bool = True) -> Any:
     if not 1 <= seed <= PYTHIA_SEED_MAX:
         raise GenerationError(f"Pythia seed {seed} is out of range; accepted: 1..{PYTHIA_SEED_MAX}")
     pythia = pythia8mc.Pythia("", False)
+    if not pythia.settings.isMode("Beams:idA"):
+        # Pythia could not read its settings database; every setting would be "rejected"
+        raise GenerationError(
+            "Pythia found no settings database (share/Pythia8/xmldoc); set PYTHIA8DATA to "
+            "the xmldoc folder of the pythia8mc installation, or reinstall it with "
+            "'pip install pythia8mc==8.317.2'"
+        )
     lines = [*settings, *(_SILENT if quiet else ()), "Random:setSeed = on", f"Random:seed = {seed}"]
     for line in lines:
         if not pythia.readString(line):
