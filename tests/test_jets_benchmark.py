@@ -331,6 +331,9 @@ def test_split_fractions_are_checked_and_used(tmp_path):
     with pytest.raises(ConfigError, match="three positive fractions"):
         BenchmarkSettings(split=(0.9, 0.1, 0.0)).check()
     assert BenchmarkSettings.quick().split == (0.5, 0.1, 0.4)
+    flavour = BenchmarkSettings.quick(task="flavour")
+    assert flavour.split == (0.6, 0.2, 0.2) and flavour.jets_per_class == 3000
+    assert BenchmarkSettings.quick(split=(0.8, 0.1, 0.1)).split == (0.8, 0.1, 0.1)
     path = write_generated_layout(tmp_path / "mix.root", [0, 4] * 500)
     shares = {}
     for split in ((0.6, 0.2, 0.2), (0.5, 0.1, 0.4)):

@@ -296,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
         "task", help="benchmark task: top (top vs QCD jets) or flavour (b, c, uds, g, top)"
     )
     p.add_argument(
-        "--quick", action="store_true", help="small preset: a few minutes on 2 CPU cores"
+        "--quick",
+        action="store_true",
+        help="small preset: about 7 minutes on 2 CPU cores, then 4 once generated",
     )
     p.add_argument(
         "--data",
