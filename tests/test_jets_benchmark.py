@@ -80,6 +80,11 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
         assert s["auc_std"] == pytest.approx(np.std(runs, ddof=1))
         assert 0.0 <= s["accuracy"] <= 1.0 and s["parameters"] > 0
         assert (out / "models" / name / "manifest.json").is_file()
+        first = j["runs"][name][0]
+        low, high = first["rejection_at_eff_s_0.5_interval"]
+        value = first["rejection_at_eff_s_0.5"]  # JSON writes inf as null
+        assert low <= (np.inf if value is None else value) <= (np.inf if high is None else high)
+        assert s["rejection_at_eff_s_0.5_interval"] == [low, high]
     html = (out / "benchmark.html").read_text()
     assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace(
         "https://fastjet", ""
@@ -362,6 +367,15 @@ def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
     table = markdown_table({"pfn": row})
     assert "| pfn | 0.900 | 0.9500 | 40.0 | > 600 |" in table
     assert "600 test background jets" in table and "above 60 rest on fewer than 10" in table
+    # one training: the counting interval in brackets; several: mean +- std only
+    from fivesigma.metrics import rejection_interval
+
+    low, high = rejection_interval(40.0, 600)
+    one = {**row, "runs": 1, "rejection_at_eff_s_0.5_interval": [low, high]}
+    assert f"| 40.0 [{low:.0f}, {high:.0f}] | > 600 |" in markdown_table({"pfn": one})
+    assert "Clopper-Pearson" in markdown_table({"pfn": one})
+    three = {**one, "runs": 3, "rejection_at_eff_s_0.5_std": 5.0}
+    assert "| 40.0 ± 5.0 | > 600 |" in markdown_table({"pfn": three})
 
 
 def test_benchmark_features_must_be_in_the_data(tmp_path):

@@ -226,3 +226,40 @@ def test_atlas_higgs_subset_auc_matches_sklearn():
     got = auc(y, score, w)
     assert got == pytest.approx(roc_auc_score(y, score, sample_weight=w), rel=1e-12)
     assert got > 0.6  # a real discriminant
+
+
+# --------------------------------------------------------------------------------------
+# Statistical interval of a rejection
+
+
+@pytest.mark.parametrize("n, k", [(1000, 10), (1646, 3), (590, 1), (200, 150), (50, 50)])
+def test_rejection_interval_is_the_clopper_pearson_interval_inverted(n, k):
+    from scipy.stats import binomtest
+
+    from fivesigma.metrics import rejection_interval
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.6827, method="exact")
+    low, high = rejection_interval(n / k, n)
+    assert low == pytest.approx(1 / ci.high, rel=1e-9)
+    assert high == pytest.approx(1 / ci.low, rel=1e-9)
+    assert low <= n / k < high
+
+
+def test_rejection_interval_when_no_background_passes():
+    from fivesigma.metrics import rejection_interval
+
+    low, high = rejection_interval(float("inf"), 590, cl=0.9)
+    assert high == float("inf")
+    # the one-sided bound: eps_B = 1/low leaves zero of 590 jets with probability 10%
+    assert (1 - 1 / low) ** 590 == pytest.approx(0.1, rel=1e-9)
+
+
+def test_rejection_interval_bad_input():
+    from fivesigma.metrics import MetricError, rejection_interval
+
+    with pytest.raises(MetricError, match="n_background must be a positive integer"):
+        rejection_interval(10.0, 0)
+    with pytest.raises(MetricError, match="cl must be between 0 and 1"):
+        rejection_interval(10.0, 100, cl=1.5)
+    with pytest.raises(MetricError, match="rejection must be > 0"):
+        rejection_interval(float("nan"), 100)

@@ -276,11 +276,12 @@ def _evaluate(y: np.ndarray, prob: np.ndarray, classes: tuple[str, ...]) -> dict
     if len(classes) == 2:
         score = prob[:, 1]
         rej = M.rejection_at_eff_s(y, score, [0.5, 0.3])
-        out.update(
-            n_background_test=int(np.sum(y == 0)),
-            auc=M.auc(y, score),
-            **{"rejection_at_eff_s_0.5": rej[0.5], "rejection_at_eff_s_0.3": rej[0.3]},
-        )
+        n_bkg = int(np.sum(y == 0))
+        out.update(n_background_test=n_bkg, auc=M.auc(y, score))
+        for eff in (0.5, 0.3):
+            out[f"rejection_at_eff_s_{eff}"] = rej[eff]
+            # the test sample's counting uncertainty (68% Clopper-Pearson)
+            out[f"rejection_at_eff_s_{eff}_interval"] = list(M.rejection_interval(rej[eff], n_bkg))
         return out
     aucs = []
     for c, name in enumerate(classes):
@@ -463,6 +464,9 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in rows[0]:
         if key in _NOT_AVERAGED:
             continue
+        if key.endswith("_interval"):  # a counting interval: the first training's
+            out[key] = rows[0][key]
+            continue
         vals = np.array([r[key] for r in rows], dtype=float)
         if not np.all(np.isfinite(vals)):
             # e.g. rejection = inf when no test background passes: no meaningful spread
@@ -516,7 +520,11 @@ def table_rows(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]) -> 
         if len(classes) == 2:
             for eff in ("0.5", "0.3"):
                 key = f"rejection_at_eff_s_{eff}"
-                row.append(_pm(s[key], s[key + "_std"], ".1f", s["n_background_test"]))
+                cell = _pm(s[key], s[key + "_std"], ".1f", s["n_background_test"])
+                interval = s.get(key + "_interval")
+                if s.get("runs", 1) == 1 and interval is not None and np.isfinite(s[key]):
+                    cell += f" [{interval[0]:.0f}, {interval[1]:.0f}]"
+                row.append(cell)
         else:
             row += [_pm(s[f"auc_{c}"], s[f"auc_{c}_std"], ".4f") for c in classes]
         row.append("-" if s["parameters"] is None else f"{s['parameters']:,}")
@@ -548,10 +556,16 @@ def statistics_note(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]
     n_bkg = [v["n_background_test"] for v in summary.values() if "n_background_test" in v]
     if len(classes) != 2 or not n_bkg:
         return None
+    runs = max(v.get("runs", 1) for v in summary.values())
+    interval = (
+        "[brackets]: 68% interval from that count (Clopper-Pearson)"
+        if runs == 1
+        else "68% intervals from that count are in benchmark.json"
+    )
     return (
         f"{n_bkg[0]} test background jets: a rejection R rests on {n_bkg[0]}/R of them, so "
         f"values above {n_bkg[0] / 10:.0f} rest on fewer than 10 jets (relative error "
-        "> 30%); rank taggers on such values only with a larger test sample."
+        f"> 30%); rank taggers on such values only with a larger test sample. {interval}."
     )
 
 

@@ -1,6 +1,6 @@
 """fivesigma.metrics: the evaluation metrics physicists trust, on plain numpy arrays.
 
-Imports only numpy (scipy lazily, inside :func:`ks_test`), so it is fast to import and
+Imports only numpy (scipy lazily, inside :func:`ks_test` and :func:`rejection_interval`), so it is fast to import and
 works on any score array.  Every function takes per-event weights (default ones);
 negative weights are used with their sign and never crash.  Bad input raises
 :class:`MetricError` (a :class:`fivesigma.errors.FivesigmaError`) with one clear line.
@@ -21,6 +21,7 @@ from .roc import (
     eff_s_at_eff_b,
     multiclass_one_vs_rest,
     rejection_at_eff_s,
+    rejection_interval,
     roc_curve,
 )
 from .significance import CutScan, CutScanBest, asimov_z, cut_scan, sic
@@ -38,6 +39,7 @@ __all__ = [
     "multiclass_one_vs_rest",
     "permutation_importance",
     "rejection_at_eff_s",
+    "rejection_interval",
     "roc_curve",
     "separation",
     "sic",

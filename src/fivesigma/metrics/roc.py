@@ -24,6 +24,7 @@ __all__ = [
     "eff_s_at_eff_b",
     "multiclass_one_vs_rest",
     "rejection_at_eff_s",
+    "rejection_interval",
     "roc_curve",
 ]
 
@@ -195,6 +196,39 @@ def rejection_at_eff_s(
     """
     out = eff_b_at_eff_s(y_true, score, eff_s_targets, weight)
     return {t: (1.0 / eb if eb > 0 else float("inf")) for t, eb in out.items()}
+
+
+def rejection_interval(
+    rejection: float, n_background: int, cl: float = 0.6827
+) -> tuple[float, float]:
+    """Statistical interval of a rejection measured on ``n_background`` unweighted jets.
+
+    A rejection R at fixed eps_S means about k = n_background / R background jets pass
+    (rounded to a whole jet).  The central Clopper-Pearson interval on eps_B for k out
+    of n_background at confidence ``cl``, inverted, is returned as (low, high) for
+    1/eps_B; with k = 0 (R = inf) high is inf and low is the one-sided bound.  It covers
+    the test sample's counting fluctuation only, not the spread between trainings.
+
+    >>> [round(v) for v in rejection_interval(100.0, 1000)]
+    [70, 145]
+    """
+    if not isinstance(n_background, int | np.integer) or n_background < 1:
+        raise MetricError(f"n_background must be a positive integer, got {n_background!r}")
+    if not 0 < cl < 1:
+        raise MetricError(f"cl must be between 0 and 1, got {cl!r}")
+    if not rejection > 0:
+        raise MetricError(f"rejection must be > 0, got {rejection!r}")
+    from scipy.stats import beta
+
+    n = int(n_background)
+    k = min(round(float(n / rejection)), n) if np.isfinite(rejection) else 0
+    alpha = 1.0 - cl
+    if k == 0:
+        upper = 1.0 - alpha ** (1.0 / n)  # one-sided: P(0 pass | eps_B) = alpha
+        return 1.0 / upper, float("inf")
+    lower = float(beta.ppf(alpha / 2, k, n - k + 1))
+    upper = float(beta.ppf(1 - alpha / 2, k + 1, n - k)) if k < n else 1.0
+    return 1.0 / upper, 1.0 / lower
 
 
 def multiclass_one_vs_rest(
