@@ -29,6 +29,19 @@ def test_version_and_help(capsys):
         assert cmd in out
 
 
+def test_python_dash_m_fivesigma_is_the_cli(tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "fivesigma", "--version"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and __version__ in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "fivesigma", "inspect", str(tmp_path / "missing.root")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "missing.root" in bad.stderr
+
+
 def test_no_command_prints_help_and_fails(capsys):
     code, out, _ = run_cli(capsys)
     assert code != 0 and "usage: fivesigma" in out
