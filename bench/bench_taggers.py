@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     import onnxruntime as ort
 
-    from fivesigma.jets.benchmark import device_name
+    from fivesigma.training.trainer import device_name
 
     inputs, y = toy_inputs(args.jets, args.particles, args.features)
     n = args.jets

@@ -390,6 +390,11 @@ def test_resolve_device_accepts_cpu_and_auto_and_names_bad_devices() -> None:
         resolve_device("meta")
     with pytest.raises(ConfigError, match="must be a string"):
         resolve_device(0)  # type: ignore[arg-type]
+    from fivesigma.training.trainer import device_name
+
+    assert device_name("cpu") == "CPU"
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        device_name("gpu0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

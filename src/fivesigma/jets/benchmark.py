@@ -142,6 +142,11 @@ class BenchmarkSettings:
             }
         )
 
+    @property
+    def trains_networks(self) -> bool:
+        """Whether any tagger besides the BDT (which always runs on the CPU) is asked for."""
+        return any(t != "bdt" for t in self.taggers)
+
     @classmethod
     def full(cls, **kw: Any) -> BenchmarkSettings:
         return cls(**kw)
@@ -173,24 +178,10 @@ class BenchmarkSettings:
                 f"benchmark split must be three positive fractions (train, validation, "
                 f"test) summing to 1, got {self.split!r}"
             )
-        if self.device != "cpu" and any(t != "bdt" for t in self.taggers):
+        if self.device != "cpu" and self.trains_networks:
             from ..training.trainer import resolve_device
 
             resolve_device(self.device)  # a missing GPU fails here, before any generation
-
-
-def device_name(device: str) -> str:
-    """What ``device`` is on this machine, for the table: 'CPU' or the GPU's name."""
-    if device == "cpu":
-        return "CPU"
-    from ..training.trainer import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        return "CPU"
-    import torch
-
-    return torch.cuda.get_device_name(dev)
 
 
 # --------------------------------------------------------------------------------------
@@ -374,7 +365,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
         features = list(settings.features)
         check_features_available(sample, features, "the benchmark data")
     inputs = None
-    if any(t != "bdt" for t in settings.taggers):
+    if settings.trains_networks:
         inputs = constituent_inputs(
             sample, max_particles=settings.max_particles, features=features, frame=settings.frame
         )
@@ -410,6 +401,11 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
                 models[name] = est
 
     summary = {name: _aggregate(rows) for name, rows in runs.items()}
+    device = "CPU"  # the BDT always runs on the CPU
+    if settings.trains_networks:
+        from ..training.trainer import device_name
+
+        device = device_name(settings.device)
     result = {
         "task": settings.task,
         "classes": list(TASKS[settings.task].classes),
@@ -421,11 +417,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             "test": int(te.sum()),
         },
         "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
-        "device": (
-            device_name(settings.device)
-            if any(t != "bdt" for t in settings.taggers)
-            else "CPU"  # the BDT always runs on the CPU
-        ),
+        "device": device,
         "particle_features": list(features),
         "taggers": summary,
         "runs": runs,

@@ -229,7 +229,9 @@ class JetTagger(HyperParameters):
         is held out for early stopping; 0 disables that.
     standardize : standardise each feature of ``x`` over the real training particles.
     seed : network initialisation, shuffling, dropout and the validation split.
-    num_threads, progress, checkpoint_dir, device : passed to the trainer.
+    num_threads, progress, checkpoint_dir, device : passed to the trainer; ``device``
+        (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``) is also where
+        :meth:`predict_proba` runs.  :func:`load` gives ``"cpu"``.
     """
 
     kind = KIND

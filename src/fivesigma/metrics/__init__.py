@@ -1,9 +1,10 @@
 """fivesigma.metrics: the evaluation metrics physicists trust, on plain numpy arrays.
 
-Imports only numpy (scipy lazily, inside :func:`ks_test` and :func:`rejection_interval`), so it is fast to import and
-works on any score array.  Every function takes per-event weights (default ones);
-negative weights are used with their sign and never crash.  Bad input raises
-:class:`MetricError` (a :class:`fivesigma.errors.FivesigmaError`) with one clear line.
+Imports only numpy (scipy lazily, inside :func:`ks_test` and :func:`rejection_interval`),
+so it is fast to import and works on any score array.  Every function takes per-event
+weights (default ones); negative weights are used with their sign and never crash.  Bad
+input raises :class:`MetricError` (a :class:`fivesigma.errors.FivesigmaError`) with one
+clear line.
 
 >>> from fivesigma.metrics import auc
 >>> auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])

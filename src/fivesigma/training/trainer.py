@@ -52,6 +52,7 @@ __all__ = [
     "TrainHistory",
     "Trainer",
     "TrainerConfig",
+    "device_name",
     "resolve_device",
     "weighted_mean",
 ]
@@ -96,6 +97,12 @@ def resolve_device(name: str) -> torch.device:
             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
         )
     return device
+
+
+def device_name(name: str) -> str:
+    """What device ``name`` is on this machine, for reports: ``"CPU"`` or the GPU's name."""
+    device = resolve_device(name)
+    return "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device)
 
 
 #: A batch as the trainer hands it around: positional inputs or keyword inputs.
