@@ -17,6 +17,10 @@ With ``--device cuda`` training and PyTorch inference run on the GPU (after a wa
 on a few jets, so CUDA start-up is not timed) and onnxruntime uses its CUDA provider when
 it has one; the JSON names the providers used.  Training time per epoch on a dataset of
 M jets is then M / ``train_jets_per_s``.
+
+``--layernorm-reference`` also runs ParticleNet and ParT with LayerNorm in place of their
+masked batch norms (``norm="layer"``, ``pair_norm="layer"``) and reports each batch-norm
+model's training and inference throughput relative to that reference, in the same run.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ from _timing import best_of
 from fivesigma.jets.tagger import JetTagger
 
 TAGGERS = ("cnn1d", "pfn", "particlenet", "part")
+#: label -> (tagger, model_params) of the LayerNorm references
+LAYERNORM_REFERENCES = {
+    "particlenet_layernorm": ("particlenet", {"norm": "layer"}),
+    "part_layernorm": ("part", {"pair_norm": "layer"}),
+}
 
 
 def toy_inputs(n: int, p: int, f: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -60,6 +69,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128, help="training batch size")
     ap.add_argument(
         "--generate", type=int, default=100, help="jets to generate per process (0: skip)"
+    )
+    ap.add_argument(
+        "--layernorm-reference",
+        action="store_true",
+        help="also time ParticleNet and ParT with LayerNorm instead of masked batch norm",
     )
     args = ap.parse_args()
     import onnxruntime as ort
@@ -86,11 +100,15 @@ def main() -> None:
         },
         "taggers": {},
     }
-    for name in TAGGERS:
+    runs = {name: (name, None) for name in TAGGERS}
+    if args.layernorm_reference:
+        runs.update(LAYERNORM_REFERENCES)
+    for label, (name, model_params) in runs.items():
 
-        def make(name=name):
+        def make(name=name, model_params=model_params):
             return JetTagger(
                 model=name,
+                model_params=model_params,
                 epochs=1,
                 batch_size=args.batch_size,
                 valid_fraction=0.0,
@@ -123,10 +141,10 @@ def main() -> None:
                 ).max()
             )
         print(
-            f"{name}: train {train_s:.1f} s, torch {torch_s:.2f} s, onnxruntime {onnx_s:.2f} s",
+            f"{label}: train {train_s:.1f} s, torch {torch_s:.2f} s, onnxruntime {onnx_s:.2f} s",
             file=sys.stderr,
         )
-        out["taggers"][name] = {
+        out["taggers"][label] = {
             "parameters": est.n_parameters(),
             "train_jets_per_s": n / train_s,
             "torch_inference_jets_per_s": n / torch_s,
@@ -134,6 +152,11 @@ def main() -> None:
             "onnxruntime_over_torch": torch_s / onnx_s,
             "onnx_max_abs_diff": diff,
         }
+    for label, (name, _) in LAYERNORM_REFERENCES.items():
+        if label in out["taggers"]:
+            ours, ref = out["taggers"][name], out["taggers"][label]
+            for key in ("train_jets_per_s", "torch_inference_jets_per_s"):
+                ours[f"{key}_over_layernorm"] = ours[key] / ref[key]
     if args.generate > 0:
         from fivesigma.generate import generate
 

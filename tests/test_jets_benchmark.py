@@ -71,7 +71,7 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
     assert [line.split("|")[1].strip() for line in rows] == ["bdt", "pfn", "part"]
     j = json.loads((out / "benchmark.json").read_text())
     # The published dataset's own train/val/test split (ttv) is used: 3/5, 1/5, 1/5.
-    assert j["n_jets"] == {"train": 180, "validation": 60, "test": 60}
+    assert j["n_jets"] == {"train": 180, "validation": 60, "test": 60, "extra_test_background": 0}
     for name in ("bdt", "pfn", "part"):
         s = j["taggers"][name]
         assert s["runs"] == 2 and len(j["runs"][name]) == 2
@@ -403,3 +403,49 @@ def test_max_train_jets_keeps_every_class_when_the_file_is_sorted_by_class(tmp_p
     _, _, full = load_task_jets(BenchmarkSettings(data=[str(path)]))
     assert set(np.flatnonzero(train)) <= set(np.flatnonzero(full == 0))
     assert np.array_equal(split == 2, full == 2)  # the test split is untouched
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"test_background": -5}, "test_background must be a number of jets >= 0"),
+        ({"test_background": 100, "data": ["jets.h5"]}, "with --data the test split is the files'"),
+        ({"test_background": 100, "task": "flavour"}, "needs a binary task.*use task top"),
+    ],
+)
+def test_bad_test_background_is_one_config_error(settings, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        BenchmarkSettings(**settings).check()
+    assert "\n" not in str(err.value)
+
+
+def _has_generator() -> bool:
+    try:
+        import fastjet  # noqa: F401
+        import pythia8mc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.pythia
+@pytest.mark.skipif(not _has_generator(), reason="pythia8mc or fastjet not installed")
+def test_test_background_adds_independent_qcd_jets_to_the_test_split_only(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from fivesigma.jets.benchmark import load_task_jets
+
+    monkeypatch.setenv("FIVESIGMA_CACHE", str(tmp_path / "cache"))
+    base = BenchmarkSettings(jets_per_class=16, split=(0.4, 0.2, 0.4), jobs=1, progress=False)
+    sample0, y0, split0 = load_task_jets(base)
+    sample, y, split = load_task_jets(replace(base, test_background=25))
+    n0 = len(sample0)
+    assert len(sample) == n0 + 25 and len(y) == len(split) == n0 + 25
+    np.testing.assert_array_equal(split[:n0], split0)  # the main sample's split is unchanged
+    np.testing.assert_array_equal(y[:n0], y0)
+    assert (split[n0:] == 2).all() and (y[n0:] == 0).all()  # test-only background
+    # generated from another seed: no extra jet repeats one of the main sample
+    main_pts = set(np.round(np.asarray(sample0.jet["pt"]), 3).tolist())
+    extra_pts = set(np.round(np.asarray(sample.jet["pt"][n0:]), 3).tolist())
+    assert len(extra_pts) == 25 and not main_pts & extra_pts

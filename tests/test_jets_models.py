@@ -12,7 +12,13 @@ import torch
 
 from fivesigma.errors import FivesigmaError, ModelError
 from fivesigma.jets.models import MODELS, build_model, knn, make_config, pairwise_lv_fts
-from fivesigma.jets.models.common import gather_neighbours, masked_max, masked_mean, masked_sum
+from fivesigma.jets.models.common import (
+    MaskedBatchNorm,
+    gather_neighbours,
+    masked_max,
+    masked_mean,
+    masked_sum,
+)
 
 F = 5
 TINY = {
@@ -57,8 +63,15 @@ def make_batch(ns: list[int], n_slots: int, seed: int = 0):
 
 
 def tiny(name: str, n_classes: int = 3, seed: int = 0):
+    """A small network in evaluation mode whose batch-norm running statistics are no longer
+    the identity (a few training-mode passes), so that they take part in every test."""
     torch.manual_seed(seed)
-    return build_model(name, F, n_classes, TINY[name]).eval()
+    net = build_model(name, F, n_classes, TINY[name])
+    x, v, mask = make_batch([9, 4, 7, 2], 9, seed=100 + seed)
+    with torch.no_grad():
+        for _ in range(3):
+            net(x * 2.0 + 0.5, v, mask)
+    return net.eval()
 
 
 @pytest.mark.parametrize("name", INVARIANT)
@@ -124,6 +137,47 @@ def test_garbage_in_padded_slots_is_ignored_and_empty_jets_stay_finite(name):
         out = net(torch.where(junk, 1e3, x), torch.where(junk, 7.0, v), mask)
     assert torch.isfinite(ref).all()
     torch.testing.assert_close(out[:2], ref[:2], atol=1e-5, rtol=0)
+
+
+def test_normalisation_statistics_were_warmed_up_in_the_test_networks():
+    for name in ("particlenet", "part"):
+        stats = [m.running_mean for m in tiny(name).modules() if isinstance(m, MaskedBatchNorm)]
+        assert stats and all(s.abs().max() > 1e-3 for s in stats)
+
+
+@pytest.mark.parametrize("name", ["particlenet", "part"])
+def test_training_mode_batch_statistics_ignore_padding(name):
+    """In training mode batch norms normalise with the batch's statistics: padding (and
+    junk in padded slots) must not enter them."""
+    torch.manual_seed(0)
+    net = build_model(name, F, 3, {**TINY[name], "dropout": 0.0}).train()
+    x, v, mask = make_batch([10, 4, 1, 7], 10, seed=4)
+    with torch.no_grad():
+        ref = net(x, v, mask)
+        pad = torch.nn.functional.pad
+        xp, vp, mp = pad(x, (0, 0, 0, 7)), pad(v, (0, 0, 0, 7)), pad(mask, (0, 7))
+        junk = ~mp.unsqueeze(-1)
+        out = net(torch.where(junk, 50.0, xp), torch.where(junk, 3.0, vp), mp)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+def test_masked_batch_norm_equals_torch_batch_norm_on_the_real_entries():
+    torch.manual_seed(0)
+    h = torch.randn(4, 6, 3) * torch.tensor([1.0, 5.0, 0.2]) + torch.tensor([0.0, 3.0, -1.0])
+    mask = torch.rand(4, 6) < 0.6
+    h_junk = torch.where(mask.unsqueeze(-1), h, torch.full_like(h, 1e4))
+    ours, ref = MaskedBatchNorm(3, momentum=0.3), torch.nn.BatchNorm1d(3, momentum=0.3)
+    with torch.no_grad():
+        ours.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        ref.weight.copy_(ours.weight)
+        ours.bias.fill_(0.1)
+        ref.bias.fill_(0.1)
+    for _ in range(3):  # training: batch statistics of the real entries, running averages
+        torch.testing.assert_close(ours(h_junk, mask)[mask], ref(h[mask]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours(h, mask).reshape(-1, 3), ref(h.reshape(-1, 3)))
 
 
 def test_cnn1d_max_and_mean_pool_respects_the_mask():
@@ -275,6 +329,8 @@ def test_paper_sizes_follow_the_references():
         ("part", {"num_heads": 3}),
         ("particlenet", {"coord_indices": (0, 9)}),
         ("particlenet", {"k": 0}),
+        ("particlenet", {"norm": "instance"}),
+        ("part", {"pair_norm": "group"}),
         ("cnn1d", {"kernel_size": 4}),
         ("cnn1d", {"pool": "sum"}),
         ("pfn", {"phi": ()}),

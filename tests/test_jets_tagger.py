@@ -254,3 +254,24 @@ def test_device_errors_and_bundles_load_on_the_cpu(fitted, tmp_path):
             back.predict_proba(inputs)
         with pytest.raises(ModelError, match="jet tagger: device 'cuda'.*no CUDA GPU"):
             JetTagger(model="pfn", device="cuda", epochs=1, progress=False).fit(inputs, y)
+
+
+@pytest.mark.parametrize(("name", "key"), [("particlenet", "norm"), ("part", "pair_norm")])
+def test_bundles_from_before_the_masked_batch_norm_load_with_layer_norm(name, key, tmp_path):
+    """Bundles written before ParticleNet and ParT had batch norms carry no ``norm`` /
+    ``pair_norm`` field; they hold LayerNorm weights and must load as such."""
+    import json
+
+    inputs, y = toy(seed=5)
+    old = tagger(name, epochs=2, model_params={**TINY[name], key: "layer"}).fit(inputs, y)
+    path = old.save(tmp_path / name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    config = manifest["training"]["network"]["config"]
+    assert config.pop(key) == "layer"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    back = load(path)
+    assert getattr(back.network_config_, key) == "layer"
+    np.testing.assert_array_equal(back.predict_proba(inputs), old.predict_proba(inputs))
+    # a new bundle names its normalisation and keeps it
+    new = tagger(name, epochs=1).fit(inputs, y)
+    assert getattr(load(new.save(tmp_path / f"{name}_new")).network_config_, key) == "batch"

@@ -151,6 +151,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "jobs": args.jobs,
             "jets_per_class": args.jets,
+            "test_background": args.test_background,
             "epochs": args.epochs,
             "frame": args.frame,
             "device": args.device,
@@ -314,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--taggers", default=None, help="comma-separated subset of bdt,cnn1d,pfn,particlenet,part"
     )
     p.add_argument("--jets", type=int, default=None, help="generated jets per class")
+    p.add_argument(
+        "--test-background",
+        type=int,
+        default=None,
+        help="extra generated QCD jets (another seed) added to the test split only, so "
+        "large rejections rest on enough background jets",
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs per tagger")
     p.add_argument(
         "--frame",

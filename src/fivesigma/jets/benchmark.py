@@ -50,17 +50,21 @@ class Task:
 
     ``classes`` maps a class index to its name; ``codes`` maps generator label codes
     (:data:`fivesigma.jets.data.CLASS_NAMES`) to class indices; jets with other codes
-    are not used.
+    are not used.  ``background`` is the generated process of a binary task's class 0
+    (what ``test_background`` adds), None for multi-class tasks.
     """
 
     classes: tuple[str, ...]
     codes: dict[int, int]
     processes: tuple[str, ...]
     description: str
+    background: str | None = None
 
 
 TASKS: dict[str, Task] = {
-    "top": Task(("QCD", "top"), {0: 0, 1: 0, 2: 0, 3: 0, 4: 1}, ("top", "qcd"), "top vs QCD jets"),
+    "top": Task(
+        ("QCD", "top"), {0: 0, 1: 0, 2: 0, 3: 0, 4: 1}, ("top", "qcd"), "top vs QCD jets", "qcd"
+    ),
     "flavour": Task(
         ("b", "c", "uds", "g", "top"),
         {3: 0, 2: 1, 0: 2, 1: 3, 4: 4},
@@ -90,6 +94,10 @@ class BenchmarkSettings:
     max_train_jets: int | None = None
     #: train, validation and test fractions of data without its own split (generated jets)
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    #: extra generated background jets (seed ``seed + 1``) added to the test split only: a
+    #: rejection R at fixed eps_S counts n_bkg/R test background jets, so measuring R of
+    #: several hundred needs thousands of them, and background is the cheaper process
+    test_background: int = 0
     seed: int = 1
     jobs: int | None = None
     #: where the networks train and predict: cpu, cuda, cuda:N or auto (the BDT: CPU)
@@ -178,6 +186,20 @@ class BenchmarkSettings:
                 f"benchmark split must be three positive fractions (train, validation, "
                 f"test) summing to 1, got {self.split!r}"
             )
+        if not isinstance(self.test_background, int) or self.test_background < 0:
+            raise ConfigError(
+                f"test_background must be a number of jets >= 0, got {self.test_background!r}"
+            )
+        if self.test_background and self.data:
+            raise ConfigError(
+                "test_background adds generated jets to a generated sample; with --data the "
+                "test split is the files' own (drop --test-background)"
+            )
+        if self.test_background and TASKS[self.task].background is None:
+            raise ConfigError(
+                f"test_background needs a binary task with one background process; "
+                f"{self.task!r} has classes {', '.join(TASKS[self.task].classes)} (use task top)"
+            )
         if self.device != "cpu" and self.trains_networks:
             from ..training.trainer import resolve_device
 
@@ -222,8 +244,20 @@ def load_task_jets(settings: BenchmarkSettings):
                 options={"process": process},
             )
             parts.append(read_jets(list(map(str, gen.files.values()))))
+        split = _split_codes(sum(len(p) for p in parts), settings.seed, settings.split)
+        if settings.test_background:
+            # another seed, so none of these events is in the training sample
+            gen = cached_sample(
+                "jets",
+                events=settings.test_background,
+                seed=settings.seed + 1,
+                jobs=settings.jobs,
+                progress=settings.progress,
+                options={"process": task.background},
+            )
+            parts.append(read_jets(list(map(str, gen.files.values()))))
+            split = np.concatenate([split, np.full(len(parts[-1]), 2, dtype=split.dtype)])
         sample = concatenate(parts)
-        split = _split_codes(len(sample), settings.seed, settings.split)
     codes = np.asarray(sample.label)
     y = np.full(len(codes), -1, dtype=np.int64)
     for code, cls in task.codes.items():
@@ -415,6 +449,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             "train": int((split == 0).sum()),
             "validation": int((split == 1).sum()),
             "test": int(te.sum()),
+            "extra_test_background": settings.test_background,
         },
         "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
         "device": device,
@@ -613,11 +648,13 @@ def _write_html(
         for t, uri in images
     )
     n = result["n_jets"]
+    n_extra = n.get("extra_test_background", 0)
+    extra = f" (of which {n_extra} extra generated background jets)" if n_extra else ""
     text = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fivesigma jet-tagging benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style></head>
 <body><h1>Jet tagging benchmark: {html.escape(result["task"])} ({html.escape(", ".join(classes))})</h1>
-<p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}.
+<p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}{extra}.
 Mean ± std over {result["settings"]["seeds"]} training(s). Rejection: {html.escape(result["definitions"]["rejection"])}.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}{figs}</body></html>
 """

@@ -615,7 +615,13 @@ def load(path: str | Path) -> JetTagger:
         )
     config_cls, model_cls = MODELS[name]
     try:
-        config = config_cls(**network["config"])
+        fields = dict(network["config"])
+        # bundles written before the masked batch norms used LayerNorm
+        if name == "particlenet":
+            fields.setdefault("norm", "layer")
+        elif name == "part":
+            fields.setdefault("pair_norm", "layer")
+        config = config_cls(**fields)
     except (KeyError, TypeError) as err:
         raise ModelError(f"model bundle '{path}' has no usable network config: {err}") from None
     net = model_cls(config)

@@ -8,9 +8,12 @@ token -> LayerNorm -> linear -> logits (B, n_classes).
 Masking: padded particles are never attention keys (their logits are replaced by
 :data:`~fivesigma.jets.models.common.ATTENTION_MASK_VALUE`), pairs involving them get a
 zero bias, and the embedding sets them to zero.  Padded queries still compute something,
-but it never reaches a real particle or the class token.  The reference's BatchNorms
-(input and pair embedding) would mix padded entries into their statistics; they are
-replaced by LayerNorm over channels (the tagger standardises ``x`` instead).
+but it never reaches a real particle or the class token.  The reference's input BatchNorm
+is the tagger's standardisation of ``x``; the pair embedding's BatchNorms (on the four
+pairwise features and after each of its layers) take their statistics from real pairs
+only (:class:`~fivesigma.jets.models.common.MaskedBatchNorm`), or are LayerNorms after
+each layer with ``pair_norm="layer"``, which fivesigma used before it had a masked batch
+norm (bundles saved then load with it).
 
 >>> import torch
 >>> net = ParT(ParTConfig(n_features=4))
@@ -28,9 +31,19 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
-from .common import ATTENTION_MASK_VALUE, TaggerModel, check_config, check_sizes, pairwise_lv_fts
+from .common import (
+    ATTENTION_MASK_VALUE,
+    MaskedBatchNorm,
+    TaggerModel,
+    check_config,
+    check_sizes,
+    pairwise_lv_fts,
+)
 
-__all__ = ["ParT", "ParTConfig"]
+__all__ = ["PAIR_NORMS", "ParT", "ParTConfig"]
+
+#: normalisation of the pair embedding: masked batch norm (as the reference) or LayerNorm
+PAIR_NORMS = ("batch", "layer")
 
 
 @dataclass
@@ -54,6 +67,8 @@ class ParTConfig:
     num_cls_layers : class attention blocks.
     ffn_ratio : hidden width of each block's MLP, in units of the model width.
     dropout : dropout after attention and MLP (also on attention weights and activations).
+    pair_norm : normalisation in the pair embedding: ``"batch"`` (as the reference, over
+        real pairs, also on its four inputs) or ``"layer"`` (LayerNorm after each layer).
     """
 
     n_features: int
@@ -65,8 +80,13 @@ class ParTConfig:
     num_cls_layers: int = 1
     ffn_ratio: int = 2
     dropout: float = 0.1
+    pair_norm: str = "batch"
 
     def __post_init__(self) -> None:
+        if self.pair_norm not in PAIR_NORMS:
+            raise ModelError(
+                f"part pair_norm must be one of {', '.join(PAIR_NORMS)}, got {self.pair_norm!r}"
+            )
         self.embed_dims = check_sizes("part", "embed_dims", self.embed_dims)
         self.pair_embed_dims = check_sizes(
             "part", "pair_embed_dims", self.pair_embed_dims, allow_empty=True
@@ -205,12 +225,15 @@ class ParT(TaggerModel):
         dim = prev
         if config.pair_embed_dims:
             # pointwise ("1x1 conv") MLP on each pair's 4 features -> one bias per head
-            layers, prev = [], 4
+            batch = config.pair_norm == "batch"
+            layers, prev = [MaskedBatchNorm(4)] if batch else [], 4
             for w in config.pair_embed_dims:
-                layers += [nn.Linear(prev, w), nn.LayerNorm(w), nn.GELU()]
+                norm = MaskedBatchNorm(w) if batch else nn.LayerNorm(w)
+                layers += [nn.Linear(prev, w), norm, nn.GELU()]
                 prev = w
             layers.append(nn.Linear(prev, config.num_heads))
-            self.pair_embed: nn.Module | None = nn.Sequential(*layers)
+            # a ModuleList with the indices of the former nn.Sequential: old bundles load
+            self.pair_embed: nn.ModuleList | None = nn.ModuleList(layers)
         else:
             self.pair_embed = None
         self.blocks = nn.ModuleList(
@@ -231,7 +254,9 @@ class ParT(TaggerModel):
         if self.pair_embed is None:
             return None
         fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
-        bias = self.pair_embed(fts)  # (B, P, P, H)
+        bias = fts
+        for layer in self.pair_embed:  # -> (B, P, P, H)
+            bias = layer(bias, pair_mask) if isinstance(layer, MaskedBatchNorm) else layer(bias)
         bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
         return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
 

@@ -6,11 +6,15 @@ features ``(h_i, h_j - h_i)``, passes them through a shared MLP and averages ove
 neighbours; a shortcut adds the block's input.  The outputs of all blocks are fused,
 averaged over real particles and classified by an MLP.
 
-Differences from the reference implementation, both for exact masking: kNN uses plain
+Differences from the reference implementation, all for exact masking: kNN uses plain
 torch (``cdist`` + ``topk``, see :func:`~fivesigma.jets.models.common.knn`) with padded
-particles at infinite distance and k clipped per jet; batch normalisation (whose
-statistics would include padded entries) is replaced by LayerNorm over channels, and the
-input BatchNorm by the tagger's standardisation of ``x``.
+particles at infinite distance and k clipped per jet; batch normalisation takes its
+statistics from real particles and real neighbour slots only
+(:class:`~fivesigma.jets.models.common.MaskedBatchNorm`); the input BatchNorm is the
+tagger's standardisation of ``x``.  ``norm="layer"`` swaps every batch normalisation for
+LayerNorm over channels, which fivesigma used before it had a masked batch norm (bundles
+saved then load with it); on the quick benchmark it costs about 0.003 in AUC and half
+the rejection at eps_S = 0.5.
 
 >>> import torch
 >>> net = ParticleNet(ParticleNetConfig(n_features=4))
@@ -26,9 +30,20 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
-from .common import TaggerModel, check_config, check_sizes, gather_neighbours, knn, masked_mean
+from .common import (
+    MaskedBatchNorm,
+    TaggerModel,
+    check_config,
+    check_sizes,
+    gather_neighbours,
+    knn,
+    masked_mean,
+)
 
-__all__ = ["EdgeConvBlock", "ParticleNet", "ParticleNetConfig"]
+__all__ = ["NORMS", "EdgeConvBlock", "ParticleNet", "ParticleNetConfig"]
+
+#: normalisation after each linear layer: masked batch norm (as the reference) or LayerNorm
+NORMS = ("batch", "layer")
 
 
 @dataclass
@@ -52,6 +67,8 @@ class ParticleNetConfig:
         ``0``: no fusion, pool the last block.
     coord_indices : the two columns of ``x`` holding (deta, dphi), the first block's
         kNN coordinates.
+    norm : ``"batch"`` (batch normalisation over real entries, as the reference) or
+        ``"layer"`` (LayerNorm over channels).
     """
 
     n_features: int
@@ -62,9 +79,14 @@ class ParticleNetConfig:
     dropout: float = 0.1
     fusion: int | None = None
     coord_indices: tuple[int, ...] = (0, 1)
+    norm: str = "batch"
 
     def __post_init__(self) -> None:
         check_config("particlenet", self)
+        if self.norm not in NORMS:
+            raise ModelError(
+                f"particlenet norm must be one of {', '.join(NORMS)}, got {self.norm!r}"
+            )
         if not isinstance(self.k, int) or self.k < 1:
             raise ModelError(f"particlenet k must be a positive integer, got {self.k!r}")
         try:
@@ -116,21 +138,35 @@ class ParticleNetConfig:
         return d
 
 
+def _norm(kind: str, width: int) -> nn.Module:
+    return MaskedBatchNorm(width) if kind == "batch" else nn.LayerNorm(width)
+
+
+def _run(layers: nn.ModuleList, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Apply ``layers`` in turn; batch norms also get the mask of real entries."""
+    for layer in layers:
+        h = layer(h, mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
+    return h
+
+
 class EdgeConvBlock(nn.Module):
     """kNN in ``coords`` -> edge MLP on ``(h_i, h_j - h_i)`` -> mean over neighbours -> + shortcut."""
 
-    def __init__(self, in_features: int, widths: tuple[int, ...], k: int) -> None:
+    def __init__(
+        self, in_features: int, widths: tuple[int, ...], k: int, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.k = k
         layers: list[nn.Module] = []
         prev = 2 * in_features
         for w in widths:
-            # Linear on the last axis == the reference's 1x1 Conv2d; LayerNorm, not BatchNorm
-            layers += [nn.Linear(prev, w, bias=False), nn.LayerNorm(w), nn.ReLU()]
+            # Linear on the last axis == the reference's 1x1 Conv2d
+            layers += [nn.Linear(prev, w, bias=False), _norm(norm, w), nn.ReLU()]
             prev = w
-        self.edge_mlp = nn.Sequential(*layers)
-        self.shortcut = nn.Sequential(
-            nn.Linear(in_features, widths[-1], bias=False), nn.LayerNorm(widths[-1])
+        # ModuleLists with the indices of the former nn.Sequential keep old bundles loadable
+        self.edge_mlp = nn.ModuleList(layers)
+        self.shortcut = nn.ModuleList(
+            [nn.Linear(in_features, widths[-1], bias=False), _norm(norm, widths[-1])]
         )
 
     def forward(self, coords: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -139,12 +175,12 @@ class EdgeConvBlock(nn.Module):
         neighbours = gather_neighbours(h, idx)  # (B, P, k, C)
         centre = h.unsqueeze(2).expand_as(neighbours)  # (B, P, k, C)
         edges = torch.cat([centre, neighbours - centre], dim=-1)  # (B, P, k, 2C)
-        edges = self.edge_mlp(edges)  # (B, P, k, C_out)
+        edges = _run(self.edge_mlp, edges, valid)  # (B, P, k, C_out)
         keep = valid.unsqueeze(-1)  # (B, P, k, 1)
         edges = torch.where(keep, edges, torch.zeros_like(edges))
         n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
         aggregated = edges.sum(dim=2) / n_valid  # (B, P, C_out): mean over real neighbours
-        out = torch.relu(self.shortcut(h) + aggregated)
+        out = torch.relu(_run(self.shortcut, h, mask) + aggregated)
         return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
 
 
@@ -162,14 +198,14 @@ class ParticleNet(TaggerModel):
         blocks = []
         prev = config.n_features
         for widths in config.conv:
-            blocks.append(EdgeConvBlock(prev, widths, config.k))
+            blocks.append(EdgeConvBlock(prev, widths, config.k, config.norm))
             prev = widths[-1]
         self.blocks = nn.ModuleList(blocks)
         fusion = config.fusion_width
         if fusion:
             total = sum(b[-1] for b in config.conv)
-            self.fusion = nn.Sequential(
-                nn.Linear(total, fusion, bias=False), nn.LayerNorm(fusion), nn.ReLU()
+            self.fusion = nn.ModuleList(
+                [nn.Linear(total, fusion, bias=False), _norm(config.norm, fusion), nn.ReLU()]
             )
             prev = fusion
         else:
@@ -191,6 +227,8 @@ class ParticleNet(TaggerModel):
             outputs.append(h)
             coords = h  # later blocks: kNN in the learned feature space
         if self.fusion is not None:
-            h = self.fusion(torch.cat(outputs, dim=-1))  # (B, P, sum C) -> (B, P, fusion)
+            h = _run(
+                self.fusion, torch.cat(outputs, dim=-1), mask
+            )  # (B, P, sum C) -> (B, P, fusion)
         pooled = masked_mean(h, mask)  # (B, C)
         return self.head(pooled)  # (B, n_classes)
