@@ -336,8 +336,10 @@ def test_split_fractions_are_checked_and_used(tmp_path):
     with pytest.raises(ConfigError, match="three positive fractions"):
         BenchmarkSettings(split=(0.9, 0.1, 0.0)).check()
     assert BenchmarkSettings.quick().split == (0.5, 0.1, 0.4)
+    assert BenchmarkSettings.quick().test_background == 6000
     flavour = BenchmarkSettings.quick(task="flavour")
     assert flavour.split == (0.6, 0.2, 0.2) and flavour.jets_per_class == 3000
+    assert flavour.test_background == 0  # a 5-class task has no single background
     assert BenchmarkSettings.quick(split=(0.8, 0.1, 0.1)).split == (0.8, 0.1, 0.1)
     path = write_generated_layout(tmp_path / "mix.root", [0, 4] * 500)
     shares = {}

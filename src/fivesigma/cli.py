@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small preset: about 7 minutes on 2 CPU cores, then 4 once generated",
+        help="small preset: about 12 minutes on 2 CPU cores, then 6 once generated",
     )
     p.add_argument(
         "--data",
