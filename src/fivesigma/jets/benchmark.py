@@ -235,29 +235,22 @@ def load_task_jets(settings: BenchmarkSettings):
     else:
         from ..generate import cached_sample
 
-        parts = []
-        for process in task.processes:
+        def generated(process: str, events: int, seed: int):
             gen = cached_sample(
                 "jets",
-                events=settings.jets_per_class,
-                seed=settings.seed,
+                events=events,
+                seed=seed,
                 jobs=settings.jobs,
                 progress=settings.progress,
                 options={"process": process},
             )
-            parts.append(read_jets(list(map(str, gen.files.values()))))
+            return read_jets(list(map(str, gen.files.values())))
+
+        parts = [generated(p, settings.jets_per_class, settings.seed) for p in task.processes]
         split = _split_codes(sum(len(p) for p in parts), settings.seed, settings.split)
         if settings.test_background:
             # another seed, so none of these events is in the training sample
-            gen = cached_sample(
-                "jets",
-                events=settings.test_background,
-                seed=settings.seed + 1,
-                jobs=settings.jobs,
-                progress=settings.progress,
-                options={"process": task.background},
-            )
-            parts.append(read_jets(list(map(str, gen.files.values()))))
+            parts.append(generated(task.background, settings.test_background, settings.seed + 1))
             split = np.concatenate([split, np.full(len(parts[-1]), 2, dtype=split.dtype)])
         sample = concatenate(parts)
     codes = np.asarray(sample.label)

@@ -615,13 +615,9 @@ def load(path: str | Path) -> JetTagger:
         )
     config_cls, model_cls = MODELS[name]
     try:
-        fields = dict(network["config"])
-        # bundles written before the masked batch norms used LayerNorm
-        if name == "particlenet":
-            fields.setdefault("norm", "layer")
-        elif name == "part":
-            fields.setdefault("pair_norm", "layer")
-        config = config_cls(**fields)
+        # a field the bundle lacks predates it: the config names its value back then
+        legacy = getattr(config_cls, "LEGACY_DEFAULTS", {})
+        config = config_cls(**{**legacy, **network["config"]})
     except (KeyError, TypeError) as err:
         raise ModelError(f"model bundle '{path}' has no usable network config: {err}") from None
     net = model_cls(config)

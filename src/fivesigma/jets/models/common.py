@@ -32,7 +32,9 @@ __all__ = [
     "masked_max",
     "masked_mean",
     "masked_sum",
+    "norm_layer",
     "pairwise_lv_fts",
+    "run_masked",
 ]
 
 #: Added to attention logits of padded keys.  Finite (not -inf) so that a jet without
@@ -193,33 +195,36 @@ class MaskedBatchNorm(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``h`` (..., C), ``mask`` (...) bool -> (..., C)."""
-        channels = h.shape[-1]
         # Gathering the real entries and calling the fused kernel costs about what a
         # LayerNorm does; masked sums over the padded tensor were 5x slower on a CPU.
-        if self.training and int(mask.sum()) > 1:  # batch statistics need 2 entries
-            real = nn.functional.batch_norm(
-                h[mask],  # (N_real, C)
-                self.running_mean,
-                self.running_var,
-                self.weight,
-                self.bias,
-                training=True,
-                momentum=self.momentum,
-                eps=self.eps,
-            )
-            out = torch.zeros_like(h)
-            out[mask] = real
-            return out
+        batch_stats = self.training and int(mask.sum()) > 1  # batch statistics need 2
         flat = nn.functional.batch_norm(
-            h.reshape(-1, channels),
+            h[mask] if batch_stats else h.reshape(-1, h.shape[-1]),  # (N, C)
             self.running_mean,
             self.running_var,
             self.weight,
             self.bias,
-            training=False,
+            training=batch_stats,
+            momentum=self.momentum,
             eps=self.eps,
         )
-        return flat.reshape(h.shape)
+        if not batch_stats:
+            return flat.reshape(h.shape)
+        out = torch.zeros_like(h)
+        out[mask] = flat
+        return out
+
+
+def norm_layer(kind: str, width: int) -> nn.Module:
+    """``"batch"``: :class:`MaskedBatchNorm`; ``"layer"``: ``nn.LayerNorm`` (channels last)."""
+    return MaskedBatchNorm(width) if kind == "batch" else nn.LayerNorm(width)
+
+
+def run_masked(layers: nn.ModuleList, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Apply ``layers`` in turn; each :class:`MaskedBatchNorm` also gets ``mask``."""
+    for layer in layers:
+        h = layer(h, mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
+    return h
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,7 +38,9 @@ from .common import (
     TaggerModel,
     check_config,
     check_sizes,
+    norm_layer,
     pairwise_lv_fts,
+    run_masked,
 )
 
 __all__ = ["PAIR_NORMS", "ParT", "ParTConfig"]
@@ -81,6 +84,9 @@ class ParTConfig:
     ffn_ratio: int = 2
     dropout: float = 0.1
     pair_norm: str = "batch"
+
+    #: values of fields that bundles saved before the field existed were trained with
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"pair_norm": "layer"}
 
     def __post_init__(self) -> None:
         if self.pair_norm not in PAIR_NORMS:
@@ -225,11 +231,10 @@ class ParT(TaggerModel):
         dim = prev
         if config.pair_embed_dims:
             # pointwise ("1x1 conv") MLP on each pair's 4 features -> one bias per head
-            batch = config.pair_norm == "batch"
-            layers, prev = [MaskedBatchNorm(4)] if batch else [], 4
+            # the reference also batch-normalises the 4 raw pairwise features
+            layers, prev = [MaskedBatchNorm(4)] if config.pair_norm == "batch" else [], 4
             for w in config.pair_embed_dims:
-                norm = MaskedBatchNorm(w) if batch else nn.LayerNorm(w)
-                layers += [nn.Linear(prev, w), norm, nn.GELU()]
+                layers += [nn.Linear(prev, w), norm_layer(config.pair_norm, w), nn.GELU()]
                 prev = w
             layers.append(nn.Linear(prev, config.num_heads))
             # a ModuleList with the indices of the former nn.Sequential: old bundles load
@@ -254,9 +259,7 @@ class ParT(TaggerModel):
         if self.pair_embed is None:
             return None
         fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
-        bias = fts
-        for layer in self.pair_embed:  # -> (B, P, P, H)
-            bias = layer(bias, pair_mask) if isinstance(layer, MaskedBatchNorm) else layer(bias)
+        bias = run_masked(self.pair_embed, fts, pair_mask)  # (B, P, P, H)
         bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
         return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
 

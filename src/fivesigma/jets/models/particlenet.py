@@ -25,19 +25,21 @@ torch.Size([2, 2])
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ...errors import ModelError
 from .common import (
-    MaskedBatchNorm,
     TaggerModel,
     check_config,
     check_sizes,
     gather_neighbours,
     knn,
     masked_mean,
+    norm_layer,
+    run_masked,
 )
 
 __all__ = ["NORMS", "EdgeConvBlock", "ParticleNet", "ParticleNetConfig"]
@@ -80,6 +82,9 @@ class ParticleNetConfig:
     fusion: int | None = None
     coord_indices: tuple[int, ...] = (0, 1)
     norm: str = "batch"
+
+    #: values of fields that bundles saved before the field existed were trained with
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"norm": "layer"}
 
     def __post_init__(self) -> None:
         check_config("particlenet", self)
@@ -138,17 +143,6 @@ class ParticleNetConfig:
         return d
 
 
-def _norm(kind: str, width: int) -> nn.Module:
-    return MaskedBatchNorm(width) if kind == "batch" else nn.LayerNorm(width)
-
-
-def _run(layers: nn.ModuleList, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Apply ``layers`` in turn; batch norms also get the mask of real entries."""
-    for layer in layers:
-        h = layer(h, mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
-    return h
-
-
 class EdgeConvBlock(nn.Module):
     """kNN in ``coords`` -> edge MLP on ``(h_i, h_j - h_i)`` -> mean over neighbours -> + shortcut."""
 
@@ -161,12 +155,12 @@ class EdgeConvBlock(nn.Module):
         prev = 2 * in_features
         for w in widths:
             # Linear on the last axis == the reference's 1x1 Conv2d
-            layers += [nn.Linear(prev, w, bias=False), _norm(norm, w), nn.ReLU()]
+            layers += [nn.Linear(prev, w, bias=False), norm_layer(norm, w), nn.ReLU()]
             prev = w
         # ModuleLists with the indices of the former nn.Sequential keep old bundles loadable
         self.edge_mlp = nn.ModuleList(layers)
         self.shortcut = nn.ModuleList(
-            [nn.Linear(in_features, widths[-1], bias=False), _norm(norm, widths[-1])]
+            [nn.Linear(in_features, widths[-1], bias=False), norm_layer(norm, widths[-1])]
         )
 
     def forward(self, coords: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -175,12 +169,12 @@ class EdgeConvBlock(nn.Module):
         neighbours = gather_neighbours(h, idx)  # (B, P, k, C)
         centre = h.unsqueeze(2).expand_as(neighbours)  # (B, P, k, C)
         edges = torch.cat([centre, neighbours - centre], dim=-1)  # (B, P, k, 2C)
-        edges = _run(self.edge_mlp, edges, valid)  # (B, P, k, C_out)
+        edges = run_masked(self.edge_mlp, edges, valid)  # (B, P, k, C_out)
         keep = valid.unsqueeze(-1)  # (B, P, k, 1)
         edges = torch.where(keep, edges, torch.zeros_like(edges))
         n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
         aggregated = edges.sum(dim=2) / n_valid  # (B, P, C_out): mean over real neighbours
-        out = torch.relu(_run(self.shortcut, h, mask) + aggregated)
+        out = torch.relu(run_masked(self.shortcut, h, mask) + aggregated)
         return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
 
 
@@ -205,7 +199,7 @@ class ParticleNet(TaggerModel):
         if fusion:
             total = sum(b[-1] for b in config.conv)
             self.fusion = nn.ModuleList(
-                [nn.Linear(total, fusion, bias=False), _norm(config.norm, fusion), nn.ReLU()]
+                [nn.Linear(total, fusion, bias=False), norm_layer(config.norm, fusion), nn.ReLU()]
             )
             prev = fusion
         else:
@@ -227,8 +221,7 @@ class ParticleNet(TaggerModel):
             outputs.append(h)
             coords = h  # later blocks: kNN in the learned feature space
         if self.fusion is not None:
-            h = _run(
-                self.fusion, torch.cat(outputs, dim=-1), mask
-            )  # (B, P, sum C) -> (B, P, fusion)
+            # (B, P, sum C) -> (B, P, fusion)
+            h = run_masked(self.fusion, torch.cat(outputs, dim=-1), mask)
         pooled = masked_mean(h, mask)  # (B, C)
         return self.head(pooled)  # (B, n_classes)
