@@ -172,6 +172,14 @@ def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "unknown jet frame 'rotated'" in err and "principal" in err
     assert not (tmp_path / "f").exists()
+    argv = ["benchmark", "top", "--data", str(data), "--taggers", "pfn", "--epochs", "1", "-q"]
+    code = main([*argv, "--max-particles", "0", "--out", str(tmp_path / "m0")])
+    err = capsys.readouterr().err
+    assert code == 2 and "max_particles must be a number of constituents >= 1" in err
+    assert not (tmp_path / "m0").exists()
+    assert main([*argv, "--max-particles", "6", "--out", str(tmp_path / "m6")]) == 0
+    written = json.loads((tmp_path / "m6" / "benchmark.json").read_text())
+    assert written["settings"]["max_particles"] == 6
 
 
 def test_cli_benchmark_on_a_missing_gpu_fails_before_any_work(tmp_path, capsys):
@@ -323,9 +331,25 @@ def test_quick_preset_epochs():
     assert quick.epochs == 8 and quick.tagger_params["pfn"]["epochs"] == 30
     # an explicit --epochs is every tagger's, and per-tagger extras are merged
     mine = BenchmarkSettings.quick(epochs=3, tagger_params={"pfn": {"lr": 1e-3}})
-    assert mine.epochs == 3 and mine.tagger_params == {"pfn": {"lr": 1e-3}}
+    assert mine.epochs == 3 and mine.tagger_params["pfn"] == {"lr": 1e-3}
     merged = BenchmarkSettings.quick(tagger_params={"pfn": {"lr": 1e-3}})
     assert merged.tagger_params["pfn"] == {"epochs": 30, "lr": 1e-3}
+
+
+def test_quick_preset_sees_whole_top_jets():
+    # top vs QCD: every constituent up to 100 and the full ParticleNet's k=16, whatever
+    # the epochs; a user's model_params replace the preset's
+    for quick in (BenchmarkSettings.quick(), BenchmarkSettings.quick(epochs=3)):
+        assert quick.max_particles == 100
+        assert quick.tagger_params["particlenet"]["model_params"] == {"k": 16}
+    mine = BenchmarkSettings.quick(tagger_params={"particlenet": {"model_params": {"k": 8}}})
+    assert mine.tagger_params["particlenet"] == {"epochs": 15, "model_params": {"k": 8}}
+    assert BenchmarkSettings.quick(max_particles=32).max_particles == 32
+    # the 5-class flavour task keeps its measured 48 constituents and the Lite k
+    flavour = BenchmarkSettings.quick(task="flavour")
+    assert flavour.max_particles == 48 and "model_params" not in flavour.tagger_params.get(
+        "particlenet", {}
+    )
 
 
 def test_split_fractions_are_checked_and_used(tmp_path):
@@ -411,6 +435,8 @@ def test_max_train_jets_keeps_every_class_when_the_file_is_sorted_by_class(tmp_p
     ("settings", "match"),
     [
         ({"test_background": -5}, "test_background must be a number of jets >= 0"),
+        ({"max_particles": 0}, "max_particles must be a number of constituents >= 1"),
+        ({"max_particles": 4.5}, "max_particles must be a number of constituents >= 1"),
         ({"test_background": 100, "data": ["jets.h5"]}, "with --data the test split is the files'"),
         ({"test_background": 100, "task": "flavour"}, "needs a binary task.*use task top"),
     ],
