@@ -180,6 +180,51 @@ def test_masked_batch_norm_equals_torch_batch_norm_on_the_real_entries():
     torch.testing.assert_close(ours(h, mask).reshape(-1, 3), ref(h.reshape(-1, 3)))
 
 
+def test_counted_batch_norm_equals_batch_norm_on_the_repeated_entries():
+    torch.manual_seed(1)
+    h = torch.randn(7, 3) * torch.tensor([1.0, 4.0, 0.3]) + 2.0
+    counts = torch.tensor([1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 1.0])
+    repeated = h.repeat_interleave(counts.long(), dim=0)
+    ours, ref = MaskedBatchNorm(3, momentum=0.3), torch.nn.BatchNorm1d(3, momentum=0.3)
+    for _ in range(2):
+        out = ours.forward_counted(h, counts)
+        torch.testing.assert_close(
+            out.repeat_interleave(counts.long(), dim=0), ref(repeated), atol=1e-5, rtol=1e-5
+        )
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours.forward_counted(h, counts), ref(h))
+
+
+@pytest.mark.parametrize("pair_norm", ["batch", "layer"])
+def test_part_packed_pair_embedding_equals_the_dense_one_in_training(pair_norm):
+    """Training runs the pair MLP once per unordered real pair; it must be the dense one."""
+    from fivesigma.jets.models.common import pairwise_lv_fts, run_masked
+
+    torch.manual_seed(2)
+    net = build_model("part", F, 2, {**TINY["part"], "pair_norm": pair_norm}).train()
+    _, v, mask = make_batch([9, 5, 1, 0, 7], 11, seed=5)
+    fts, pair_mask = pairwise_lv_fts(v, mask)
+    dense_net = build_model("part", F, 2, {**TINY["part"], "pair_norm": pair_norm}).train()
+    dense_net.load_state_dict(net.state_dict())
+    packed = net._pair_bias_packed(fts, pair_mask)
+    dense = run_masked(dense_net.pair_embed, fts, pair_mask)
+    dense = torch.where(pair_mask.unsqueeze(-1), dense, torch.zeros_like(dense))
+    torch.testing.assert_close(packed, dense, atol=1e-5, rtol=1e-5)
+    assert torch.equal(packed, packed.transpose(1, 2))  # ij and ji share one evaluation
+    for a, b in zip(net.pair_embed.buffers(), dense_net.pair_embed.buffers(), strict=True):
+        torch.testing.assert_close(a, b)  # the same running statistics
+    g = torch.randn_like(dense)
+    (packed * g).sum().backward()
+    (dense * g).sum().backward()
+    for (name, a), b in zip(
+        net.pair_embed.named_parameters(), dense_net.pair_embed.parameters(), strict=True
+    ):
+        assert a.grad is not None and a.grad.abs().sum() > 0
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
 def test_cnn1d_max_and_mean_pool_respects_the_mask():
     net = build_model("cnn1d", F, 3, {**TINY["cnn1d"], "pool": "max+mean"}).eval()
     plain = build_model("cnn1d", F, 3, TINY["cnn1d"])

@@ -214,6 +214,33 @@ class MaskedBatchNorm(nn.Module):
         out[mask] = flat
         return out
 
+    def forward_counted(self, h: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """``h`` (N, C) of real entries, each standing for ``counts`` (N,) of them -> (N, C).
+
+        The same statistics, running averages and gradients as :meth:`forward` on the
+        tensor in which entry n appears ``counts[n]`` times: ParT's pair embedding runs on
+        each unordered particle pair once and counts it twice (ij and ji).
+        """
+        n = counts.sum()
+        if not self.training or int(n) <= 1:
+            return nn.functional.batch_norm(
+                h,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                training=False,
+                eps=self.eps,
+            )
+        w = (counts / n).unsqueeze(1).to(h.dtype)  # (N, 1)
+        mean = (w * h).sum(0)  # (C,)
+        var = (w * (h - mean) ** 2).sum(0)  # biased, as batch norm normalises with
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * (n / (n - 1)).to(h.dtype))
+        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
 
 def norm_layer(kind: str, width: int) -> nn.Module:
     """``"batch"``: :class:`MaskedBatchNorm`; ``"layer"``: ``nn.LayerNorm`` (channels last)."""

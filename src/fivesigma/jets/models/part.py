@@ -259,9 +259,34 @@ class ParT(TaggerModel):
         if self.pair_embed is None:
             return None
         fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
-        bias = run_masked(self.pair_embed, fts, pair_mask)  # (B, P, P, H)
-        bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
+        if self.training:
+            bias = self._pair_bias_packed(fts, pair_mask)
+        else:  # dense: one static graph for ONNX export
+            bias = run_masked(self.pair_embed, fts, pair_mask)  # (B, P, P, H)
+            bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
         return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
+
+    def _pair_bias_packed(self, fts: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        """The pair embedding on each real unordered pair once (B, P, P, 4) -> (B, P, P, H).
+
+        The features and the pointwise MLP are symmetric in the two particles, so ij and ji
+        share one evaluation; batch norms count an off-diagonal pair twice, which gives
+        the dense computation's statistics.  With ~50 real of 100 slots this is ~1/8 of
+        the dense work, about two thirds of a training step.
+        """
+        b, p = pair_mask.shape[:2]
+        lower = torch.ones(p, p, dtype=torch.bool, device=pair_mask.device).tril()
+        jet, i, j = (pair_mask & lower).nonzero(as_tuple=True)  # i >= j
+        h = fts[jet, i, j]  # (N, 4)
+        counts = torch.where(i == j, 1.0, 2.0).to(h.dtype)
+        assert self.pair_embed is not None
+        for layer in self.pair_embed:
+            h = layer.forward_counted(h, counts) if isinstance(layer, MaskedBatchNorm) else layer(h)
+        bias = h.new_zeros(b, p, p, h.shape[-1])
+        bias[jet, i, j] = h
+        off = i != j  # the mirror image of each off-diagonal pair (disjoint positions)
+        bias[jet[off], j[off], i[off]] = h[off]
+        return bias
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, P, F), ``v`` (B, P, 4) in GeV, ``mask`` (B, P) -> logits (B, n_classes)."""
