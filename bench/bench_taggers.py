@@ -21,6 +21,10 @@ M jets is then M / ``train_jets_per_s``.
 ``--layernorm-reference`` also runs ParticleNet and ParT with LayerNorm in place of their
 masked batch norms (``norm="layer"``, ``pair_norm="layer"``) and reports each batch-norm
 model's training and inference throughput relative to that reference, in the same run.
+
+``--dense-pair-reference`` also trains ParT with its pair embedding evaluated on every
+padded (i, j) slot, as before it ran once per real unordered pair, and reports ParT's
+training throughput relative to that.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from _timing import best_of
+from fivesigma.jets.models.part import ParT
 from fivesigma.jets.tagger import JetTagger
 
 TAGGERS = ("cnn1d", "pfn", "particlenet", "part")
@@ -75,6 +80,11 @@ def main() -> None:
         action="store_true",
         help="also time ParticleNet and ParT with LayerNorm instead of masked batch norm",
     )
+    ap.add_argument(
+        "--dense-pair-reference",
+        action="store_true",
+        help="also train ParT with the pair embedding on every padded pair slot",
+    )
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -103,6 +113,8 @@ def main() -> None:
     runs = {name: (name, None) for name in TAGGERS}
     if args.layernorm_reference:
         runs.update(LAYERNORM_REFERENCES)
+    if args.dense_pair_reference:
+        runs["part_dense_pairs"] = ("part", None)
     for label, (name, model_params) in runs.items():
 
         def make(name=name, model_params=model_params):
@@ -120,9 +132,11 @@ def main() -> None:
         if on_gpu:  # CUDA context, kernels and allocator warm-up are not training time
             make().fit({k: v[:512] for k, v in inputs.items()}, y[:512])
         est = make()
+        ParT.pack_pairs = label != "part_dense_pairs"
         t0 = time.perf_counter()
         est.fit(inputs, y)
         train_s = time.perf_counter() - t0
+        ParT.pack_pairs = True
         torch_s = best_of(lambda est=est: est.predict_proba(inputs), args.repeat)
         feeds = {"x": inputs["x"], "v": inputs["v"], "mask": inputs["mask"].astype(np.float32)}
         with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +171,11 @@ def main() -> None:
             ours, ref = out["taggers"][name], out["taggers"][label]
             for key in ("train_jets_per_s", "torch_inference_jets_per_s"):
                 ours[f"{key}_over_layernorm"] = ours[key] / ref[key]
+    if "part_dense_pairs" in out["taggers"]:
+        ours, ref = out["taggers"]["part"], out["taggers"]["part_dense_pairs"]
+        ours["train_jets_per_s_over_dense_pairs"] = (
+            ours["train_jets_per_s"] / ref["train_jets_per_s"]
+        )
     if args.generate > 0:
         from fivesigma.generate import generate
 

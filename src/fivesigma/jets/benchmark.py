@@ -107,7 +107,7 @@ class BenchmarkSettings:
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchmarkSettings:
-        """Top: about 28 minutes on 2 CPU cores, 22 once the jets are cached; flavour: 8.
+        """Top: about 22 minutes on 2 CPU cores, 16 once the jets are cached; flavour: 8.
 
         4000 jets per class split 50/10/40, so the test split that every number rests on
         is twice the default's share, plus 6000 generated QCD jets in the test split only
@@ -115,8 +115,8 @@ class BenchmarkSettings:
         eps_S = 0.3 counts 19 of them rather than 4), up to 100 constituents and
         ParticleNet with k=16; the flavour task: 3000 per class, 60/20/20, 48
         constituents.  8 epochs (15 for ParticleNet, 20 for ParT, 30 for the cheap CNN
-        and PFN; all early-stopped on the validation split).  ParT takes three quarters
-        of the top preset's training time.
+        and PFN; all early-stopped on the validation split).  ParT takes about 60% of
+        the top preset's training time.
 
         Small batches and a higher learning rate give the networks enough optimiser steps
         on so few jets.  An explicit ``epochs`` applies to every tagger.

@@ -216,6 +216,9 @@ class ParT(TaggerModel):
     """Particle Transformer: embedding, interaction-biased attention, class attention."""
 
     name = "part"
+    #: training evaluates the pair embedding once per real unordered pair (the dense path
+    #: gives the same numbers; ``bench/bench_taggers.py --dense-pair-reference`` times both)
+    pack_pairs: ClassVar[bool] = True
 
     def __init__(self, config: ParTConfig) -> None:
         super().__init__()
@@ -259,7 +262,7 @@ class ParT(TaggerModel):
         if self.pair_embed is None:
             return None
         fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
-        if self.training:
+        if self.training and self.pack_pairs:
             bias = self._pair_bias_packed(fts, pair_mask)
         else:  # dense: one static graph for ONNX export
             bias = run_masked(self.pair_embed, fts, pair_mask)  # (B, P, P, H)
