@@ -313,6 +313,41 @@ def test_progress_goes_to_stderr_only_when_enabled(capsys) -> None:
     assert "epoch" in out.err and "val" in out.err and out.out == ""
 
 
+def test_validation_loss_does_not_depend_on_its_batch_size() -> None:
+    """eval_batch_size only bounds memory: the same weights, history and run id."""
+    x, y, w = toy(300)
+    valid = toy(130, seed=1)
+    seen: list[int] = []
+
+    class Counting(Net):
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            if not self.training:
+                seen.append(len(inp))
+            return super().forward(inp)
+
+    runs = []
+    for size in (None, 32):
+        torch.manual_seed(0)
+        net = Counting()
+        seen.clear()
+        hist = Trainer(cfg(epochs=3, eval_batch_size=size)).fit(net, (x, y, w), valid, bce)
+        runs.append((net, hist, max(seen)))
+    (net_a, hist_a, big), (net_b, hist_b, small) = runs
+    assert big == 130 and small == 32
+    np.testing.assert_allclose(hist_a.val_loss, hist_b.val_loss, rtol=1e-6)
+    assert state_equal(net_a, net_b)
+    ids = [Trainer(cfg(eval_batch_size=s))._run_id(net_a, (x, y, w), valid) for s in (None, 32)]
+    assert ids[0] == ids[1]
+    with pytest.raises(ConfigError, match="eval_batch_size must be a positive integer"):
+        Trainer(cfg(eval_batch_size=0))
+
+
+def test_jet_tagger_validates_in_small_batches() -> None:
+    from fivesigma.jets.tagger import _VALID_BATCH, JetTagger
+
+    assert JetTagger()._trainer_config().eval_batch_size == _VALID_BATCH <= 256
+
+
 def test_bad_config_and_data_raise_one_line_errors() -> None:
     with pytest.raises(ConfigError, match="scheduler 'linear'.*accepted: none, cosine"):
         Trainer(cfg(scheduler="linear"))

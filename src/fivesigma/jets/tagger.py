@@ -59,6 +59,9 @@ TAGGERS: dict[str, str] = {
 }
 _INPUT_KEYS = ("x", "v", "mask")
 _PREDICT_BATCH = 1024
+#: jets per batch of the validation loss during fit: ParT's pair tensors are
+#: (jets, P, P, width), about 1 GB at 800 jets of 100 constituents and width 32
+_VALID_BATCH = 256
 
 
 # --------------------------------------------------------------------------------------
@@ -286,9 +289,13 @@ class JetTagger(HyperParameters):
         return make_config(self.model, n_features, n_classes, self.model_params, self.size)
 
     def _trainer_config(self) -> Any:
+        from dataclasses import replace
+
         from ..training.trainer import TrainerConfig
 
-        return TrainerConfig.from_estimator(self, "jet tagger")
+        return replace(
+            TrainerConfig.from_estimator(self, "jet tagger"), eval_batch_size=_VALID_BATCH
+        )
 
     def fit(
         self,

@@ -134,6 +134,10 @@ class TrainerConfig:
         resumes from it when it belongs to the same run.
     device : torch device for the model and batches: ``"cpu"``, ``"cuda"``, ``"cuda:N"``
         or ``"auto"`` (a GPU when there is one); see :func:`resolve_device`.
+    eval_batch_size : examples per batch of the validation loss (no autograd, so it can
+        be larger than ``batch_size``); ``None``: ``max(batch_size, 4096)``.  Models whose
+        activations grow with the square of the input length (ParT's particle pairs)
+        need less.
     """
 
     epochs: int = 50
@@ -148,6 +152,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint_dir: str | None = None
     device: str = "cpu"
+    eval_batch_size: int | None = None
 
     @classmethod
     def from_estimator(cls, estimator: Any, what: str) -> TrainerConfig:
@@ -155,9 +160,16 @@ class TrainerConfig:
 
         Invalid settings raise :class:`ModelError` naming the estimator (``what``).
         """
-        from dataclasses import fields
+        from dataclasses import MISSING, fields
 
-        cfg = cls(**{f.name: getattr(estimator, f.name) for f in fields(cls)})
+        # a setting the estimator does not have keeps the loop's default
+        cfg = cls(
+            **{
+                f.name: getattr(estimator, f.name)
+                for f in fields(cls)
+                if f.default is MISSING or hasattr(estimator, f.name)
+            }
+        )
         try:
             cfg.validate()
         except ConfigError as err:
@@ -170,8 +182,10 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer scheduler {self.scheduler!r} is not known; accepted: {', '.join(_SCHEDULERS)}"
             )
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
             value = getattr(self, name)
+            if name == "eval_batch_size" and value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"trainer {name} must be a positive integer, got {value!r}")
         if not self.lr > 0:
@@ -459,7 +473,7 @@ class Trainer:
     def _run_id(self, model: torch.nn.Module, train: Batch, valid: Batch | None) -> str:
         """Fingerprint of what makes two runs the same run (for resuming)."""
         cfg = asdict(self.config)
-        for key in ("progress", "checkpoint_dir", "num_threads", "device"):
+        for key in ("progress", "checkpoint_dir", "num_threads", "device", "eval_batch_size"):
             cfg.pop(key)
         if cfg["scheduler"] in ("none", "plateau"):
             # the schedule does not depend on the total, so a finished run may be extended
@@ -649,7 +663,8 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
         wabs = torch.zeros((), dtype=torch.float64)
-        for idx in _batches(_length(data), max(self.config.batch_size, 4096), None):
+        size = self.config.eval_batch_size or max(self.config.batch_size, 4096)
+        for idx in _batches(_length(data), size, None):
             args, kwargs, target, weight = _split(_take(data, idx, device))
             loss_vec = loss_fn(model(*args, **kwargs), target).to(torch.float64).reshape(-1)
             w = weight.to(torch.float64).reshape(-1)
