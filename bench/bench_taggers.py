@@ -50,6 +50,16 @@ LAYERNORM_REFERENCES = {
     "particlenet_layernorm": ("particlenet", {"norm": "layer"}),
     "part_layernorm": ("part", {"pair_norm": "layer"}),
 }
+#: ParT trained with its pair embedding on every padded (i, j) slot
+DENSE_PAIR_REFERENCE = "part_dense_pairs"
+#: reference label -> (the model it is compared with, ratio name suffix, ratio keys)
+RATIOS = {
+    **{
+        label: (name, "layernorm", ("train_jets_per_s", "torch_inference_jets_per_s"))
+        for label, (name, _) in LAYERNORM_REFERENCES.items()
+    },
+    DENSE_PAIR_REFERENCE: ("part", "dense_pairs", ("train_jets_per_s",)),
+}
 
 
 def toy_inputs(n: int, p: int, f: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -114,7 +124,7 @@ def main() -> None:
     if args.layernorm_reference:
         runs.update(LAYERNORM_REFERENCES)
     if args.dense_pair_reference:
-        runs["part_dense_pairs"] = ("part", None)
+        runs[DENSE_PAIR_REFERENCE] = ("part", None)
     for label, (name, model_params) in runs.items():
 
         def make(name=name, model_params=model_params):
@@ -132,11 +142,13 @@ def main() -> None:
         if on_gpu:  # CUDA context, kernels and allocator warm-up are not training time
             make().fit({k: v[:512] for k, v in inputs.items()}, y[:512])
         est = make()
-        ParT.pack_pairs = label != "part_dense_pairs"
-        t0 = time.perf_counter()
-        est.fit(inputs, y)
-        train_s = time.perf_counter() - t0
-        ParT.pack_pairs = True
+        ParT.pack_pairs = label != DENSE_PAIR_REFERENCE
+        try:
+            t0 = time.perf_counter()
+            est.fit(inputs, y)
+            train_s = time.perf_counter() - t0
+        finally:
+            ParT.pack_pairs = True
         torch_s = best_of(lambda est=est: est.predict_proba(inputs), args.repeat)
         feeds = {"x": inputs["x"], "v": inputs["v"], "mask": inputs["mask"].astype(np.float32)}
         with tempfile.TemporaryDirectory() as tmp:
@@ -166,16 +178,11 @@ def main() -> None:
             "onnxruntime_over_torch": torch_s / onnx_s,
             "onnx_max_abs_diff": diff,
         }
-    for label, (name, _) in LAYERNORM_REFERENCES.items():
+    for label, (name, suffix, keys) in RATIOS.items():
         if label in out["taggers"]:
             ours, ref = out["taggers"][name], out["taggers"][label]
-            for key in ("train_jets_per_s", "torch_inference_jets_per_s"):
-                ours[f"{key}_over_layernorm"] = ours[key] / ref[key]
-    if "part_dense_pairs" in out["taggers"]:
-        ours, ref = out["taggers"]["part"], out["taggers"]["part_dense_pairs"]
-        ours["train_jets_per_s_over_dense_pairs"] = (
-            ours["train_jets_per_s"] / ref["train_jets_per_s"]
-        )
+            for key in keys:
+                ours[f"{key}_over_{suffix}"] = ours[key] / ref[key]
     if args.generate > 0:
         from fivesigma.generate import generate
 

@@ -160,14 +160,14 @@ class TrainerConfig:
 
         Invalid settings raise :class:`ModelError` naming the estimator (``what``).
         """
-        from dataclasses import MISSING, fields
+        from dataclasses import fields
 
         # a setting the estimator does not have keeps the loop's default
         cfg = cls(
             **{
                 f.name: getattr(estimator, f.name)
                 for f in fields(cls)
-                if f.default is MISSING or hasattr(estimator, f.name)
+                if hasattr(estimator, f.name)
             }
         )
         try:

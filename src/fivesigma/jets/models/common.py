@@ -222,16 +222,8 @@ class MaskedBatchNorm(nn.Module):
         each unordered particle pair once and counts it twice (ij and ji).
         """
         n = counts.sum()
-        if not self.training or int(n) <= 1:
-            return nn.functional.batch_norm(
-                h,
-                self.running_mean,
-                self.running_var,
-                self.weight,
-                self.bias,
-                training=False,
-                eps=self.eps,
-            )
+        if not self.training or int(n) <= 1:  # running estimates: counts do not matter
+            return self.forward(h, torch.ones(h.shape[:1], dtype=torch.bool, device=h.device))
         w = (counts / n).unsqueeze(1).to(h.dtype)  # (N, 1)
         mean = (w * h).sum(0)  # (C,)
         var = (w * (h - mean) ** 2).sum(0)  # biased, as batch norm normalises with
