@@ -334,6 +334,16 @@ def test_quick_preset_epochs():
     assert mine.epochs == 3 and mine.tagger_params["pfn"] == {"lr": 1e-3}
     merged = BenchmarkSettings.quick(tagger_params={"pfn": {"lr": 1e-3}})
     assert merged.tagger_params["pfn"] == {"epochs": 30, "lr": 1e-3}
+    # the top preset's epochs were scanned for it; the flavour task keeps its own
+    top = {n: p["epochs"] for n, p in quick.tagger_params.items()}
+    assert top == {"cnn1d": 15, "pfn": 30, "particlenet": 8, "part": 10}
+    flavour = BenchmarkSettings.quick(task="flavour").tagger_params
+    assert {n: p["epochs"] for n, p in flavour.items()} == {
+        "cnn1d": 30,
+        "pfn": 30,
+        "particlenet": 15,
+        "part": 20,
+    }
 
 
 def test_quick_preset_sees_whole_top_jets():
@@ -343,7 +353,7 @@ def test_quick_preset_sees_whole_top_jets():
         assert quick.max_particles == 100
         assert quick.tagger_params["particlenet"]["model_params"] == {"k": 16}
     mine = BenchmarkSettings.quick(tagger_params={"particlenet": {"model_params": {"k": 8}}})
-    assert mine.tagger_params["particlenet"] == {"epochs": 15, "model_params": {"k": 8}}
+    assert mine.tagger_params["particlenet"] == {"epochs": 8, "model_params": {"k": 8}}
     assert BenchmarkSettings.quick(max_particles=32).max_particles == 32
     # the 5-class flavour task keeps its measured 48 constituents and the Lite k
     flavour = BenchmarkSettings.quick(task="flavour")
