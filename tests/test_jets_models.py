@@ -180,41 +180,60 @@ def test_masked_batch_norm_equals_torch_batch_norm_on_the_real_entries():
     torch.testing.assert_close(ours(h, mask).reshape(-1, 3), ref(h.reshape(-1, 3)))
 
 
-def test_counted_batch_norm_equals_batch_norm_on_the_repeated_entries():
+def test_batch_norm_statistics_from_a_subset_normalise_every_real_entry():
+    # ParT's dense pair path: statistics from one of each mirror pair, applied to both
     torch.manual_seed(1)
-    h = torch.randn(7, 3) * torch.tensor([1.0, 4.0, 0.3]) + 2.0
-    counts = torch.tensor([1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 1.0])
-    repeated = h.repeat_interleave(counts.long(), dim=0)
+    h = torch.randn(2, 5, 3) * torch.tensor([1.0, 4.0, 0.3]) + 2.0
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    stats = mask & (torch.rand(2, 5) < 0.7)
+    stats[0, :2] = True
     ours, ref = MaskedBatchNorm(3, momentum=0.3), torch.nn.BatchNorm1d(3, momentum=0.3)
     for _ in range(2):
-        out = ours.forward_counted(h, counts)
-        torch.testing.assert_close(
-            out.repeat_interleave(counts.long(), dim=0), ref(repeated), atol=1e-5, rtol=1e-5
-        )
+        out = ours(h, mask, stats)
+        torch.testing.assert_close(out[stats], ref(h[stats]), atol=1e-5, rtol=1e-5)
+    # the other real entries with the same statistics, padded entries 0
+    ref.eval()
+    var, mean = torch.var_mean(h[stats], dim=0, correction=0)
+    expected = (h - mean) / torch.sqrt(var + ref.eps) * ref.weight + ref.bias
+    torch.testing.assert_close(out[mask], expected[mask].detach(), atol=1e-5, rtol=1e-5)
+    assert torch.all(out[~mask] == 0)
     torch.testing.assert_close(ours.running_mean, ref.running_mean)
     torch.testing.assert_close(ours.running_var, ref.running_var)
-    ours.eval(), ref.eval()
-    torch.testing.assert_close(ours.forward_counted(h, counts), ref(h))
+    # a packed tensor (mask None) is batch-normed as a whole
+    flat = torch.randn(9, 3)
+    bn, ref2 = MaskedBatchNorm(3), torch.nn.BatchNorm1d(3)
+    torch.testing.assert_close(bn(flat), ref2(flat), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, ref2.running_var)
 
 
 @pytest.mark.parametrize("pair_norm", ["batch", "layer"])
 def test_part_packed_pair_embedding_equals_the_dense_one_in_training(pair_norm):
-    """Training runs the pair MLP once per unordered real pair; it must be the dense one."""
-    from fivesigma.jets.models.common import pairwise_lv_fts, run_masked
+    """Training runs the pair MLP once per unordered real pair; the dense path (ONNX,
+    and training with ``pack_pairs`` off) must give the same bias, statistics and grads."""
+    from fivesigma.jets.models.part import ParT
 
     torch.manual_seed(2)
     net = build_model("part", F, 2, {**TINY["part"], "pair_norm": pair_norm}).train()
     _, v, mask = make_batch([9, 5, 1, 0, 7], 11, seed=5)
-    fts, pair_mask = pairwise_lv_fts(v, mask)
     dense_net = build_model("part", F, 2, {**TINY["part"], "pair_norm": pair_norm}).train()
     dense_net.load_state_dict(net.state_dict())
-    packed = net._pair_bias_packed(fts, pair_mask)
-    dense = run_masked(dense_net.pair_embed, fts, pair_mask)
-    dense = torch.where(pair_mask.unsqueeze(-1), dense, torch.zeros_like(dense))
+    packed = net.interaction_bias(v, mask)  # (B, H, P, P)
+    try:
+        ParT.pack_pairs = False
+        dense = dense_net.interaction_bias(v, mask)
+    finally:
+        ParT.pack_pairs = True
+    pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(1)
+    assert torch.all(packed[~pair_mask.expand_as(packed)] == 0)
     torch.testing.assert_close(packed, dense, atol=1e-5, rtol=1e-5)
-    assert torch.equal(packed, packed.transpose(1, 2))  # ij and ji share one evaluation
+    assert torch.equal(packed, packed.transpose(2, 3))  # ij and ji share one evaluation
     for a, b in zip(net.pair_embed.buffers(), dense_net.pair_embed.buffers(), strict=True):
         torch.testing.assert_close(a, b)  # the same running statistics
+    if pair_norm == "batch":  # as the reference: each unordered pair, diagonal included, once
+        fts, pairs = pairwise_lv_fts(v, mask)
+        once = fts[pairs & torch.ones(11, 11, dtype=torch.bool).tril()]  # (N, 4)
+        input_norm = net.pair_embed[0]
+        torch.testing.assert_close(input_norm.running_mean, 0.1 * once.mean(0))
     g = torch.randn_like(dense)
     (packed * g).sum().backward()
     (dense * g).sum().backward()

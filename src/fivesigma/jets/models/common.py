@@ -33,6 +33,7 @@ __all__ = [
     "masked_mean",
     "masked_sum",
     "norm_layer",
+    "pair_features",
     "pairwise_lv_fts",
     "run_masked",
 ]
@@ -65,6 +66,43 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(has_any, out, torch.zeros_like(out))
 
 
+def pair_features(va: torch.Tensor, vb: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """ParT's pairwise features ``(ln kT, ln z, ln dR, ln m^2)`` of particle pairs.
+
+    ``va`` and ``vb`` (..., 4) are the two particles' four-momenta (px, py, pz, E) in GeV,
+    broadcast against each other: ``v[:, :, None]`` and ``v[:, None, :]`` give every pair
+    of a padded batch, ``v[jet, i]`` and ``v[jet, j]`` a list of pairs.  Returns (..., 4).
+    The formulas are :func:`pairwise_lv_fts`'s; the features are symmetric in a and b.
+    """
+    px_a, py_a, pz_a, e_a = va.unbind(dim=-1)
+    px_b, py_b, pz_b, e_b = vb.unbind(dim=-1)
+    pt_a = torch.sqrt(px_a * px_a + py_a * py_a)
+    pt_b = torch.sqrt(px_b * px_b + py_b * py_b)
+    dot = px_a * px_b + py_a * py_b
+    cross = px_a * py_b - py_a * px_b
+    # atan2(0, 0) is 0 in torch but 0/0 = NaN in the exported ONNX graph: a particle of zero
+    # momentum would poison its pairs there, so such pairs get atan2(0, 1) = 0 explicitly
+    both_zero = (dot == 0) & (cross == 0)
+    dphi = torch.atan2(cross, torch.where(both_zero, torch.ones_like(dot), dot))
+    drap = _rapidity(pz_a, e_a) - _rapidity(pz_b, e_b)
+    delta = torch.sqrt(drap * drap + dphi * dphi)
+
+    ptmin = torch.minimum(pt_a, pt_b)
+    lndelta = torch.log(delta.clamp(min=eps))
+    lnkt = torch.log((ptmin * delta).clamp(min=eps))
+    lnz = torch.log((ptmin / (pt_a + pt_b).clamp(min=eps)).clamp(min=eps))
+    s = va + vb  # summed four-momenta
+    m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
+    lnm2 = torch.log(m2.clamp(min=eps))
+    return torch.stack([lnkt, lnz, lndelta, lnm2], dim=-1)
+
+
+def _rapidity(pz: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    # as in ParT: 0.5 ln((E + pz) / (E - pz)) written to stay finite at E = pz; the clamp
+    # on the argument guards against E < |pz| from rounding
+    return 0.5 * torch.log((1 + 2 * pz / (e - pz).clamp(min=1e-20)).clamp(min=1e-20))
+
+
 def pairwise_lv_fts(
     v: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,32 +130,7 @@ def pairwise_lv_fts(
     fts : (B, P, P, 4) float, zero for every pair that involves a padded particle.
     pair_mask : (B, P, P) bool, True where both particles are real.
     """
-    px, py, pz, e = v.unbind(dim=-1)  # each (B, P)
-    pt = torch.sqrt(px * px + py * py)
-    # rapidity as in ParT: 0.5 ln((E + pz) / (E - pz)) written to stay finite at E = pz;
-    # the clamp on the argument guards against E < |pz| from rounding
-    rap = 0.5 * torch.log((1 + 2 * pz / (e - pz).clamp(min=1e-20)).clamp(min=1e-20))
-
-    # (B, P, 1) against (B, 1, P) -> (B, P, P)
-    pt_a, pt_b = pt.unsqueeze(2), pt.unsqueeze(1)
-    dot = px.unsqueeze(2) * px.unsqueeze(1) + py.unsqueeze(2) * py.unsqueeze(1)
-    cross = px.unsqueeze(2) * py.unsqueeze(1) - py.unsqueeze(2) * px.unsqueeze(1)
-    # atan2(0, 0) is 0 in torch but 0/0 = NaN in the exported ONNX graph: a particle of zero
-    # momentum would poison its pairs there, so such pairs get atan2(0, 1) = 0 explicitly
-    both_zero = (dot == 0) & (cross == 0)
-    dphi = torch.atan2(cross, torch.where(both_zero, torch.ones_like(dot), dot))
-    drap = rap.unsqueeze(2) - rap.unsqueeze(1)
-    delta = torch.sqrt(drap * drap + dphi * dphi)
-
-    ptmin = torch.minimum(pt_a, pt_b)
-    lndelta = torch.log(delta.clamp(min=eps))
-    lnkt = torch.log((ptmin * delta).clamp(min=eps))
-    lnz = torch.log((ptmin / (pt_a + pt_b).clamp(min=eps)).clamp(min=eps))
-    s = v.unsqueeze(2) + v.unsqueeze(1)  # (B, P, P, 4) summed four-momenta
-    m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
-    lnm2 = torch.log(m2.clamp(min=eps))
-
-    fts = torch.stack([lnkt, lnz, lndelta, lnm2], dim=-1)  # (B, P, P, 4)
+    fts = pair_features(v.unsqueeze(2), v.unsqueeze(1), eps)  # (B, P, P, 4)
     pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)  # (B, P, P)
     fts = torch.where(pair_mask.unsqueeze(-1), fts, torch.zeros_like(fts))
     return fts, pair_mask
@@ -193,13 +206,48 @@ class MaskedBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``h`` (..., C), ``mask`` (...) bool -> (..., C)."""
-        # Gathering the real entries and calling the fused kernel costs about what a
-        # LayerNorm does; masked sums over the padded tensor were 5x slower on a CPU.
-        batch_stats = self.training and int(mask.sum()) > 1  # batch statistics need 2
-        flat = nn.functional.batch_norm(
-            h[mask] if batch_stats else h.reshape(-1, h.shape[-1]),  # (N, C)
+    def forward(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        stats_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``h`` (..., C), ``mask`` (...) bool -> (..., C).
+
+        ``mask`` None: every entry is real (a packed (N, C) tensor).  ``stats_mask`` (a
+        subset of ``mask``): in training, only these entries make the batch statistics
+        (ParT's dense pair path counts each unordered pair once, as its packed path
+        does); the default is ``mask``.
+        """
+        channels = h.shape[-1]
+        n_stats = (
+            h.numel() // channels
+            if mask is None
+            else int((mask if stats_mask is None else stats_mask).sum())
+        )
+        if not self.training or n_stats <= 1:  # running estimates (batch statistics need 2)
+            return self._batch_norm(h.reshape(-1, channels), False).reshape(h.shape)
+        if mask is None:
+            return self._batch_norm(h.reshape(-1, channels), True).reshape(h.shape)
+        if stats_mask is None:
+            # Gathering the real entries and calling the fused kernel costs about what a
+            # LayerNorm does; masked sums over the padded tensor were 5x slower on a CPU.
+            out = torch.zeros_like(h)
+            out[mask] = self._batch_norm(h[mask], True)
+            return out
+        # statistics of a subset applied to all real entries: written out (a reference
+        # path; the fused kernel normalises only the entries it measured)
+        var, mean = torch.var_mean(h[stats_mask], dim=0, correction=0)
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * n_stats / (n_stats - 1))
+        out = (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
+
+    def _batch_norm(self, flat: torch.Tensor, batch_stats: bool) -> torch.Tensor:
+        return nn.functional.batch_norm(
+            flat,  # (N, C)
             self.running_mean,
             self.running_var,
             self.weight,
@@ -208,30 +256,6 @@ class MaskedBatchNorm(nn.Module):
             momentum=self.momentum,
             eps=self.eps,
         )
-        if not batch_stats:
-            return flat.reshape(h.shape)
-        out = torch.zeros_like(h)
-        out[mask] = flat
-        return out
-
-    def forward_counted(self, h: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """``h`` (N, C) of real entries, each standing for ``counts`` (N,) of them -> (N, C).
-
-        The same statistics, running averages and gradients as :meth:`forward` on the
-        tensor in which entry n appears ``counts[n]`` times: ParT's pair embedding runs on
-        each unordered particle pair once and counts it twice (ij and ji).
-        """
-        n = counts.sum()
-        if not self.training or int(n) <= 1:  # running estimates: counts do not matter
-            return self.forward(h, torch.ones(h.shape[:1], dtype=torch.bool, device=h.device))
-        w = (counts / n).unsqueeze(1).to(h.dtype)  # (N, 1)
-        mean = (w * h).sum(0)  # (C,)
-        var = (w * (h - mean) ** 2).sum(0)  # biased, as batch norm normalises with
-        with torch.no_grad():
-            m = self.momentum
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
-            self.running_var.mul_(1 - m).add_(m * var.detach() * (n / (n - 1)).to(h.dtype))
-        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 def norm_layer(kind: str, width: int) -> nn.Module:
@@ -239,10 +263,15 @@ def norm_layer(kind: str, width: int) -> nn.Module:
     return MaskedBatchNorm(width) if kind == "batch" else nn.LayerNorm(width)
 
 
-def run_masked(layers: nn.ModuleList, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Apply ``layers`` in turn; each :class:`MaskedBatchNorm` also gets ``mask``."""
+def run_masked(
+    layers: nn.ModuleList,
+    h: torch.Tensor,
+    mask: torch.Tensor | None,
+    stats_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply ``layers`` in turn; each :class:`MaskedBatchNorm` also gets the masks."""
     for layer in layers:
-        h = layer(h, mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
+        h = layer(h, mask, stats_mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
     return h
 
 
