@@ -242,6 +242,16 @@ def test_part_packed_pair_embedding_equals_the_dense_one_in_training(pair_norm):
     ):
         assert a.grad is not None and a.grad.abs().sum() > 0
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
+    # inference (running estimates) takes the packed path too, unless traced for ONNX
+    net.eval(), dense_net.eval()
+    with torch.no_grad():
+        packed = net.interaction_bias(v, mask)
+        try:
+            ParT.pack_pairs = False
+            dense = dense_net.interaction_bias(v, mask)
+        finally:
+            ParT.pack_pairs = True
+    torch.testing.assert_close(packed, dense, atol=1e-5, rtol=1e-5)
 
 
 def test_cnn1d_max_and_mean_pool_respects_the_mask():

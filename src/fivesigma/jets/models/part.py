@@ -218,8 +218,9 @@ class ParT(TaggerModel):
     """Particle Transformer: embedding, interaction-biased attention, class attention."""
 
     name = "part"
-    #: training evaluates the pair embedding once per real unordered pair (the dense path
-    #: gives the same numbers; ``bench/bench_taggers.py --dense-pair-reference`` times both)
+    #: eager training and inference evaluate the pair embedding once per real unordered
+    #: pair (the dense path, which ONNX export traces, gives the same numbers;
+    #: ``bench/bench_taggers.py --dense-pair-reference`` times both)
     pack_pairs: ClassVar[bool] = True
 
     def __init__(self, config: ParTConfig) -> None:
@@ -263,13 +264,15 @@ class ParT(TaggerModel):
         """Per-head attention bias from the pairwise features: (B, H, P, P), 0 for padded pairs.
 
         In training the pair embedding's batch norms count each unordered real pair
-        (diagonal included) once, as the reference's packed pair embedding does.
+        (diagonal included) once, as the reference's packed pair embedding does.  Eager
+        training and inference run on the packed pairs; an ONNX export traces the dense
+        path (a static graph; in evaluation mode both give the same numbers).
         """
         if self.pair_embed is None:
             return None
-        if self.training and self.pack_pairs:
+        if self.pack_pairs and not torch.jit.is_tracing():
             bias = self._pair_bias_packed(v, mask)
-        else:  # dense: one static graph for ONNX export
+        else:
             fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
             stats_mask = None
             if self.training:  # the packed path's statistics: one of ij and ji
