@@ -166,16 +166,46 @@ class EdgeConvBlock(nn.Module):
     def forward(self, coords: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``coords`` (B, P, Cc), ``h`` (B, P, C), ``mask`` (B, P) -> (B, P, C_out)."""
         idx, valid = knn(coords, mask, self.k)  # (B, P, k) each
+        if torch.jit.is_tracing():  # ONNX export: one static graph over every slot
+            aggregated = self._aggregate_dense(h, idx, valid)
+        else:
+            aggregated = self._aggregate_packed(h, idx, valid)
+        out = torch.relu(run_masked(self.shortcut, h, mask) + aggregated)
+        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
+
+    def _aggregate_packed(
+        self, h: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean of the edge MLP over each particle's real neighbours: (B, P, C_out).
+
+        Only real edges are computed, packed (N, C), so the batch norms run as one fused
+        kernel without a gather and scatter each.  The first layer on the edge features
+        (h_i, h_j - h_i) is W_c h_i + W_d (h_j - h_i) = (W_c - W_d) h_i + W_d h_j: both
+        terms per particle, then picked for each edge -- k times fewer multiply-adds than
+        on the (B, P, k, 2C) edge tensor, with the same weights (and bundles).
+        """
+        b, p, _ = idx.shape
+        jet, i, slot = valid.nonzero(as_tuple=True)  # (N,) each
+        j = idx[jet, i, slot]
+        w_centre, w_diff = self.edge_mlp[0].weight.split(h.shape[-1], dim=1)  # (C_out, C)
+        centre = h @ (w_centre - w_diff).T  # (B, P, C_out)
+        edges = centre[jet, i] + (h @ w_diff.T)[jet, j]  # (N, C_out)
+        edges = run_masked(self.edge_mlp[1:], edges, None)  # (N, C_out)
+        summed = edges.new_zeros(b * p, edges.shape[-1]).index_add_(0, jet * p + i, edges)
+        n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
+        return summed.reshape(b, p, -1) / n_valid
+
+    def _aggregate_dense(
+        self, h: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`_aggregate_packed` on the (B, P, k) edge tensor, padded slots included."""
         neighbours = gather_neighbours(h, idx)  # (B, P, k, C)
         centre = h.unsqueeze(2).expand_as(neighbours)  # (B, P, k, C)
         edges = torch.cat([centre, neighbours - centre], dim=-1)  # (B, P, k, 2C)
         edges = run_masked(self.edge_mlp, edges, valid)  # (B, P, k, C_out)
-        keep = valid.unsqueeze(-1)  # (B, P, k, 1)
-        edges = torch.where(keep, edges, torch.zeros_like(edges))
+        edges = torch.where(valid.unsqueeze(-1), edges, torch.zeros_like(edges))
         n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
-        aggregated = edges.sum(dim=2) / n_valid  # (B, P, C_out): mean over real neighbours
-        out = torch.relu(run_masked(self.shortcut, h, mask) + aggregated)
-        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
+        return edges.sum(dim=2) / n_valid
 
 
 class ParticleNet(TaggerModel):
