@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small preset: top about 22 minutes on 2 CPU cores (16 once generated), flavour about 8",
+        help="small preset: top about 12 minutes on 2 CPU cores (6 per seed once generated), flavour about 8",
     )
     p.add_argument(
         "--data",
