@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small preset: top about 12 minutes on 2 CPU cores (6 per seed once generated), flavour about 8",
+        help="small preset: top about 12 minutes on 2 CPU cores (6 per seed once generated), flavour about 7 once generated",
     )
     p.add_argument(
         "--data",

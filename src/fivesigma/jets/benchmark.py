@@ -107,7 +107,7 @@ class BenchmarkSettings:
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchmarkSettings:
-        """Top: about 12 minutes on 2 CPU cores (6 generating jets), 6 per seed once cached; flavour 8.
+        """Top: about 12 minutes on 2 CPU cores (6 generating jets), 6 per seed once cached; flavour 7.
 
         4000 jets per class split 50/10/40, so the test split that every number rests on
         is twice the default's share, plus 6000 generated QCD jets in the test split only
