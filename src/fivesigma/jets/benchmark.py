@@ -133,8 +133,10 @@ class BenchmarkSettings:
             # Chosen on this preset's jets, 4 to 8 seeds per setting (GPU scan), mean
             # 1/eps_B at eps_S = 0.3: ParticleNet 8 epochs 451 +- 105, 15 epochs (which
             # early stopping ends after 12-15) 516 +- 87; ParT 10 epochs 370 +- 117, 20
-            # (ended after 11-18) 349 +- 23; CNN 15 epochs 174, 30: 170.  The PFN, the
-            # baseline the others must beat, keeps 30: with 15 it drops from 199 to 154.
+            # (ended after 11-18) 349 +- 23, and 10 epochs 340 +- 65 (8 seeds) once its
+            # pair batch norms counted each pair once; CNN 15 epochs 174, 30: 170.  The
+            # PFN, the baseline the others must beat, keeps 30: with 15 it drops from 199
+            # to 154.  bench/scan_quick_epochs.py repeats the scan.
             params = {
                 "cnn1d": {"epochs": 15},
                 "pfn": {"epochs": 30},
