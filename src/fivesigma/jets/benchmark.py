@@ -74,6 +74,19 @@ TASKS: dict[str, Task] = {
 }
 
 
+#: epochs of each tagger in the quick presets (all early-stopped on the validation split).
+#: Top: chosen on its jets, 4 to 8 seeds per setting (GPU scan, bench/scan_quick_epochs.py
+#: repeats it), mean 1/eps_B at eps_S = 0.3: ParticleNet 8 epochs 451 +- 105, 15 (which
+#: early stopping ends after 12-15) 516 +- 87; ParT 10 epochs 370 +- 117, 20 (ended after
+#: 11-18) 349 +- 23, and 10 epochs 340 +- 65 (8 seeds) once its pair batch norms counted
+#: each pair once; CNN 15 epochs 174, 30: 170.  The PFN, the baseline the others must
+#: beat, keeps 30: with 15 it drops from 199 to 154.  Flavour: not scanned.
+_QUICK_EPOCHS = {
+    "top": {"cnn1d": 15, "pfn": 30, "particlenet": 8, "part": 10},
+    "flavour": {"cnn1d": 30, "pfn": 30, "particlenet": 15, "part": 20},
+}
+
+
 @dataclass
 class BenchmarkSettings:
     """What to run; :meth:`quick` and :meth:`full` give the two documented presets."""
@@ -114,35 +127,18 @@ class BenchmarkSettings:
         (``test_background``: about 7600 test background jets, so a rejection of 400 at
         eps_S = 0.3 counts 19 of them rather than 4), up to 100 constituents and
         ParticleNet with k=16; the flavour task: 3000 per class, 60/20/20, 48
-        constituents.  Epochs (all early-stopped on the validation split): top 8 for
-        ParticleNet, 10 for ParT, 15 for the CNN and 30 for the PFN; flavour 15, 20, 30, 30.
+        constituents.  Epochs (``_QUICK_EPOCHS``, all early-stopped on the validation
+        split): top 8 for ParticleNet, 10 for ParT, 15 for the CNN and 30 for the PFN;
+        flavour 15 for ParticleNet, 20 for ParT and 30 for the CNN and PFN.
 
         Small batches and a higher learning rate give the networks enough optimiser steps
         on so few jets.  An explicit ``epochs`` applies to every tagger.
         """
-        params: dict[str, dict[str, Any]] = {}
         flavour = kw.get("task") == "flavour"
-        if "epochs" not in kw and flavour:
-            params = {
-                "cnn1d": {"epochs": 30},
-                "pfn": {"epochs": 30},
-                "particlenet": {"epochs": 15},
-                "part": {"epochs": 20},
-            }
-        elif "epochs" not in kw:
-            # Chosen on this preset's jets, 4 to 8 seeds per setting (GPU scan), mean
-            # 1/eps_B at eps_S = 0.3: ParticleNet 8 epochs 451 +- 105, 15 epochs (which
-            # early stopping ends after 12-15) 516 +- 87; ParT 10 epochs 370 +- 117, 20
-            # (ended after 11-18) 349 +- 23, and 10 epochs 340 +- 65 (8 seeds) once its
-            # pair batch norms counted each pair once; CNN 15 epochs 174, 30: 170.  The
-            # PFN, the baseline the others must beat, keeps 30: with 15 it drops from 199
-            # to 154.  bench/scan_quick_epochs.py repeats the scan.
-            params = {
-                "cnn1d": {"epochs": 15},
-                "pfn": {"epochs": 30},
-                "particlenet": {"epochs": 8},
-                "part": {"epochs": 10},
-            }
+        params: dict[str, dict[str, Any]] = {}
+        if "epochs" not in kw:
+            budgets = _QUICK_EPOCHS["flavour" if flavour else "top"]
+            params = {name: {"epochs": n} for name, n in budgets.items()}
         if not flavour:
             # The full ParticleNet's k=16 neighbours rather than the Lite default's 7:
             # on this preset's sample cut to 48 constituents (2 seeds) 1/eps_B at
@@ -156,7 +152,7 @@ class BenchmarkSettings:
         # the PFN then leads ParticleNet and ParT at eps_S = 0.3 (494 against 313 and
         # 222); with 100 (as the full preset and the papers) the order is the papers'.
         # The 5-class flavour task (four generated processes) keeps 3000 per class, the
-        # default split and 48 constituents, so its quick run stays near 8 minutes.
+        # default split and 48 constituents, so its quick run stays near 7 minutes.
         sizes = (
             {"jets_per_class": 3000, "max_particles": 48}
             if flavour
@@ -318,7 +314,7 @@ def load_task_jets(settings: BenchmarkSettings):
 # Running
 
 
-def _take(inputs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+def _take(inputs: dict[str, np.ndarray], idx: np.ndarray | slice) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in inputs.items()}
 
 
@@ -361,10 +357,8 @@ def _predict_timed(predict, inputs: Any, n: int) -> tuple[np.ndarray, float]:
     The timed call is the one whose predictions are scored, so the test split is
     processed once rather than once more for timing (ParT's share of the quick run).
     """
-    if isinstance(inputs, dict):
-        predict({k: v[:_WARM_UP_JETS] for k, v in inputs.items()})  # threads, allocator
-    else:
-        predict(inputs[:_WARM_UP_JETS])
+    head = slice(None, _WARM_UP_JETS)
+    predict(_take(inputs, head) if isinstance(inputs, dict) else inputs[head])  # threads, allocator
     t0 = time.perf_counter()
     prob = predict(inputs)
     return prob, 1000.0 * (time.perf_counter() - t0) / max(n, 1)

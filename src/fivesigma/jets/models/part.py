@@ -276,9 +276,7 @@ class ParT(TaggerModel):
             fts, pair_mask = pairwise_lv_fts(v, mask)  # (B, P, P, 4), (B, P, P)
             stats_mask = None
             if self.training:  # the packed path's statistics: one of ij and ji
-                p = mask.shape[1]
-                lower = torch.ones(p, p, dtype=torch.bool, device=mask.device).tril()
-                stats_mask = pair_mask & lower
+                stats_mask = pair_mask & _lower_triangle(mask)
             bias = run_masked(self.pair_embed, fts, pair_mask, stats_mask)  # (B, P, P, H)
             bias = torch.where(pair_mask.unsqueeze(-1), bias, torch.zeros_like(bias))
         return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
@@ -292,8 +290,7 @@ class ParT(TaggerModel):
         fused kernel on the packed pairs.
         """
         b, p = mask.shape
-        lower = torch.ones(p, p, dtype=torch.bool, device=mask.device).tril()
-        pairs = mask.unsqueeze(2) & mask.unsqueeze(1) & lower
+        pairs = mask.unsqueeze(2) & mask.unsqueeze(1) & _lower_triangle(mask)
         jet, i, j = pairs.nonzero(as_tuple=True)  # i >= j
         h = pair_features(v[jet, i], v[jet, j])  # (N, 4)
         assert self.pair_embed is not None
@@ -318,3 +315,9 @@ class ParT(TaggerModel):
         for block in self.cls_blocks:
             cls = block(h, mask, cls=cls)  # (B, 1, D)
         return self.fc(self.norm(cls[:, 0]))  # (B, D) -> (B, n_classes)
+
+
+def _lower_triangle(mask: torch.Tensor) -> torch.Tensor:
+    """(P, P) bool, True where i >= j: one of each unordered pair ij, ji (and ii)."""
+    p = mask.shape[1]
+    return torch.ones(p, p, dtype=torch.bool, device=mask.device).tril()
