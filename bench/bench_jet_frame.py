@@ -24,8 +24,8 @@ import platform
 import tempfile
 import time
 
-from fivesigma.jets.benchmark import BenchmarkSettings, run_benchmark
-from fivesigma.jets.features import FRAMES, PARTICLE_FEATURES_FULL, PARTICLE_FEATURES_PID
+from fivesigma.tasks.jets.benchmark import BenchmarkSettings, run_benchmark
+from fivesigma.tasks.jets.features import FRAMES, PARTICLE_FEATURES_FULL, PARTICLE_FEATURES_PID
 
 KEYS = ("auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3")
 

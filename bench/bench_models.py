@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from _timing import best_of
-from fivesigma.classify import make_estimator
+from fivesigma.estimators import make_estimator
 
 
 def toy(n: int, f: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

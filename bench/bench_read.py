@@ -25,7 +25,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from fivesigma.config import parse_config
+from fivesigma.core.config import parse_config
 from fivesigma.data import load_dataset
 
 BRANCHES = ["nlep", "lep_pt", "lep_eta", "lep_phi", "lep_mass", "met", "weight"]

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from _timing import best_of
-from fivesigma.jets.models.part import ParT
-from fivesigma.jets.tagger import JetTagger
+from fivesigma.tasks.jets.models.part import ParT
+from fivesigma.tasks.jets.tagger import JetTagger
 
 TAGGERS = ("cnn1d", "pfn", "particlenet", "part")
 #: label -> (tagger, model_params) of the LayerNorm references

@@ -24,7 +24,7 @@ import platform
 import tempfile
 import time
 
-from fivesigma.jets.benchmark import BenchmarkSettings, load_task_jets, run_benchmark
+from fivesigma.tasks.jets.benchmark import BenchmarkSettings, load_task_jets, run_benchmark
 
 KEYS = ("auc", "rejection_at_eff_s_0.5", "rejection_at_eff_s_0.3")
 DEFAULT_SCAN = {"cnn1d": (15, 30), "pfn": (15, 30), "particlenet": (8, 15), "part": (10, 20)}

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fivesigma.artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
 from fivesigma.errors import ModelError
 
 
@@ -100,7 +100,7 @@ def test_data_fingerprint_changes_with_content():
 def test_outputs_get_normal_permissions(tmp_path):
     import os
 
-    from fivesigma._io import atomic_file
+    from fivesigma.core.files import atomic_file
 
     old = os.umask(0o022)
     try:

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fivesigma.classify.apply import apply_bundle
-from fivesigma.classify.task import run
-from fivesigma.config import parse_config
+from fivesigma.core.config import parse_config
 from fivesigma.errors import ConfigError, DataError
+from fivesigma.tasks.classify.apply import apply_bundle
+from fivesigma.tasks.classify.task import run
 
 N = 12_000  # per class
 

@@ -8,7 +8,7 @@ import pytest
 
 from fivesigma import __version__
 from fivesigma.cli import main
-from fivesigma.config import load_config
+from fivesigma.core.config import load_config
 
 
 def run_cli(capsys, *argv):
@@ -169,7 +169,7 @@ def test_apply_bad_bundle_and_bad_output_suffix(tmp_path, capsys):
 def test_apply_refuses_unknown_output_format(tmp_path, capsys):
     import numpy as np
 
-    from fivesigma.classify import make_estimator
+    from fivesigma.estimators import make_estimator
 
     X = np.random.default_rng(0).normal(size=(50, 1))
     bundle = (

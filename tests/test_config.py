@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from fivesigma.config import RunConfig, config_schema, load_config, parse_config
+from fivesigma.core.config import RunConfig, config_schema, load_config, parse_config
+from fivesigma.data.prepare import default_config, default_config_text
 from fivesigma.errors import ConfigError
-from fivesigma.workflow import default_config, default_config_text
 
 MINIMAL = """
 version: 1

@@ -11,7 +11,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from fivesigma.config import parse_config
+from fivesigma.core.config import parse_config
 from fivesigma.data import (
     Dataset,
     load_dataset,
@@ -20,9 +20,9 @@ from fivesigma.data import (
     split_codes,
 )
 from fivesigma.data import dataset as dataset_module
-from fivesigma.data.sources import iter_chunks
 from fivesigma.data.split import file_identity
 from fivesigma.errors import DataError, ExpressionError
+from fivesigma.io.events import iter_chunks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -12,7 +12,8 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.metrics import roc_auc_score
 
-from fivesigma.classify import (
+from fivesigma.errors import DataError, FivesigmaError, ModelError
+from fivesigma.estimators import (
     ESTIMATORS,
     BDTClassifier,
     LogisticClassifier,
@@ -20,7 +21,6 @@ from fivesigma.classify import (
     load,
     make_estimator,
 )
-from fivesigma.errors import DataError, FivesigmaError, ModelError
 
 # small, fast settings (the machine is shared); single-threaded for reproducible timing
 FAST = {

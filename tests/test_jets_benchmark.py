@@ -12,8 +12,8 @@ import pytest
 
 from fivesigma.cli import main
 from fivesigma.errors import ConfigError, DataError
-from fivesigma.jets.apply import apply_tagger
-from fivesigma.jets.benchmark import BenchmarkSettings, run_benchmark
+from fivesigma.tasks.jets.apply import apply_tagger
+from fivesigma.tasks.jets.benchmark import BenchmarkSettings, run_benchmark
 
 N_MAX = 200
 
@@ -109,9 +109,9 @@ def test_apply_reproduces_benchmark_scores(bench, tmp_path):
     assert list(t.columns[:3]) == ["file_index", "jet", "label"]
     assert np.allclose(t["prob_0"] + t["prob_1"], 1.0, atol=1e-6)
     # Same scores as predicting the test jets directly with the loaded tagger.
-    from fivesigma.jets.data import read_jets
-    from fivesigma.jets.features import constituent_inputs, input_options
-    from fivesigma.jets.tagger import load
+    from fivesigma.io.jets import read_jets
+    from fivesigma.tasks.jets.features import constituent_inputs, input_options
+    from fivesigma.tasks.jets.tagger import load
 
     tagger = load(tmp / "out" / "models" / "pfn")
     sample = read_jets([str(data)])
@@ -204,7 +204,7 @@ def test_fastjet_banner_does_not_reach_stdout(tmp_path):
 
     data = write_toptagging(tmp_path / "j.h5", 4)
     code = (
-        "from fivesigma.jets.data import read_jets; from fivesigma.jets.features import jet_observables; "
+        "from fivesigma.io.jets import read_jets; from fivesigma.tasks.jets.features import jet_observables; "
         f"obs, names = jet_observables(read_jets([{str(data)!r}])); print('tau21', obs[:, names.index('tau21')].round(3).tolist())"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -300,14 +300,14 @@ def test_flavour_benchmark_on_data_without_flavours_is_refused(tmp_path):
 def test_apply_refuses_a_file_without_the_features_the_tagger_uses(bench, tmp_path):
     """A tagger trained with particle ID / impact parameters must not silently see zeros
     on a file that has neither (the Top Tagging layout)."""
-    from fivesigma.jets.data import read_jets
-    from fivesigma.jets.features import (
+    from fivesigma.io.jets import read_jets
+    from fivesigma.tasks.jets.features import (
         PARTICLE_FEATURES_FULL,
         PARTICLE_FEATURES_PID,
         constituent_inputs,
         describe,
     )
-    from fivesigma.jets.tagger import JetTagger
+    from fivesigma.tasks.jets.tagger import JetTagger
 
     _, data, _ = bench
     sample = read_jets([str(data)])
@@ -363,7 +363,7 @@ def test_quick_preset_sees_whole_top_jets():
 
 
 def test_split_fractions_are_checked_and_used(tmp_path):
-    from fivesigma.jets.benchmark import load_task_jets
+    from fivesigma.tasks.jets.benchmark import load_task_jets
 
     with pytest.raises(ConfigError, match="three positive fractions.*summing to 1"):
         BenchmarkSettings(split=(0.5, 0.5, 0.5)).check()
@@ -398,7 +398,7 @@ def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
         "inference_ms_per_jet_std": 0.0,
         "n_background_test": 600,
     }
-    from fivesigma.jets.benchmark import markdown_table
+    from fivesigma.tasks.jets.benchmark import markdown_table
 
     table = markdown_table({"pfn": row})
     assert "| pfn | 0.900 | 0.9500 | 40.0 | > 600 |" in table
@@ -415,7 +415,7 @@ def test_markdown_table_says_how_many_background_jets_a_rejection_rests_on():
 
 
 def test_benchmark_features_must_be_in_the_data(tmp_path):
-    from fivesigma.jets.features import PARTICLE_FEATURES_PID
+    from fivesigma.tasks.jets.features import PARTICLE_FEATURES_PID
 
     data = write_toptagging(tmp_path / "j.h5", 60, seed=4)
     settings = BenchmarkSettings(
@@ -427,7 +427,7 @@ def test_benchmark_features_must_be_in_the_data(tmp_path):
 
 
 def test_max_train_jets_keeps_every_class_when_the_file_is_sorted_by_class(tmp_path):
-    from fivesigma.jets.benchmark import load_task_jets
+    from fivesigma.tasks.jets.benchmark import load_task_jets
 
     # all QCD (light) jets first, then all top jets, as concatenated generated samples are
     path = write_generated_layout(tmp_path / "sorted.root", [0] * 60 + [4] * 60)
@@ -472,7 +472,7 @@ def _has_generator() -> bool:
 def test_test_background_adds_independent_qcd_jets_to_the_test_split_only(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from fivesigma.jets.benchmark import load_task_jets
+    from fivesigma.tasks.jets.benchmark import load_task_jets
 
     monkeypatch.setenv("FIVESIGMA_CACHE", str(tmp_path / "cache"))
     base = BenchmarkSettings(jets_per_class=16, split=(0.4, 0.2, 0.4), jobs=1, progress=False)

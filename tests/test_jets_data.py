@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fivesigma.errors import DataError
-from fivesigma.jets.data import CLASS_NAMES, JetSample, concatenate, iter_jets, read_jets
+from fivesigma.io.jets import CLASS_NAMES, JetSample, concatenate, iter_jets, read_jets
 
 M = 5  # constituents per jet in the tiny top-tagging files
 

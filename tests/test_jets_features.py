@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fivesigma.errors import ConfigError
-from fivesigma.jets.data import JetSample
-from fivesigma.jets.features import (
+from fivesigma.io.jets import JetSample
+from fivesigma.tasks.jets.features import (
     PARTICLE_FEATURES_FULL,
     PARTICLE_FEATURES_KIN,
     PARTICLE_FEATURES_PID,

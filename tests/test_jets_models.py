@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from fivesigma.errors import FivesigmaError, ModelError
-from fivesigma.jets.models import MODELS, build_model, knn, make_config, pairwise_lv_fts
-from fivesigma.jets.models.common import (
+from fivesigma.nn.common import (
     MaskedBatchNorm,
     gather_neighbours,
     masked_max,
     masked_mean,
     masked_sum,
 )
+from fivesigma.tasks.jets.models import MODELS, build_model, knn, make_config, pairwise_lv_fts
 
 F = 5
 TINY = {
@@ -210,8 +210,8 @@ def test_edgeconv_on_packed_real_edges_equals_the_edge_tensor_layout():
     """Eager EdgeConv runs on the real edges only, its first layer per particle; the
     reference (and the ONNX export) builds the (h_i, h_j - h_i) edge tensor over every
     slot.  Same outputs, statistics and gradients in training; same outputs in eval."""
-    from fivesigma.jets.models.common import run_masked
-    from fivesigma.jets.models.particlenet import EdgeConvBlock
+    from fivesigma.nn.common import run_masked
+    from fivesigma.tasks.jets.models.particlenet import EdgeConvBlock
 
     torch.manual_seed(3)
     x, _, mask = make_batch([9, 4, 1, 0, 7], 10, seed=6)
@@ -254,7 +254,7 @@ def test_edgeconv_on_packed_real_edges_equals_the_edge_tensor_layout():
 def test_part_packed_pair_embedding_equals_the_dense_one_in_training(pair_norm):
     """Training runs the pair MLP once per unordered real pair; the dense path (ONNX,
     and training with ``pack_pairs`` off) must give the same bias, statistics and grads."""
-    from fivesigma.jets.models.part import ParT
+    from fivesigma.tasks.jets.models.part import ParT
 
     torch.manual_seed(2)
     net = build_model("part", F, 2, {**TINY["part"], "pair_norm": pair_norm}).train()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fivesigma.errors import DataError, FivesigmaError, ModelError
-from fivesigma.jets.tagger import TAGGERS, JetTagger, check_inputs, load
+from fivesigma.tasks.jets.tagger import TAGGERS, JetTagger, check_inputs, load
 
 TINY = {
     "cnn1d": {"channels": (8, 8), "hidden": (8,)},
@@ -225,7 +225,7 @@ def test_unfitted_and_wrong_bundles(tmp_path):
     with pytest.raises(ModelError) as err:
         JetTagger("pfn").predict_proba(toy(n=2)[0])
     one_line(err)
-    from fivesigma.artifacts import Bundle, save_bundle
+    from fivesigma.core.bundle import Bundle, save_bundle
 
     path = save_bundle(Bundle(kind="mlp"), tmp_path / "other")
     with pytest.raises(ModelError) as err:

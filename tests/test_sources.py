@@ -1,4 +1,4 @@
-"""fivesigma.data.sources: file patterns, format detection, chunked reading, errors."""
+"""fivesigma.io.events: file patterns, format detection, chunked reading, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import uproot
 
-from fivesigma.data.sources import (
+from fivesigma.errors import DataError
+from fivesigma.io.events import (
     Chunk,
     describe_file,
     detect_format,
@@ -21,7 +22,6 @@ from fivesigma.data.sources import (
     list_columns,
     num_entries,
 )
-from fivesigma.errors import DataError
 
 FLAT = ("nlep", "met", "event", "weight")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -112,7 +112,7 @@ def test_unreadable_file(tmp_path: Path, root_file: Path) -> None:
 
 def test_unreadable_file_any_user(root_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same check as above, for runs as root: opening fails with a permission error."""
-    from fivesigma import _io  # every input reader sniffs the format through _io.read_head
+    from fivesigma.core import files as _io  # every input reader sniffs the format through read_head
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

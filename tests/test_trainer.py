@@ -343,7 +343,7 @@ def test_validation_loss_does_not_depend_on_its_batch_size() -> None:
 
 
 def test_jet_tagger_validates_in_small_batches() -> None:
-    from fivesigma.jets.tagger import _VALID_BATCH, JetTagger
+    from fivesigma.tasks.jets.tagger import _VALID_BATCH, JetTagger
 
     assert JetTagger()._trainer_config().eval_batch_size == _VALID_BATCH <= 256
 

@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from fivesigma.data.writers import ordered_inputs, write_columns
 from fivesigma.errors import OutputError
+from fivesigma.io.writers import ordered_inputs, write_columns
 
 
 def _chunks(n_chunks=3, size=4):

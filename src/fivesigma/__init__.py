@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (
+from fivesigma.errors import (
     ConfigError,
     DataError,
     ExpressionError,

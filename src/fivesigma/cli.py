@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import FivesigmaError, OutputError
+from fivesigma import __version__
+from fivesigma.errors import FivesigmaError, OutputError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -29,7 +29,7 @@ def _err(message: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import generate
+    from fivesigma.generate import generate
 
     options = None
     if args.process == "jets":
@@ -64,7 +64,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .config import config_schema, load_config
+    from fivesigma.core.config import config_schema, load_config
 
     if args.schema:
         print(config_schema())
@@ -79,8 +79,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ._io import atomic_file
-    from .workflow import default_config_text
+    from fivesigma.core.files import atomic_file
+    from fivesigma.data.prepare import default_config_text
 
     path = Path(args.path)
     if path.exists() and not args.force:
@@ -94,21 +94,21 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .data.sources import describe_file
+    from fivesigma.io.events import describe_file
 
     print(describe_file(args.file, tree=args.tree))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .classify.task import run
-    from .config import load_config
-    from .workflow import default_config
+    from fivesigma.core.config import load_config
+    from fivesigma.data.prepare import default_config
+    from fivesigma.tasks.classify.task import run
 
     cfg = load_config(args.config) if args.config else default_config()
     out = Path(args.out) if args.out else cfg.resolve(cfg.output.dir)
     if args.data_only:
-        from .workflow import prepare_data
+        from fivesigma.data.prepare import prepare_data
 
         _print_dataset_summary(prepare_data(cfg, progress=not args.quiet))
         return 0
@@ -118,15 +118,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .artifacts import bundle_kind
+    from fivesigma.core.bundle import bundle_kind
 
     if bundle_kind(args.bundle) == "jet_tagger":
-        from .jets.apply import apply_tagger
+        from fivesigma.tasks.jets.apply import apply_tagger
 
         info = apply_tagger(args.bundle, args.inputs, args.out, chunk_jets=args.chunk_size)
         print(f"scored {info['jets']} jets from {info['files']} file(s) -> {info['out']}")
         return 0
-    from .classify.apply import apply_bundle
+    from fivesigma.tasks.classify.apply import apply_bundle
 
     info = apply_bundle(
         args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size
@@ -139,7 +139,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .jets.benchmark import BenchmarkSettings, run_benchmark
+    from fivesigma.tasks.jets.benchmark import BenchmarkSettings, run_benchmark
 
     preset = BenchmarkSettings.quick if args.quick else BenchmarkSettings.full
     overrides = {

@@ -1,16 +1,24 @@
 """fivesigma.data: read event files, derive columns, select, weight and split events.
 
->>> from fivesigma.config import load_config           # doctest: +SKIP
+>>> from fivesigma.core.config import load_config           # doctest: +SKIP
 >>> ds = load_dataset(load_config("analysis.yaml"))      # doctest: +SKIP
 >>> X = ds.features(["m4l", "mZ1"]); w = ds.weight       # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from .dataset import Dataset, check_file, concatenate, load_dataset, needed_columns, process_chunk
-from .expressions import Expression
-from .jagged import nth, pad, pad_many
-from .sources import (
+from fivesigma.data.dataset import (
+    Dataset,
+    check_file,
+    concatenate,
+    load_dataset,
+    needed_columns,
+    process_chunk,
+)
+from fivesigma.data.expressions import Expression
+from fivesigma.data.jagged import nth, pad, pad_many
+from fivesigma.data.split import file_identity, split_codes
+from fivesigma.io.events import (
     Chunk,
     describe_file,
     detect_format,
@@ -19,7 +27,6 @@ from .sources import (
     list_columns,
     num_entries,
 )
-from .split import file_identity, split_codes
 
 __all__ = [
     "Chunk",

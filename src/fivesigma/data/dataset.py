@@ -1,6 +1,6 @@
 """From config to a table of events: read, derive, weight, split, select, normalise.
 
-:func:`load_dataset` reads every sample of a :class:`~fivesigma.config.RunConfig` chunk by
+:func:`load_dataset` reads every sample of a :class:`~fivesigma.core.config.RunConfig` chunk by
 chunk.  Each chunk goes through :func:`process_chunk`, a pure function of the chunk and
 the config (so it can later run inside ``dask_awkward.map_partitions``):
 
@@ -27,11 +27,11 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from ..config import DataConfig, RunConfig, SampleConfig
-from ..errors import DataError, ExpressionError, close_matches
-from .expressions import Expression
-from .sources import Chunk, expand_files, iter_chunks, list_columns, num_entries
-from .split import SPLIT_NAMES, split_codes
+from fivesigma.core.config import DataConfig, RunConfig, SampleConfig
+from fivesigma.data.expressions import Expression
+from fivesigma.data.split import SPLIT_NAMES, split_codes
+from fivesigma.errors import DataError, ExpressionError, close_matches
+from fivesigma.io.events import Chunk, expand_files, iter_chunks, list_columns, num_entries
 
 __all__ = ["Dataset", "concatenate", "load_dataset", "needed_columns", "process_chunk"]
 
@@ -480,7 +480,7 @@ def _progress_bar(enabled: bool) -> Any:
 def _resolve_patterns(
     cfg: RunConfig, sample: SampleConfig, generated_dir: Path | None
 ) -> list[str]:
-    from ..config import GENERATED_PLACEHOLDER
+    from fivesigma.core.config import GENERATED_PLACEHOLDER
 
     out = []
     for pattern in sample.files:

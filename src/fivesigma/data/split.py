@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from fivesigma.errors import DataError
 
 __all__ = ["SPLIT_NAMES", "TEST", "TRAIN", "VALIDATION", "file_identity", "split_codes"]
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import ensure_writable_dir
-from ..errors import GenerationError, close_matches
-from ..physics.detector import LeptonResponse
-from ..physics.jet_detector import JetDetectorResponse
-from . import higgs4l, jets
+from fivesigma.core.files import ensure_writable_dir
+from fivesigma.errors import GenerationError, close_matches
+from fivesigma.generate import higgs4l, jets
+from fivesigma.physics.detector import LeptonResponse
+from fivesigma.physics.jet_detector import JetDetectorResponse
 
 __all__ = [
     "PROCESSES",
@@ -177,7 +177,7 @@ def generate(
     OutputError
         ``out`` cannot be written (nothing is written then).
     """
-    from . import _pythia
+    from fivesigma.generate import _pythia
 
     gen = _check(process, events, seed, luminosity_fb)
     _check_options(process, gen, options)
@@ -197,4 +197,4 @@ def generate(
     return GeneratedSample(directory=out, files=files, provenance=provenance)
 
 
-from .cache import cached_sample  # noqa: E402  (cache uses generate from this module)
+from fivesigma.generate.cache import cached_sample  # noqa: E402  (cache uses generate from this module)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GenerationError
+from fivesigma.errors import GenerationError
 
 __all__ = [
     "COMMON_SETTINGS",

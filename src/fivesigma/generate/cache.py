@@ -8,7 +8,7 @@ version and pythia8mc version, and the detector-response parameters.  The key it
 kept as ``cache_key.json`` in the directory.
 
 A sample is generated into a temporary directory beside its final place and renamed when
-complete (:func:`fivesigma._io.atomic_dir`), so an interrupted run never leaves a
+complete (:func:`fivesigma.core.files.atomic_dir`), so an interrupted run never leaves a
 directory that looks complete.
 """
 
@@ -20,11 +20,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import atomic_dir, ensure_writable_dir
-from ..physics.detector import LeptonResponse
+from fivesigma.core.files import atomic_dir, ensure_writable_dir
+from fivesigma.physics.detector import LeptonResponse
 
 if TYPE_CHECKING:
-    from . import GeneratedSample
+    from fivesigma.generate import GeneratedSample
 
 __all__ = ["cache_key", "cached_sample", "default_cache_dir"]
 
@@ -48,7 +48,7 @@ def cache_key(
     ``options`` (process-specific, e.g. the jet process and window) enter through the
     generator's ``content_key(options)``.
     """
-    from . import PROCESSES
+    from fivesigma.generate import PROCESSES
 
     return {
         "process": process,
@@ -66,7 +66,7 @@ def _digest(key: dict[str, Any]) -> str:
 
 def _load(directory: Path, files: tuple[str, ...]) -> GeneratedSample | None:
     """The sample in ``directory`` if it is complete, else None."""
-    from . import GeneratedSample
+    from fivesigma.generate import GeneratedSample
 
     paths = {name: directory / f"{name}.root" for name in files}
     prov_path = directory / "provenance.json"
@@ -95,7 +95,7 @@ def cached_sample(
     Arguments as :func:`fivesigma.generate.generate`; ``cache_dir`` as described in the
     module docstring.
     """
-    from . import PROCESSES, _check, _check_options, _pythia, generate
+    from fivesigma.generate import PROCESSES, _check, _check_options, _pythia, generate
 
     gen = _check(process, events, seed, luminosity_fb)
     _check_options(process, gen, options)
@@ -123,7 +123,7 @@ def cached_sample(
         (tmp / "cache_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
     sample = _load(directory, PROCESSES[process].names(options))
     if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
-        from ..errors import GenerationError
+        from fivesigma.errors import GenerationError
 
         raise GenerationError(f"cached sample '{directory}' is incomplete after generation")
     return sample

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import GenerationError
-from ..physics.detector import LeptonResponse
-from . import _pythia
+from fivesigma import __version__
+from fivesigma.errors import GenerationError
+from fivesigma.generate import _pythia
+from fivesigma.physics.detector import LeptonResponse
 
 __all__ = ["FORMAT_VERSION", "PROCESS_SETTINGS", "content_key", "run"]
 

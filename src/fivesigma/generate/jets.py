@@ -97,10 +97,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import GenerationError, close_matches
-from ..physics.jet_detector import JetDetectorResponse, particle_class
-from . import _pythia
+from fivesigma import __version__
+from fivesigma.errors import GenerationError, close_matches
+from fivesigma.generate import _pythia
+from fivesigma.physics.jet_detector import JetDetectorResponse, particle_class
 
 __all__ = [
     "BLOCK_EVENTS",
@@ -486,7 +486,7 @@ def _process_batch(
     """
     import awkward as ak
 
-    from ..physics._fastjet import import_fastjet
+    from fivesigma.physics._fastjet import import_fastjet
 
     fastjet = import_fastjet()
 
@@ -594,7 +594,7 @@ def _process_batch(
 
 def _generate_blocks(task: dict[str, Any], report: Any) -> list[dict[str, Any]]:
     """Generate each block of ``task['blocks']`` and save its jets to the block's .npz."""
-    from ..physics._fastjet import import_fastjet
+    from fivesigma.physics._fastjet import import_fastjet
 
     fastjet = import_fastjet()
 
@@ -725,7 +725,7 @@ def run(
     """
     _pythia.require_pythia()
     try:
-        from ..physics._fastjet import import_fastjet
+        from fivesigma.physics._fastjet import import_fastjet
 
         import_fastjet()
     except ImportError:

@@ -13,10 +13,10 @@ clear line.
 
 from __future__ import annotations
 
-from ._validate import MetricError
-from .overtraining import ks_test, separation
-from .ranking import permutation_importance, weighted_correlation
-from .roc import (
+from fivesigma.metrics._validate import MetricError
+from fivesigma.metrics.overtraining import ks_test, separation
+from fivesigma.metrics.ranking import permutation_importance, weighted_correlation
+from fivesigma.metrics.roc import (
     auc,
     eff_b_at_eff_s,
     eff_s_at_eff_b,
@@ -25,7 +25,7 @@ from .roc import (
     rejection_interval,
     roc_curve,
 )
-from .significance import CutScan, CutScanBest, asimov_z, cut_scan, sic
+from fivesigma.metrics.significance import CutScan, CutScanBest, asimov_z, cut_scan, sic
 
 __all__ = [
     "CutScan",

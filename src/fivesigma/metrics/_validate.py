@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import FivesigmaError
+from fivesigma.errors import FivesigmaError
 
 __all__ = ["MetricError", "as_labels", "as_scores", "as_weights", "check_classes"]
 

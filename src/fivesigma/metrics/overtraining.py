@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import MetricError, as_scores, as_weights
+from fivesigma.metrics._validate import MetricError, as_scores, as_weights
 
 __all__ = ["ks_test", "separation"]
 

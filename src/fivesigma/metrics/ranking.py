@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._validate import MetricError, as_labels, as_weights
-from .roc import auc
+from fivesigma.metrics._validate import MetricError, as_labels, as_weights
+from fivesigma.metrics.roc import auc
 
 __all__ = ["permutation_importance", "weighted_correlation"]
 

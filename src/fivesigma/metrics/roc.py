@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._validate import MetricError, as_labels, as_scores, as_weights, check_classes
+from fivesigma.metrics._validate import MetricError, as_labels, as_scores, as_weights, check_classes
 
 __all__ = [
     "auc",

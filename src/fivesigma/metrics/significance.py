@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import MetricError, as_labels, as_scores, as_weights, check_classes
-from .roc import roc_curve
+from fivesigma.metrics._validate import MetricError, as_labels, as_scores, as_weights, check_classes
+from fivesigma.metrics.roc import roc_curve
 
 __all__ = ["CutScan", "CutScanBest", "asimov_z", "cut_scan", "sic"]
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from fivesigma.errors import ConfigError
 
 __all__ = ["LeptonResponse"]
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_file
-from ..errors import FivesigmaError
+from fivesigma.core.files import atomic_file
+from fivesigma.errors import FivesigmaError
 
 __all__ = [
     "ModelReport",
@@ -233,4 +233,4 @@ def _as_dict(obj: Any) -> dict | None:
     raise ReportError(f"expected a dict, got {type(obj).__name__}")
 
 
-from .html import write_report  # noqa: E402  (needs the classes above)
+from fivesigma.report.html import write_report  # noqa: E402  (needs the classes above)

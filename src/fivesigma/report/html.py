@@ -2,7 +2,7 @@
 
 All figures are rendered first, then the Jinja2 template (autoescape on: every user
 string is HTML-escaped), then the text is written through
-:func:`fivesigma._io.atomic_file`, so an error anywhere leaves no report behind.
+:func:`fivesigma.core.files.atomic_file`, so an error anywhere leaves no report behind.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_file
-from ..errors import close_matches
-from . import ModelReport, ReportError, ReportInput, _as_dict
+from fivesigma.core.files import atomic_file
+from fivesigma.errors import close_matches
+from fivesigma.report import ModelReport, ReportError, ReportInput, _as_dict
 
 __all__ = ["SECTIONS", "render_html", "write_report"]
 
@@ -300,7 +300,7 @@ def _stats_context(report: ReportInput, plots: Any) -> dict[str, Any] | None:
 
 
 def _context(report: ReportInput) -> dict[str, Any]:
-    from . import plots  # lazy: matplotlib only when rendering
+    from fivesigma.report import plots  # lazy: matplotlib only when rendering
 
     used: set[str] = set()
     slugs = {m.name: _slug(m.name, used) for m in report.models}

@@ -24,7 +24,7 @@ True
 
 from __future__ import annotations
 
-from ..errors import FivesigmaError
+from fivesigma.errors import FivesigmaError
 
 __all__ = [
     "HistInputs",
@@ -47,13 +47,13 @@ class StatsError(FivesigmaError):
 
 
 # Imported after StatsError is defined: both modules raise it.
-from .inference import (  # noqa: E402
+from fivesigma.stats.inference import (  # noqa: E402
     StatsResult,
     expected_significance,
     expected_upper_limit,
     run_stats,
 )
-from .workspace import (  # noqa: E402
+from fivesigma.stats.workspace import (  # noqa: E402
     HistInputs,
     build_workspace,
     histogram_inputs,

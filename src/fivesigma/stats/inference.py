@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from . import StatsError
-from .workspace import (
+from fivesigma.stats import StatsError
+from fivesigma.stats.workspace import (
     _import_pyhf,
     build_workspace,
     histogram_inputs,

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._io import atomic_file
-from . import StatsError
+from fivesigma.core.files import atomic_file
+from fivesigma.stats import StatsError
 
 __all__ = [
     "HistInputs",

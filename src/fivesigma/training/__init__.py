@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .preprocessing import Standardiser
+from fivesigma.training.preprocessing import Standardiser
 
 __all__ = [
     "Standardiser",
@@ -24,7 +24,7 @@ _TORCH_NAMES = {"TrainHistory", "Trainer", "TrainerConfig", "resolve_device", "w
 
 def __getattr__(name: str) -> Any:
     if name in _TORCH_NAMES:
-        from . import trainer
+        from fivesigma.training import trainer
 
         return getattr(trainer, name)
     raise AttributeError(f"module 'fivesigma.training' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ModelError
+from fivesigma.errors import DataError, ModelError
 
 __all__ = ["apply_class_weight", "as_labels", "as_weights", "stratified_holdout", "torch_threads"]
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ModelError, close_matches
+from fivesigma.errors import ModelError, close_matches
 
 __all__ = ["HyperParameters", "params_to_json"]
 

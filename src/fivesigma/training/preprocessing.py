@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ModelError
+from fivesigma.errors import DataError, ModelError
 
 __all__ = ["Standardiser"]
 

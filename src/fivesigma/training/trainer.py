@@ -44,8 +44,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .._io import atomic_file, ensure_writable_dir
-from ..errors import ConfigError, DataError, ModelError
+from fivesigma.core.files import atomic_file, ensure_writable_dir
+from fivesigma.errors import ConfigError, DataError, ModelError
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .common import TaggerModel, check_config, check_sizes, masked_sum
+from fivesigma.nn.common import TaggerModel, check_config, check_sizes, masked_sum
 
 __all__ = ["PFN", "PFNConfig"]
 

@@ -1,7 +1,7 @@
 """Score jet files with a saved tagger bundle (``fivesigma apply`` on a jet tagger).
 
 The bundle records the input definition (particle features, their fixed transforms,
-``max_particles``: :func:`fivesigma.jets.features.describe`), so the inputs are rebuilt
+``max_particles``: :func:`fivesigma.tasks.jets.features.describe`), so the inputs are rebuilt
 exactly as in training.  Files stream chunk by chunk.  Output (Parquet, or a ROOT tree
 ``scores``): ``file_index``, ``jet`` (index in the file), ``label`` (the file's truth label
 when it has one, else -1) and ``prob_<class>`` for each class (binary taggers:
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.writers import check_output_path, ordered_inputs, write_columns
-from ..errors import ModelError
+from fivesigma.errors import ModelError
+from fivesigma.io.writers import check_output_path, ordered_inputs, write_columns
 
 __all__ = ["apply_tagger"]
 
@@ -25,9 +25,13 @@ __all__ = ["apply_tagger"]
 def _score_chunks(
     tagger: Any, files: Sequence[Path], chunk_jets: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    from ..errors import ConfigError
-    from .data import iter_jets
-    from .features import check_features_available, constituent_inputs, input_options
+    from fivesigma.errors import ConfigError
+    from fivesigma.io.jets import iter_jets
+    from fivesigma.tasks.jets.features import (
+        check_features_available,
+        constituent_inputs,
+        input_options,
+    )
 
     spec = getattr(tagger, "bundle_data_", {}) or {}
     try:
@@ -60,7 +64,7 @@ def apply_tagger(
     bundle: str | Path, inputs: Sequence[str], out: str | Path, chunk_jets: int = 100_000
 ) -> dict[str, Any]:
     """Score the jets in ``inputs`` (files or glob patterns, in the order given)."""
-    from .tagger import load
+    from fivesigma.tasks.jets.tagger import load
 
     tagger = load(bundle)
     files = ordered_inputs(inputs)

@@ -3,7 +3,7 @@
 Every estimator follows scikit-learn's contract: ``__init__`` only stores hyper-parameters,
 ``fit`` validates its input and returns ``self``, fitted state ends in ``_``.  Labels are
 ``0..K-1`` (binary: 0 background, 1 signal); event weights may be non-uniform and negative.
-``save(path)`` writes a model bundle (:mod:`fivesigma.artifacts`: JSON + safetensors +
+``save(path)`` writes a model bundle (:mod:`fivesigma.core.bundle`: JSON + safetensors +
 native files, never pickle) and :func:`load` reads any of them back.
 
 >>> import numpy as np
@@ -26,17 +26,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
-from ..errors import DataError, ModelError, close_matches
-from ..training.inputs import (
+from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.errors import DataError, ModelError, close_matches
+from fivesigma.training.inputs import (
     apply_class_weight,
     as_labels,
     as_weights,
     stratified_holdout,
     torch_threads,
 )
-from ..training.params import HyperParameters, params_to_json
-from ..training.preprocessing import Standardiser
+from fivesigma.training.params import HyperParameters, params_to_json
+from fivesigma.training.preprocessing import Standardiser
 
 __all__ = [
     "ESTIMATORS",
@@ -485,7 +485,7 @@ class BDTClassifier(BaseClassifier):
 
 
 class MLPClassifier(BaseClassifier):
-    """A torch MLP (:mod:`fivesigma.classify.mlp`) trained with the shared :class:`Trainer`.
+    """A torch MLP (:mod:`fivesigma.nn.mlp`) trained with the shared :class:`Trainer`.
 
     Parameters
     ----------
@@ -543,7 +543,7 @@ class MLPClassifier(BaseClassifier):
         self.device = device
 
     def _net_config(self, n_inputs: int, n_classes: int) -> Any:
-        from .mlp import MLPConfig
+        from fivesigma.nn.mlp import MLPConfig
 
         return MLPConfig(
             n_inputs=n_inputs,
@@ -555,7 +555,7 @@ class MLPClassifier(BaseClassifier):
         )
 
     def _trainer_config(self) -> Any:
-        from ..training.trainer import TrainerConfig
+        from fivesigma.training.trainer import TrainerConfig
 
         return TrainerConfig.from_estimator(self, "mlp")
 
@@ -568,8 +568,8 @@ class MLPClassifier(BaseClassifier):
     def _fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, valid: Any) -> None:
         import torch
 
-        from ..training.trainer import Trainer
-        from .mlp import MLP
+        from fivesigma.nn.mlp import MLP
+        from fivesigma.training.trainer import Trainer
 
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ModelError(f"mlp valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
@@ -611,7 +611,7 @@ class MLPClassifier(BaseClassifier):
     def _head(self) -> Any:
         import torch
 
-        from .mlp import ProbabilityHead
+        from fivesigma.nn.mlp import ProbabilityHead
 
         return ProbabilityHead(
             self.net_, torch.from_numpy(self.scaler_.mean_), torch.from_numpy(self.scaler_.scale_)
@@ -633,7 +633,7 @@ class MLPClassifier(BaseClassifier):
         output ``probabilities`` (batch, n_classes); standardisation is inside the graph."""
         import torch
 
-        from .._io import atomic_file
+        from fivesigma.core.files import atomic_file
 
         self._check_fitted()
         try:
@@ -677,8 +677,8 @@ class MLPClassifier(BaseClassifier):
     def _restore(self, bundle: Bundle) -> None:
         import torch
 
-        from ..training.trainer import TrainHistory
-        from .mlp import MLP
+        from fivesigma.nn.mlp import MLP
+        from fivesigma.training.trainer import TrainHistory
 
         self.scaler_ = Standardiser.from_dict(bundle.preprocessing)
         net = MLP(self._net_config(self.n_features_in_, self.n_classes_))

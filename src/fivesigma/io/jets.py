@@ -53,9 +53,9 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .._io import read_head
-from ..errors import DataError, close_matches, describe_exception
-from ..generate.jets import LABELS
+from fivesigma.core.files import read_head
+from fivesigma.errors import DataError, close_matches, describe_exception
+from fivesigma.generate.jets import LABELS
 
 __all__ = [
     "CLASS_NAMES",
@@ -754,7 +754,7 @@ def _open(path: Path, fmt: str) -> _Reader:
 
 
 def _files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    from ..data.sources import expand_files
+    from fivesigma.io.events import expand_files
 
     if isinstance(paths, str | Path):
         paths = [paths]

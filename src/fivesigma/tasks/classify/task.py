@@ -12,8 +12,8 @@ significance and CLs limit with pyhf.  Writes, into the output directory::
 
 In a notebook::
 
-    from fivesigma.config import load_config
-    from fivesigma.classify.task import run
+    from fivesigma.core.config import load_config
+    from fivesigma.tasks.classify.task import run
     result = run(load_config("analysis.yaml"), out="results")
     result.metrics["models"]["bdt"]["auc_test"]
 """
@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .. import metrics as M
-from .._io import check_writable_dir, ensure_writable_dir
-from ..artifacts import data_fingerprint, library_versions
-from ..config import RunConfig
-from ..errors import ConfigError, DataError, ModelError
-from .estimators import BaseClassifier, make_estimator
+from fivesigma import metrics as M
+from fivesigma.core.bundle import data_fingerprint, library_versions
+from fivesigma.core.config import RunConfig
+from fivesigma.core.files import check_writable_dir, ensure_writable_dir
+from fivesigma.errors import ConfigError, DataError, ModelError
+from fivesigma.estimators.tabular import BaseClassifier, make_estimator
 
 __all__ = ["ClassifyResult", "ModelResult", "run"]
 
@@ -172,11 +172,11 @@ def run(
     """Run the whole classification job for ``cfg``; see the module docstring.
 
     ``dataset`` may be given to skip reading (a :class:`fivesigma.data.Dataset` built
-    from ``cfg``); otherwise it is read with :func:`fivesigma.workflow.prepare_data`.
+    from ``cfg``); otherwise it is read with :func:`fivesigma.data.prepare.prepare_data`.
     """
-    from .. import report as R
-    from ..stats import run_stats, save_workspace
-    from ..workflow import prepare_data
+    from fivesigma import report as R
+    from fivesigma.data.prepare import prepare_data
+    from fivesigma.stats import run_stats, save_workspace
 
     out_dir = check_writable_dir(out if out is not None else cfg.resolve(cfg.output.dir))
     if not cfg.data.features:

@@ -6,13 +6,13 @@ logits get one additive bias per head from the pairwise features
 token -> LayerNorm -> linear -> logits (B, n_classes).
 
 Masking: padded particles are never attention keys (their logits are replaced by
-:data:`~fivesigma.jets.models.common.ATTENTION_MASK_VALUE`), pairs involving them get a
+:data:`~fivesigma.nn.common.ATTENTION_MASK_VALUE`), pairs involving them get a
 zero bias, and the embedding sets them to zero.  Padded queries still compute something,
 but it never reaches a real particle or the class token.  The reference's input BatchNorm
 is the tagger's standardisation of ``x``; the pair embedding's BatchNorms (on the four
 pairwise features and after each of its layers) take their statistics from real pairs
 only, each unordered pair (diagonal included) counted once as in the reference's packed
-pair embedding (:class:`~fivesigma.jets.models.common.MaskedBatchNorm`), or are LayerNorms after
+pair embedding (:class:`~fivesigma.nn.common.MaskedBatchNorm`), or are LayerNorms after
 each layer with ``pair_norm="layer"``, which fivesigma used before it had a masked batch
 norm (bundles saved then load with it).
 
@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...errors import ModelError
-from .common import (
+from fivesigma.errors import ModelError
+from fivesigma.nn.common import (
     ATTENTION_MASK_VALUE,
     MaskedBatchNorm,
     TaggerModel,

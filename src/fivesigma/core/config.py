@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from fivesigma.errors import ConfigError
 
 __all__ = [
     "CONFIG_VERSION",

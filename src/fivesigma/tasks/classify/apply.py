@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataConfig, SampleConfig
-from ..data import check_file, iter_chunks, needed_columns, process_chunk
-from ..data.writers import check_output_path, ordered_inputs, write_columns
-from .estimators import BaseClassifier, load
+from fivesigma.core.config import DataConfig, SampleConfig
+from fivesigma.data import check_file, iter_chunks, needed_columns, process_chunk
+from fivesigma.estimators.tabular import BaseClassifier, load
+from fivesigma.io.writers import check_output_path, ordered_inputs, write_columns
 
 __all__ = ["apply_bundle", "score_chunks"]
 

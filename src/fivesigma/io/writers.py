@@ -2,7 +2,7 @@
 
 Used by ``fivesigma apply`` for every kind of model: scores stream out as they are
 computed, so inputs larger than memory are fine, and the file appears only when complete
-(:func:`fivesigma._io.atomic_file`).
+(:func:`fivesigma.core.files.atomic_file`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_file
-from ..errors import OutputError
-from .sources import expand_files
+from fivesigma.core.files import atomic_file
+from fivesigma.errors import OutputError
+from fivesigma.io.events import expand_files
 
 __all__ = ["OUTPUT_SUFFIXES", "check_output_path", "ordered_inputs", "write_columns"]
 

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from .._io import read_head
-from ..errors import DataError, close_matches, describe_exception
+from fivesigma.core.files import read_head
+from fivesigma.errors import DataError, close_matches, describe_exception
 
 __all__ = [
     "Chunk",

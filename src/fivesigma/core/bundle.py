@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from ._io import atomic_dir
-from .errors import ModelError
+from fivesigma import __version__
+from fivesigma.core.files import atomic_dir
+from fivesigma.errors import ModelError
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ModelError, close_matches
-from .cnn1d import CNN1D, CNN1DConfig
-from .common import TaggerModel, count_parameters, knn, pairwise_lv_fts
-from .part import ParT, ParTConfig
-from .particlenet import ParticleNet, ParticleNetConfig
-from .pfn import PFN, PFNConfig
+from fivesigma.errors import ModelError, close_matches
+from fivesigma.nn.common import TaggerModel, count_parameters, knn, pairwise_lv_fts
+from fivesigma.tasks.jets.models.cnn1d import CNN1D, CNN1DConfig
+from fivesigma.tasks.jets.models.part import ParT, ParTConfig
+from fivesigma.tasks.jets.models.particlenet import ParticleNet, ParticleNetConfig
+from fivesigma.tasks.jets.models.pfn import PFN, PFNConfig
 
 __all__ = [
     "CNN1D",

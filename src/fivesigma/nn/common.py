@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import ModelError
+from fivesigma.errors import ModelError
 
 __all__ = [
     "ATTENTION_MASK_VALUE",

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ...errors import ModelError
-from .common import TaggerModel, check_config, check_sizes, masked_max, masked_mean
+from fivesigma.errors import ModelError
+from fivesigma.nn.common import TaggerModel, check_config, check_sizes, masked_max, masked_mean
 
 __all__ = ["CNN1D", "CNN1DConfig"]
 

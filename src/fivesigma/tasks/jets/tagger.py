@@ -34,17 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Bundle, data_fingerprint, load_bundle, save_bundle
-from ..errors import DataError, ModelError, close_matches
-from ..training.inputs import (
+from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.errors import DataError, ModelError, close_matches
+from fivesigma.training.inputs import (
     apply_class_weight,
     as_labels,
     as_weights,
     stratified_holdout,
     torch_threads,
 )
-from ..training.params import HyperParameters, params_to_json
-from ..training.preprocessing import Standardiser
+from fivesigma.training.params import HyperParameters, params_to_json
+from fivesigma.training.preprocessing import Standardiser
 
 __all__ = ["KIND", "TAGGERS", "JetTagger", "load"]
 
@@ -52,7 +52,7 @@ __all__ = ["KIND", "TAGGERS", "JetTagger", "load"]
 KIND = "jet_tagger"
 #: names accepted for ``JetTagger(model=...)``
 TAGGERS: dict[str, str] = {
-    "cnn1d": "1D CNN over the pT-ordered constituents (fivesigma.jets.models.cnn1d)",
+    "cnn1d": "1D CNN over the pT-ordered constituents (fivesigma.tasks.jets.models.cnn1d)",
     "pfn": "Particle Flow Network / Deep Sets (arXiv:1810.05165)",
     "particlenet": "ParticleNet, EdgeConv on particle clouds (arXiv:1902.08570)",
     "part": "Particle Transformer (arXiv:2202.03772)",
@@ -284,14 +284,14 @@ class JetTagger(HyperParameters):
     # -- network and loop settings ----------------------------------------------------
 
     def _network_config(self, n_features: int, n_classes: int) -> Any:
-        from .models import make_config
+        from fivesigma.tasks.jets.models import make_config
 
         return make_config(self.model, n_features, n_classes, self.model_params, self.size)
 
     def _trainer_config(self) -> Any:
         from dataclasses import replace
 
-        from ..training.trainer import TrainerConfig
+        from fivesigma.training.trainer import TrainerConfig
 
         return replace(
             TrainerConfig.from_estimator(self, "jet tagger"), eval_batch_size=_VALID_BATCH
@@ -317,8 +317,8 @@ class JetTagger(HyperParameters):
         """
         import torch
 
-        from ..training.trainer import Trainer
-        from .models import MODELS
+        from fivesigma.tasks.jets.models import MODELS
+        from fivesigma.training.trainer import Trainer
 
         if self.model not in MODELS:
             raise ModelError(
@@ -432,7 +432,7 @@ class JetTagger(HyperParameters):
         """
         import torch
 
-        from ..training.trainer import resolve_device
+        from fivesigma.training.trainer import resolve_device
 
         self._check_fitted()
         x, v, mask = check_inputs(inputs, "inputs", self.n_features_in_)
@@ -481,7 +481,7 @@ class JetTagger(HyperParameters):
         """
         import torch
 
-        from .._io import atomic_file
+        from fivesigma.core.files import atomic_file
 
         self._check_fitted()
         try:
@@ -602,7 +602,7 @@ def load(path: str | Path) -> JetTagger:
     """Read a bundle written by :meth:`JetTagger.save` and return the fitted tagger."""
     import torch
 
-    from .models import MODELS
+    from fivesigma.tasks.jets.models import MODELS
 
     bundle = load_bundle(path)
     if bundle.kind != KIND:
@@ -650,7 +650,7 @@ def load(path: str | Path) -> JetTagger:
     tagger.bundle_data_ = dict(bundle.data)
     tagger.bundle_metadata_ = dict(bundle.metadata)
     if "history" in bundle.training:
-        from ..training.trainer import TrainHistory
+        from fivesigma.training.trainer import TrainHistory
 
         tagger.history_ = TrainHistory.from_dict(bundle.training["history"])
     return tagger

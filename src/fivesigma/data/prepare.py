@@ -2,8 +2,8 @@
 
 Tasks (``classify``, ``jets``, ...) call :func:`prepare_data`; notebooks can too::
 
-    from fivesigma.config import load_config
-    from fivesigma.workflow import prepare_data
+    from fivesigma.core.config import load_config
+    from fivesigma.data.prepare import prepare_data
     dataset = prepare_data(load_config("analysis.yaml"))
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from .config import GENERATED_PLACEHOLDER, RunConfig, load_config
-from .errors import ConfigError
+from fivesigma.core.config import GENERATED_PLACEHOLDER, RunConfig, load_config
+from fivesigma.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -55,7 +55,7 @@ def generated_directory(cfg: RunConfig, progress: bool = True) -> Path | None:
                 "'generate:' section; add one (e.g. generate: {process: higgs4l}) or give real paths"
             )
         return None
-    from .generate import cached_sample  # lazy: needs pythia8mc
+    from fivesigma.generate import cached_sample  # lazy: needs pythia8mc
 
     g = cfg.generate
     sample = cached_sample(
@@ -72,7 +72,7 @@ def generated_directory(cfg: RunConfig, progress: bool = True) -> Path | None:
 
 def prepare_data(cfg: RunConfig, progress: bool = True, extra_columns: Sequence[str] = ()):
     """Generate what the config asks for, then read, select and derive: a ``Dataset``."""
-    from .data import load_dataset
+    from fivesigma.data import load_dataset
 
     return load_dataset(
         cfg,

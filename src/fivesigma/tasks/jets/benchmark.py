@@ -3,7 +3,7 @@
 For the top-tagging task the signal is top jets and the background QCD jets. Data come
 from the built-in Pythia8 + FastJet generator (cached) or, with ``data=``, from the Top
 Quark Tagging Reference Dataset (``train.h5``/``val.h5``/``test.h5`` in pandas HDF5
-format) or any file :func:`fivesigma.jets.data.read_jets` reads.
+format) or any file :func:`fivesigma.io.jets.read_jets` reads.
 
 Each tagger is trained ``seeds`` times (different seeds) on the train split, early-stopped
 on the validation split and evaluated on the test split:
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import metrics as M
-from .._io import atomic_file, check_writable_dir, ensure_writable_dir
-from ..errors import ConfigError, DataError, close_matches
+from fivesigma import metrics as M
+from fivesigma.core.files import atomic_file, check_writable_dir, ensure_writable_dir
+from fivesigma.errors import ConfigError, DataError, close_matches
 
 __all__ = ["TAGGER_ORDER", "BenchmarkSettings", "run_benchmark"]
 
@@ -49,7 +49,7 @@ class Task:
     """A benchmark task: which generated processes, and how generator labels map to classes.
 
     ``classes`` maps a class index to its name; ``codes`` maps generator label codes
-    (:data:`fivesigma.jets.data.CLASS_NAMES`) to class indices; jets with other codes
+    (:data:`fivesigma.io.jets.CLASS_NAMES`) to class indices; jets with other codes
     are not used.  ``background`` is the generated process of a binary task's class 0
     (what ``test_background`` adds), None for multi-class tasks.
     """
@@ -99,7 +99,7 @@ class BenchmarkSettings:
     max_particles: int = 100
     frame: str = "principal"
     #: particle features of the networks; None: the richest set the data carry
-    #: (:func:`fivesigma.jets.features.default_features`)
+    #: (:func:`fivesigma.tasks.jets.features.default_features`)
     features: tuple[str, ...] | None = None
     epochs: int = 20
     batch_size: int = 128
@@ -195,7 +195,7 @@ class BenchmarkSettings:
                 f"unknown tagger {unknown[0]!r}; accepted: {', '.join(TAGGER_ORDER)} "
                 f"({close_matches(unknown[0], TAGGER_ORDER)})"
             )
-        from .features import FRAMES
+        from fivesigma.tasks.jets.features import FRAMES
 
         if self.frame not in FRAMES:
             raise ConfigError(
@@ -234,7 +234,7 @@ class BenchmarkSettings:
                 f"{self.task!r} has classes {', '.join(TASKS[self.task].classes)} (use task top)"
             )
         if self.device != "cpu" and self.trains_networks:
-            from ..training.trainer import resolve_device
+            from fivesigma.training.trainer import resolve_device
 
             resolve_device(self.device)  # a missing GPU fails here, before any generation
 
@@ -245,14 +245,14 @@ class BenchmarkSettings:
 
 def _split_codes(n: int, seed: int, fractions: tuple[float, float, float]) -> np.ndarray:
     """0 train, 1 validation, 2 test in ``fractions`` from a hash of the jet index."""
-    from ..data.split import split_codes
+    from fivesigma.data.split import split_codes
 
     return split_codes(np.arange(n, dtype=np.int64), seed=seed, fractions=tuple(fractions))
 
 
 def load_task_jets(settings: BenchmarkSettings):
     """(JetSample, class indices, split codes) for the task's classes."""
-    from .data import concatenate, read_jets
+    from fivesigma.io.jets import concatenate, read_jets
 
     task = TASKS[settings.task]
     if settings.data:
@@ -264,7 +264,7 @@ def load_task_jets(settings: BenchmarkSettings):
             else _split_codes(len(sample), settings.seed, settings.split)
         )
     else:
-        from ..generate import cached_sample
+        from fivesigma.generate import cached_sample
 
         def generated(process: str, events: int, seed: int):
             gen = cached_sample(
@@ -365,8 +365,8 @@ def _predict_timed(predict, inputs: Any, n: int) -> tuple[np.ndarray, float]:
 
 
 def _train_bdt(sample, y, split, seed: int, params: dict[str, Any]):
-    from ..classify import make_estimator
-    from .features import jet_observables
+    from fivesigma.estimators import make_estimator
+    from fivesigma.tasks.jets.features import jet_observables
 
     obs, names = jet_observables(sample)
     keep = [
@@ -392,7 +392,7 @@ def _bdt_nodes(est) -> int | None:
 def _train_tagger(
     name: str, inputs, y, split, seed: int, settings: BenchmarkSettings, feature_names
 ):
-    from .tagger import JetTagger
+    from fivesigma.tasks.jets.tagger import JetTagger
 
     tr, va, te = (np.flatnonzero(split == c) for c in (0, 1, 2))
     params = {
@@ -412,8 +412,8 @@ def _train_tagger(
 
 def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any]:
     """Train and evaluate every tagger; write benchmark.{md,json,html} into ``out``."""
-    from ..report import write_metrics_json
-    from .features import (
+    from fivesigma.report import write_metrics_json
+    from fivesigma.tasks.jets.features import (
         check_features_available,
         constituent_inputs,
         default_features,
@@ -468,7 +468,7 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
     summary = {name: _aggregate(rows) for name, rows in runs.items()}
     device = "CPU"  # the BDT always runs on the CPU
     if settings.trains_networks:
-        from ..training.trainer import device_name
+        from fivesigma.training.trainer import device_name
 
         device = device_name(settings.device)
     result = {
@@ -636,7 +636,7 @@ def _write_html(
     probs: dict[str, np.ndarray],
     result: dict,
 ) -> None:
-    from ..report.plots import fig_to_data_uri, roc_figure, score_distribution_figure
+    from fivesigma.report.plots import fig_to_data_uri, roc_figure, score_distribution_figure
 
     best = max(result["taggers"], key=lambda n: result["taggers"][n]["auc"])
     images = []

@@ -7,10 +7,10 @@ neighbours; a shortcut adds the block's input.  The outputs of all blocks are fu
 averaged over real particles and classified by an MLP.
 
 Differences from the reference implementation, all for exact masking: kNN uses plain
-torch (``cdist`` + ``topk``, see :func:`~fivesigma.jets.models.common.knn`) with padded
+torch (``cdist`` + ``topk``, see :func:`~fivesigma.nn.common.knn`) with padded
 particles at infinite distance and k clipped per jet; batch normalisation takes its
 statistics from real particles and real neighbour slots only
-(:class:`~fivesigma.jets.models.common.MaskedBatchNorm`); the input BatchNorm is the
+(:class:`~fivesigma.nn.common.MaskedBatchNorm`); the input BatchNorm is the
 tagger's standardisation of ``x``.  ``norm="layer"`` swaps every batch normalisation for
 LayerNorm over channels, which fivesigma used before it had a masked batch norm (bundles
 saved then load with it); on the quick benchmark it costs about 0.003 in AUC and a third
@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...errors import ModelError
-from .common import (
+from fivesigma.errors import ModelError
+from fivesigma.nn.common import (
     TaggerModel,
     check_config,
     check_sizes,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from fivesigma.errors import ModelError
 
 __all__ = ["ACTIVATIONS", "MLP", "MLPConfig", "ProbabilityHead"]
 

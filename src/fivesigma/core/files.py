@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DataError, OutputError
+from fivesigma.errors import DataError, OutputError
 
 __all__ = ["atomic_dir", "atomic_file", "check_writable_dir", "ensure_writable_dir"]
 

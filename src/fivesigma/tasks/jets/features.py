@@ -1,4 +1,4 @@
-"""Tagger inputs computed from a :class:`~fivesigma.jets.data.JetSample` (numpy, vectorised).
+"""Tagger inputs computed from a :class:`~fivesigma.io.jets.JetSample` (numpy, vectorised).
 
 Particle features follow the Particle Transformer "full" set (Qu, Li, Qian,
 arXiv:2202.03772; weaver data config ``JetClass_full.yaml``):
@@ -58,8 +58,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from ..errors import ConfigError
-from .data import JetSample
+from fivesigma.errors import ConfigError
+from fivesigma.io.jets import JetSample
 
 __all__ = [
     "FEATURE_VERSION",
@@ -191,7 +191,7 @@ def default_features(sample: JetSample) -> list[str]:
     :data:`PARTICLE_FEATURES_PID` with particle ID (``sample.has_pid``), else
     :data:`PARTICLE_FEATURES_KIN`.
 
-    >>> from fivesigma.jets.data import JetSample
+    >>> from fivesigma.io.jets import JetSample
     >>> s = JetSample.from_arrays([[1.0]], [[0.0]], [[0.0]], [[1.0]], [0], pid=[[211]])
     >>> len(default_features(s)), s.has_tracks
     (13, False)
@@ -209,7 +209,7 @@ def check_features_available(sample: JetSample, features: Sequence[str], what: s
     A tagger trained with particle ID or impact parameters would silently see zeros on a
     file without them (e.g. the Top Quark Tagging dataset has neither).
     """
-    from ..errors import DataError
+    from fivesigma.errors import DataError
 
     names = set(features)
     if not sample.has_tracks and names & set(_TRACK_FIELDS):
@@ -226,7 +226,7 @@ def check_features_available(sample: JetSample, features: Sequence[str], what: s
 
 
 def _check_features(names: Sequence[str]) -> list[str]:
-    from ..errors import close_matches
+    from fivesigma.errors import close_matches
 
     names = list(names)
     for name in names:
@@ -264,7 +264,7 @@ def principal_frame(sample: JetSample) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns ``(cos_theta, sin_theta, s_u, s_w)``, each of shape (N,).  A jet with one
     constituent gets the identity.
 
-    >>> from fivesigma.jets.data import JetSample
+    >>> from fivesigma.io.jets import JetSample
     >>> s = JetSample.from_arrays(px=[[100.0, 30.0]], py=[[0.0, 9.0]], pz=[[0.0, 0.0]],
     ...                           energy=[[100.0, 31.4]], label=[0])
     >>> c, sn, su, sw = principal_frame(s)
@@ -286,7 +286,7 @@ def principal_frame(sample: JetSample) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _check_frame(frame: str) -> str:
     if frame not in FRAMES:
-        from ..errors import close_matches
+        from fivesigma.errors import close_matches
 
         raise ConfigError(
             f"unknown jet frame {frame!r}; accepted: {', '.join(FRAMES)} "
@@ -451,7 +451,7 @@ def nsubjettiness(
     particle is lost to the beam; ``r0`` only normalises.  A jet with at most N particles
     has tau_N = 0 (each particle can be its own axis); an empty jet has all tau = 0.
     """
-    from ..physics._fastjet import import_fastjet
+    from fivesigma.physics._fastjet import import_fastjet
 
     fastjet = import_fastjet()
 
@@ -566,7 +566,7 @@ def input_options(spec: Mapping[str, Any]) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         raise ConfigError(
             "the input description has no particle_features/max_particles (not written by "
-            "fivesigma.jets.features.describe)"
+            "fivesigma.tasks.jets.features.describe)"
         ) from None
     return {
         "features": features,
