@@ -112,7 +112,8 @@ def test_unreadable_file(tmp_path: Path, root_file: Path) -> None:
 
 def test_unreadable_file_any_user(root_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same check as above, for runs as root: opening fails with a permission error."""
-    from fivesigma.core import files as _io  # every input reader sniffs the format through read_head
+    # every input reader sniffs the format through read_head
+    from fivesigma.core import files as _io
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
