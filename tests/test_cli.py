@@ -50,7 +50,7 @@ def test_no_command_prints_help_and_fails(capsys):
 def test_config_schema_is_json(capsys):
     code, out, _ = run_cli(capsys, "config", "--schema")
     assert code == 0
-    assert "data" in json.loads(out)["properties"]
+    assert "data" in json.loads(out)["$defs"]["ClassifyConfig"]["properties"]
 
 
 def test_config_check_reports_one_line(tmp_path, capsys):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from fivesigma.core.config import RunConfig, config_schema, load_config, parse_config
-from fivesigma.data.prepare import default_config, default_config_text
+from fivesigma.core.config import config_schema, load_config, parse_config
 from fivesigma.errors import ConfigError
+from fivesigma.tasks.classify.config import RunConfig
+from fivesigma.tasks.classify.task import ClassifyTask
 
 MINIMAL = """
 version: 1
@@ -99,16 +100,21 @@ def test_many_problems_report_the_first_and_count_the_rest():
         parse_config(raw)
 
 
-def test_schema_is_json_and_lists_sections():
+def test_schema_is_a_union_of_every_task_discriminated_by_task():
     schema = json.loads(config_schema())
-    assert set(schema["properties"]) >= {"version", "seed", "data", "generate", "output"}
-    assert "base_dir" not in schema["properties"]
+    mapping = schema["discriminator"]["mapping"]
+    assert {"classify", "jets"} <= set(mapping)
+    classify = schema["$defs"]["ClassifyConfig"]["properties"]
+    assert set(classify) >= {"version", "task", "seed", "data", "generate", "output"}
+    assert "base_dir" not in classify
+    jets = schema["$defs"]["JetsConfig"]["properties"]
+    assert {"preset", "benchmark", "taggers", "max_particles", "device"} <= set(jets)
 
 
 def test_shipped_default_config_is_valid_and_commented():
-    cfg = default_config()
+    cfg = ClassifyTask().default_config()
     assert isinstance(cfg, RunConfig)
     assert cfg.generate is not None and cfg.generate.process == "higgs4l"
     assert {s.label for s in cfg.data.samples} == {0, 1}
     assert set(cfg.data.features) <= set(cfg.data.derived)
-    assert default_config_text().count("#") > 10
+    assert ClassifyTask().template().count("#") > 10

@@ -69,7 +69,7 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
     assert table.splitlines()[0].startswith("| tagger | accuracy | AUC")
     rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
     assert [line.split("|")[1].strip() for line in rows] == ["bdt", "pfn", "part"]
-    j = json.loads((out / "benchmark.json").read_text())
+    j = json.loads((out / "metrics.json").read_text())
     # The published dataset's own train/val/test split (ttv) is used: 3/5, 1/5, 1/5.
     assert j["n_jets"] == {"train": 180, "validation": 60, "test": 60, "extra_test_background": 0}
     for name in ("bdt", "pfn", "part"):
@@ -85,7 +85,7 @@ def test_benchmark_writes_table_json_html_and_bundles(bench):
         value = first["rejection_at_eff_s_0.5"]  # JSON writes inf as null
         assert low <= (np.inf if value is None else value) <= (np.inf if high is None else high)
         assert s["rejection_at_eff_s_0.5_interval"] == [low, high]
-    html = (out / "benchmark.html").read_text()
+    html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 1 + 3 and "http" not in html.replace(
         "https://fastjet", ""
     )
@@ -178,7 +178,7 @@ def test_cli_benchmark_and_bad_tagger(tmp_path, capsys):
     assert code == 2 and "max_particles must be a number of constituents >= 1" in err
     assert not (tmp_path / "m0").exists()
     assert main([*argv, "--max-particles", "6", "--out", str(tmp_path / "m6")]) == 0
-    written = json.loads((tmp_path / "m6" / "benchmark.json").read_text())
+    written = json.loads((tmp_path / "m6" / "metrics.json").read_text())
     assert written["settings"]["max_particles"] == 6
 
 
@@ -285,7 +285,7 @@ def test_flavour_benchmark_reports_one_vs_rest_per_class(tmp_path):
     assert bdt["auc"] == pytest.approx(np.mean(per_class))
     assert bdt["auc"] > 0.8  # the classes differ in size and prongs
     assert 0 <= bdt["accuracy"] <= 1
-    html = (tmp_path / "out" / "benchmark.html").read_text()
+    html = (tmp_path / "out" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5  # one ROC figure per class
 
 

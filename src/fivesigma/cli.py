@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fivesigma import __version__
 from fivesigma.errors import FivesigmaError, OutputError
@@ -65,13 +66,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from fivesigma.core.config import config_schema, load_config
+    from fivesigma.core.registry import TASKS
 
     if args.schema:
         print(config_schema())
         return 0
     if args.check:
         cfg = load_config(args.check)
-        print(f"{args.check}: valid (version {cfg.version}, {len(cfg.data.samples)} samples)")
+        TASKS.get(cfg.task)().check(cfg)
+        print(f"{args.check}: valid (task {cfg.task}, version {cfg.version})")
         return 0
     raise FivesigmaError(
         "config: give --schema to print the JSON schema or --check FILE to validate a config"
@@ -80,16 +83,27 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from fivesigma.core.files import atomic_file
-    from fivesigma.data.prepare import default_config_text
+    from fivesigma.core.registry import TASKS
 
+    text = TASKS.get(args.task)().template()
     path = Path(args.path)
     if path.exists() and not args.force:
         raise OutputError(
             f"'{path}' already exists; use --force to overwrite or choose another name"
         )
     with atomic_file(path) as tmp:
-        tmp.write_text(default_config_text())
-    print(f"wrote {path}; edit data.samples, then: fivesigma run {path}")
+        tmp.write_text(text)
+    print(f"wrote {path} (task {args.task}); edit it, then: fivesigma run {path}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from fivesigma.core.registry import ESTIMATORS, GENERATORS, TASKS
+
+    registry = ESTIMATORS if args.estimators else GENERATORS if args.generators else TASKS
+    width = max((len(e.name) for e in registry), default=0)
+    for entry in registry:
+        print(f"{entry.name:<{width}}  {entry.description}")
     return 0
 
 
@@ -100,128 +114,77 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from fivesigma.core.config import load_config
-    from fivesigma.data.prepare import default_config
-    from fivesigma.tasks.classify.task import run
+def _show(renderable: Any) -> None:
+    if isinstance(renderable, str):
+        print(renderable)  # plain text: brackets are not rich markup
+        return
+    from rich.console import Console
 
-    cfg = load_config(args.config) if args.config else default_config()
+    Console().print(renderable)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fivesigma.core.config import DEFAULT_TASK, load_config
+    from fivesigma.core.registry import TASKS
+
+    if args.config:
+        cfg = load_config(args.config)
+        task = TASKS.get(cfg.task)()
+    else:
+        task = TASKS.get(DEFAULT_TASK)()
+        cfg = task.default_config()
     out = Path(args.out) if args.out else cfg.resolve(cfg.output.dir)
     if args.data_only:
-        from fivesigma.data.prepare import prepare_data
-
-        _print_dataset_summary(prepare_data(cfg, progress=not args.quiet))
+        if not hasattr(task, "data_summary"):
+            raise FivesigmaError(
+                f"--data-only is for tasks that read event tables, not {task.name!r}"
+            )
+        _show(task.data_summary(cfg, progress=not args.quiet))
         return 0
-    result = run(cfg, out=out, progress=not args.quiet)
-    _print_run_summary(result)
+    result = task.run(cfg, out=out, progress=not args.quiet)
+    _show(task.summary(result))
     return 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from fivesigma.core.bundle import bundle_kind
+    from fivesigma.core.registry import BUNDLE_KINDS, TASKS
 
-    if bundle_kind(args.bundle) == "jet_tagger":
-        from fivesigma.tasks.jets.apply import apply_tagger
-
-        info = apply_tagger(args.bundle, args.inputs, args.out, chunk_jets=args.chunk_size)
-        print(f"scored {info['jets']} jets from {info['files']} file(s) -> {info['out']}")
-        return 0
-    from fivesigma.tasks.classify.apply import apply_bundle
-
-    info = apply_bundle(
-        args.bundle, args.inputs, args.out, tree=args.tree, chunk_size=args.chunk_size
+    kind = bundle_kind(args.bundle)
+    owner = BUNDLE_KINDS.entry(kind).metadata["task"]
+    info = TASKS.get(owner)().apply(
+        Path(args.bundle), args.inputs, Path(args.out), tree=args.tree, chunk_size=args.chunk_size
     )
-    print(
-        f"scored {info['events']} events from {info['files']} file(s) "
-        f"({info['selected']} pass the selection) -> {info['out']}"
-    )
+    print(info["message"])
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from fivesigma.tasks.jets.benchmark import BenchmarkSettings, run_benchmark
+    from fivesigma.core.config import parse_config
+    from fivesigma.core.registry import TASKS
 
-    preset = BenchmarkSettings.quick if args.quick else BenchmarkSettings.full
-    overrides = {
-        k: v
-        for k, v in {
-            "task": args.task,
-            "data": args.data,
-            "seeds": args.seeds,
-            "seed": args.seed,
-            "jobs": args.jobs,
-            "jets_per_class": args.jets,
-            "test_background": args.test_background,
-            "max_particles": args.max_particles,
-            "epochs": args.epochs,
-            "frame": args.frame,
-            "device": args.device,
-            "progress": not args.quiet,
-            "taggers": tuple(args.taggers.split(",")) if args.taggers else None,
-        }.items()
-        if v is not None
+    keys = {
+        "benchmark": args.task,
+        "data": args.data,
+        "seeds": args.seeds,
+        "seed": args.seed,
+        "jobs": args.jobs,
+        "jets_per_class": args.jets,
+        "test_background": args.test_background,
+        "max_particles": args.max_particles,
+        "epochs": args.epochs,
+        "frame": args.frame,
+        "device": args.device,
+        "taggers": args.taggers.split(",") if args.taggers else None,
     }
-    result = run_benchmark(preset(**overrides), out=args.out)
-    print(result["table"])
-    print(
-        f"wrote {args.out}/benchmark.md, benchmark.json, benchmark.html ({result['wall_seconds']:.0f} s)"
-    )
+    raw = {"version": 1, "task": "jets", "preset": "quick" if args.quick else "full"}
+    raw.update({k: v for k, v in keys.items() if v is not None})
+    # paths on the command line are relative to the working directory
+    cfg = parse_config(raw, source="benchmark", base_dir=Path.cwd())
+    task = TASKS.get("jets")()
+    result = task.run(cfg, out=Path(args.out), progress=not args.quiet)
+    _show(task.summary(result))
     return 0
-
-
-def _print_run_summary(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    m = result.metrics
-    table = Table(title="Models ranked by test AUC")
-    for col in ("model", "kind", "AUC test", "AUC train", "1/eB@eS=0.5", "KS p S/B", "Z exp."):
-        table.add_column(
-            col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model"
-        )
-    z = m["stats"]["z_expected"]
-    for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
-        rej = row["rejection_at_eff_s"].get("0.5")
-        table.add_row(
-            name + (" *" if name == m["best_model"] else ""),
-            row["kind"],
-            f"{row['auc_test']:.4f}",
-            f"{row['auc_train']:.4f}",
-            "-" if rej is None else f"{rej:.1f}",
-            f"{row['ks_pvalue_signal']:.2f}/{row['ks_pvalue_background']:.2f}",
-            f"{z:.2f}" if name == m["best_model"] else "",
-        )
-    console = Console()
-    console.print(table)
-    st = m["stats"]
-    band = st["cls_band"]
-    console.print(
-        f"best model: {m['best_model']}  expected Z = {z:.2f} sigma, expected 95% CLs limit on mu = "
-        f"{st['cls_upper_limit_expected']:.3f} [-1s {band['-1']:.3f}, +1s {band['+1']:.3f}]"
-    )
-    console.print(f"report: {result.files['report']}   metrics: {result.files['metrics']}")
-
-
-def _print_dataset_summary(dataset) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    summary = dataset.summary()
-    table = Table(title=f"{summary['events']} events after selection")
-    table.add_column("sample")
-    for col in ("read", "selected", "train", "validation", "test", "sum of weights"):
-        table.add_column(col, justify="right")
-    for name, row in summary["samples"].items():
-        table.add_row(
-            name,
-            str(row.get("events_read", "")),
-            str(row["events"]),
-            str(row["train"]["events"]),
-            str(row["validation"]["events"]),
-            str(row["test"]["events"]),
-            f"{row['sum_weights']:.4g}",
-        )
-    Console().print(table)
 
 
 # --------------------------------------------------------------------------------------
@@ -238,8 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run an analysis (default: the built-in H->4l example)")
-    p.add_argument("config", nargs="?", help="YAML config (default: the built-in analysis)")
+    p = sub.add_parser(
+        "run", help="run a task from its config (default: the built-in H->4l analysis)"
+    )
+    p.add_argument(
+        "config", nargs="?", help="YAML config; its task: key picks the task (default: classify)"
+    )
     p.add_argument("--out", help="output directory (overrides output.dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -260,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("generate", help="generate a built-in Pythia8 sample")
-    p.add_argument("process", help="sample to generate: higgs4l or jets")
+    p.add_argument("process", help="built-in sample: 'fivesigma tasks --generators' lists them")
     p.add_argument("--events", type=int, required=True, help="events per physics process")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=1, help="master random seed (default 1)")
@@ -293,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("benchmark", help="train and compare every jet tagger (the papers' table)")
+    p = sub.add_parser(
+        "benchmark",
+        help="train and compare every jet tagger (the papers' table); a shortcut for a "
+        "task: jets config",
+    )
     p.add_argument(
         "task", help="benchmark task: top (top vs QCD jets) or flavour (b, c, uds, g, top)"
     )
@@ -362,14 +333,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "path", nargs="?", default="fivesigma.yaml", help="where to write (default fivesigma.yaml)"
     )
+    p.add_argument(
+        "--task",
+        default="classify",
+        help="whose config: a task from 'fivesigma tasks' (default classify)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("tasks", help="list the registered tasks, one line each")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--estimators", action="store_true", help="list the estimators instead")
+    which.add_argument(
+        "--generators", action="store_true", help="list the built-in samples instead"
+    )
+    p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("inspect", help="list the trees/columns of a data file")
     p.add_argument("file", help="ROOT, Parquet, HDF5 or CSV file")
     p.add_argument("--tree", default=None, help="tree (ROOT) or key (HDF5) to describe")
     p.set_defaults(func=cmd_inspect)
     return parser
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit flush does not raise BrokenPipeError again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # `fivesigma inspect FILE | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return 0
     except KeyboardInterrupt:
         if args.debug:
             raise

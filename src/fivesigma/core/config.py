@@ -1,11 +1,14 @@
-"""Configuration: pydantic models for every section, and :func:`load_config`.
+"""Configs: the pydantic base every task's config extends, and :func:`load_config`.
 
-A config is YAML with a ``version:`` key.  Validation errors become one-line
-:class:`~fivesigma.errors.ConfigError` messages that name the key path and what is
-accepted, e.g.::
+A config is YAML with ``version:`` and ``task:`` keys; ``task`` picks the task's config
+model from :data:`fivesigma.core.registry.TASKS` (no key: ``classify``, the event
+classification every config meant before tasks had names).  Validation errors become
+one-line :class:`~fivesigma.errors.ConfigError` messages that name the key path and what
+is accepted, e.g.::
 
     config.yaml: data.samples[0].tree: expected a string, got 5
     config.yaml: data.sampels: unknown key; accepted keys: samples, selection, derived, ...
+    config.yaml: task: unknown task 'trak'; registered: classify, jets (did you mean ...)
 
 Relative file paths in a config are resolved against the config file's directory, so a
 config and its data can move together.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -24,37 +27,33 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from fivesigma.errors import ConfigError
 
 __all__ = [
     "CONFIG_VERSION",
-    "DataConfig",
-    "EvaluationConfig",
-    "GenerateConfig",
+    "DEFAULT_TASK",
     "ModelConfig",
-    "NormalisationConfig",
     "OutputConfig",
-    "RunConfig",
-    "SampleConfig",
-    "SplitConfig",
-    "StatsConfig",
+    "StrictModel",
+    "TaskConfig",
     "config_schema",
     "load_config",
     "parse_config",
+    "require_unique",
 ]
 
 CONFIG_VERSION = 1
+#: the task of a config without a ``task:`` key
+DEFAULT_TASK = "classify"
 
-#: Placeholder in sample file patterns for the directory of the built-in generated sample.
-GENERATED_PLACEHOLDER = "{generated}"
 
-
-def _require_unique(what: str, names: list[str]) -> None:
+def require_unique(what: str, names: list[str]) -> None:
+    """Raise ``ValueError`` (a validation error) when ``names`` repeat."""
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
@@ -66,118 +65,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-class NormalisationConfig(StrictModel):
-    """Scale a sample so its weights sum to cross section x luminosity.
-
-    The per-event weight becomes ``w * cross_section_pb * 1000 * luminosity_fb / sum_w``,
-    where ``sum_w`` is ``sum_weights_generated`` if given, else the sum of the weights of
-    all events read (before any selection).
-    """
-
-    cross_section_pb: Annotated[float, Field(gt=0, description="cross section in pb")]
-    luminosity_fb: Annotated[float, Field(gt=0, description="integrated luminosity in fb^-1")] = (
-        140.0
+class OutputConfig(StrictModel):
+    dir: Annotated[str, Field(description="output directory (overridden by --out)")] = (
+        "fivesigma-out"
     )
-    sum_weights_generated: Annotated[
-        float | None,
-        Field(
-            gt=0, description="sum of weights before any filter; default: sum over the events read"
-        ),
-    ] = None
-
-
-class SampleConfig(StrictModel):
-    """One physics process: its files, the tree, its class label and event weights."""
-
-    name: Annotated[str, Field(min_length=1, description="unique sample name")]
-    files: Annotated[
-        list[str],
-        Field(
-            min_length=1,
-            description="paths or glob patterns (ROOT, Parquet, HDF5, CSV); a single string is accepted",
-        ),
-    ]
-    tree: Annotated[
-        str, Field(description="TTree name (ROOT) or group/key (HDF5); ignored for Parquet and CSV")
-    ] = "Events"
-    label: Annotated[
-        int, Field(ge=0, description="class index: 0 background, 1 signal (or 0..K-1)")
-    ]
-    weight: Annotated[
-        str | None, Field(description="event-weight expression; default 1 for every event")
-    ] = None
-    normalisation: NormalisationConfig | None = None
-    selection: Annotated[
-        str | None, Field(description="extra selection for this sample, ANDed with data.selection")
-    ] = None
-
-    @field_validator("files", mode="before")
-    @classmethod
-    def _one_file_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-
-class SplitConfig(StrictModel):
-    """Deterministic train/validation/test split.
-
-    Each event's split comes from a hash of (seed, key), where the key is the value of the
-    ``key`` branch if set (e.g. the event number), else (file name, entry number): the
-    same event lands in the same split whatever the order of files or chunks.
-    """
-
-    train: Annotated[float, Field(ge=0, le=1)] = 0.6
-    validation: Annotated[float, Field(ge=0, le=1)] = 0.2
-    test: Annotated[float, Field(ge=0, le=1)] = 0.2
-    key: Annotated[
-        str | None, Field(description="branch with a unique event id (e.g. 'event')")
-    ] = None
-
-    @model_validator(mode="after")
-    def _fractions_sum_to_one(self) -> SplitConfig:
-        total = self.train + self.validation + self.test
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + validation + test must be 1, got {total:g}")
-        return self
-
-
-class DataConfig(StrictModel):
-    """What to read, which events to keep and which columns to derive."""
-
-    samples: Annotated[list[SampleConfig], Field(min_length=1)]
-    selection: Annotated[
-        str | None, Field(description="expression that is true for events to keep")
-    ] = None
-    derived: Annotated[
-        dict[str, str],
-        Field(description="name: expression, evaluated in order; later ones may use earlier ones"),
-    ] = Field(default_factory=dict)
-    features: Annotated[
-        list[str], Field(description="columns (branches or derived) fed to models")
-    ] = Field(default_factory=list)
-    nan_policy: Annotated[
-        Literal["error", "drop"],
-        Field(description="NaN/inf in features: stop with an error, or drop those events"),
-    ] = "error"
-    chunk_size: Annotated[int, Field(gt=0, description="entries read per chunk")] = 200_000
-    split: SplitConfig = Field(default_factory=SplitConfig)
-
-    @model_validator(mode="after")
-    def _unique_sample_names(self) -> DataConfig:
-        _require_unique("sample", [s.name for s in self.samples])
-        return self
-
-
-class GenerateConfig(StrictModel):
-    """A built-in sample to generate (and cache) before reading; see ``fivesigma generate``."""
-
-    process: Literal["higgs4l"] = "higgs4l"
-    events: Annotated[int, Field(gt=0, description="events generated per process")] = 20_000
-    seed: int = 1
-    luminosity_fb: Annotated[float, Field(gt=0)] = 140.0
-    jobs: Annotated[int | None, Field(ge=1, description="processes; default: all cores")] = None
-    cache_dir: Annotated[
-        str | None, Field(description="default: $FIVESIGMA_CACHE or ~/.cache/fivesigma")
-    ] = None
 
 
 class ModelConfig(StrictModel):
@@ -187,87 +78,44 @@ class ModelConfig(StrictModel):
         str,
         Field(
             min_length=1,
-            pattern=r"^[A-Za-z0-9_.-]+$",
-            description="unique name (letters, digits, _ . -)",
+            max_length=100,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            description="unique name, also its bundle directory: a letter or digit, then "
+            "letters, digits, _ . -",
         ),
     ]
-    kind: Annotated[Literal["logistic", "bdt", "mlp"], Field(description="estimator type")]
+    kind: Annotated[
+        str, Field(description="estimator: a registered name (fivesigma tasks --estimators)")
+    ]
     params: Annotated[
         dict[str, Any], Field(description="hyper-parameters; see the estimator's docs")
     ] = Field(default_factory=dict)
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fivesigma.core.registry import ESTIMATORS
 
-def _default_models() -> list[ModelConfig]:
-    return [
-        ModelConfig(name="logistic", kind="logistic"),
-        ModelConfig(name="bdt", kind="bdt"),
-        ModelConfig(name="mlp", kind="mlp"),
-    ]
-
-
-class EvaluationConfig(StrictModel):
-    """Working points and checks reported for every model."""
-
-    eff_b: Annotated[
-        list[Annotated[float, Field(gt=0, lt=1)]],
-        Field(description="background efficiencies for eps_S"),
-    ] = [
-        0.01,
-        0.1,
-        0.3,
-    ]
-    eff_s: Annotated[
-        list[Annotated[float, Field(gt=0, lt=1)]],
-        Field(description="signal efficiencies for 1/eps_B"),
-    ] = [
-        0.3,
-        0.5,
-    ]
-    ranking_repeats: Annotated[
-        int, Field(ge=0, description="permutation-importance repeats (0: skip)")
-    ] = 3
-    rel_unc_b: Annotated[
-        float, Field(ge=0, description="relative background uncertainty in the cut scan")
-    ] = 0.1
+        try:
+            ESTIMATORS.entry(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return value
 
 
-class StatsConfig(StrictModel):
-    """The pyhf model built from the best model's score histogram (expected results)."""
+class TaskConfig(StrictModel):
+    """Keys every task's config has; a task's config model extends it.
 
-    bins: Annotated[int, Field(ge=1, le=200)] = 10
-    bkg_norm_unc: Annotated[
-        float, Field(ge=0, lt=1, description="relative background normalisation uncertainty")
-    ] = 0.1
-    min_background: Annotated[
-        float | None, Field(ge=0, description="merge bins until each has this background")
-    ] = 1.0
-    mc_stat: Annotated[bool, Field(description="per-bin MC statistical uncertainty")] = True
-
-
-class OutputConfig(StrictModel):
-    dir: Annotated[str, Field(description="output directory (overridden by --out)")] = (
-        "fivesigma-out"
-    )
-
-
-class RunConfig(StrictModel):
-    """A whole analysis: data, and (from later versions) models, statistics and report."""
+    A subclass narrows ``task`` to its name (``task: Literal["jets"] = "jets"``) so the
+    JSON schema of all configs is a union discriminated by ``task``.
+    """
 
     version: Literal[1] = Field(description="config format version")
-    seed: int = 42
-    generate: GenerateConfig | None = None
-    data: DataConfig
-    models: Annotated[list[ModelConfig], Field(min_length=1)] = Field(
-        default_factory=_default_models
+    task: Annotated[str, Field(description="which task runs (fivesigma tasks lists them)")] = (
+        DEFAULT_TASK
     )
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    stats: StatsConfig = Field(default_factory=StatsConfig)
+    seed: Annotated[int, Field(description="one seed for everything random")] = 42
     output: OutputConfig = Field(default_factory=OutputConfig)
-
-    @model_validator(mode="after")
-    def _unique_model_names(self) -> RunConfig:
-        _require_unique("model", [m.name for m in self.models])
-        return self
 
     # Directory of the config file; relative paths are resolved against it.  Private: it
     # is not a config key, load_config() sets it.
@@ -346,8 +194,19 @@ def _format_error(err: dict[str, Any], root: type[BaseModel]) -> str:
     return f"{where}: {msg}"
 
 
-def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None) -> RunConfig:
-    """Validate an already-parsed YAML/JSON mapping."""
+def task_config_model(name: Any, source: str = "config") -> type[TaskConfig]:
+    """The config model of the task called ``name`` (one-line error naming the tasks)."""
+    from fivesigma.core.registry import TASKS
+
+    try:
+        task = TASKS.get(name)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: task: {err}") from None
+    return task.config_model
+
+
+def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None) -> TaskConfig:
+    """Validate an already-parsed YAML/JSON mapping; ``task:`` picks the config model."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}"
@@ -360,11 +219,12 @@ def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None)
         raise ConfigError(
             f"{source}: version {raw['version']!r} is not supported; this fivesigma reads version {CONFIG_VERSION}"
         )
+    model = task_config_model(raw.get("task", DEFAULT_TASK), source)
     try:
-        cfg = RunConfig.model_validate(raw)
+        cfg = model.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
-        first = _format_error(errors[0], RunConfig)
+        first = _format_error(errors[0], model)
         more = (
             f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
             if len(errors) > 1
@@ -375,7 +235,7 @@ def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None)
     return cfg
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
+def load_config(path: str | os.PathLike) -> TaskConfig:
     """Read and validate a YAML config file.
 
     Raises :class:`ConfigError` with one line for a missing file, bad YAML or a schema
@@ -403,5 +263,15 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 
 def config_schema() -> str:
-    """The JSON schema of a config, as pretty-printed JSON."""
-    return json.dumps(RunConfig.model_json_schema(), indent=2)
+    """The JSON schema of every registered task's config, as pretty-printed JSON.
+
+    A union discriminated by ``task`` (a config without it is a ``classify`` config).
+    """
+    from fivesigma.core.registry import TASKS
+
+    models = tuple(TASKS.get(name).config_model for name in TASKS.names())
+    union = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
+    adapter = TypeAdapter(Annotated[union, Field(discriminator="task")])
+    schema = adapter.json_schema()
+    schema["title"] = "fivesigma config"
+    return json.dumps(schema, indent=2)

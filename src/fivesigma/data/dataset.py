@@ -1,6 +1,6 @@
 """From config to a table of events: read, derive, weight, split, select, normalise.
 
-:func:`load_dataset` reads every sample of a :class:`~fivesigma.core.config.RunConfig` chunk by
+:func:`load_dataset` reads every sample of a :class:`~fivesigma.tasks.classify.config.ClassifyConfig` chunk by
 chunk.  Each chunk goes through :func:`process_chunk`, a pure function of the chunk and
 the config (so it can later run inside ``dask_awkward.map_partitions``):
 
@@ -27,7 +27,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from fivesigma.core.config import DataConfig, RunConfig, SampleConfig
+from fivesigma.core.config import TaskConfig
+from fivesigma.data.config import DataConfig, SampleConfig
 from fivesigma.data.expressions import Expression
 from fivesigma.data.split import SPLIT_NAMES, split_codes
 from fivesigma.errors import DataError, ExpressionError, close_matches
@@ -478,9 +479,9 @@ def _progress_bar(enabled: bool) -> Any:
 
 
 def _resolve_patterns(
-    cfg: RunConfig, sample: SampleConfig, generated_dir: Path | None
+    cfg: TaskConfig, sample: SampleConfig, generated_dir: Path | None
 ) -> list[str]:
-    from fivesigma.core.config import GENERATED_PLACEHOLDER
+    from fivesigma.data.config import GENERATED_PLACEHOLDER
 
     out = []
     for pattern in sample.files:
@@ -496,7 +497,7 @@ def _resolve_patterns(
 
 
 def load_dataset(
-    cfg: RunConfig,
+    cfg: TaskConfig,
     progress: bool = True,
     extra_columns: Sequence[str] = (),
     generated_dir: Path | None = None,
@@ -505,7 +506,7 @@ def load_dataset(
 
     Parameters
     ----------
-    cfg : RunConfig
+    cfg : TaskConfig with a ``data`` section (e.g. ClassifyConfig)
         The run configuration (its ``data`` section and ``seed`` are used).
     progress : bool
         Show a progress bar on stderr (only when it is a terminal).

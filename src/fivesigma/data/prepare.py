@@ -1,6 +1,7 @@
 """Glue between a config and the shared layers: make built-in samples, then read the data.
 
-Tasks (``classify``, ``jets``, ...) call :func:`prepare_data`; notebooks can too::
+Tasks that read event tables call :func:`prepare_data` with a config that has ``data:``
+and optionally ``generate:`` sections (:mod:`fivesigma.data.config`); notebooks can too::
 
     from fivesigma.core.config import load_config
     from fivesigma.data.prepare import prepare_data
@@ -10,38 +11,16 @@ Tasks (``classify``, ``jets``, ...) call :func:`prepare_data`; notebooks can too
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from fivesigma.core.config import GENERATED_PLACEHOLDER, RunConfig, load_config
+from fivesigma.data.config import GENERATED_PLACEHOLDER
 from fivesigma.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "default_config",
-    "default_config_text",
-    "generated_directory",
-    "prepare_data",
-]
-
-#: The built-in default analysis, shipped inside the package.
-DEFAULT_CONFIG = "higgs4l.yaml"
+__all__ = ["generated_directory", "prepare_data"]
 
 
-def default_config_text() -> str:
-    """The commented default config (also what ``fivesigma init`` writes)."""
-    return resources.files("fivesigma.configs").joinpath(DEFAULT_CONFIG).read_text()
-
-
-def default_config() -> RunConfig:
-    """The built-in default analysis config; relative paths resolve against the cwd."""
-    with resources.as_file(resources.files("fivesigma.configs").joinpath(DEFAULT_CONFIG)) as path:
-        cfg = load_config(path)
-    cfg.base_dir = Path.cwd()
-    return cfg
-
-
-def generated_directory(cfg: RunConfig, progress: bool = True) -> Path | None:
+def generated_directory(cfg: Any, progress: bool = True) -> Path | None:
     """Generate (or reuse from the cache) the built-in sample the config asks for.
 
     Returns the directory that ``{generated}`` in sample file patterns stands for, or
@@ -70,7 +49,7 @@ def generated_directory(cfg: RunConfig, progress: bool = True) -> Path | None:
     return sample.directory
 
 
-def prepare_data(cfg: RunConfig, progress: bool = True, extra_columns: Sequence[str] = ()):
+def prepare_data(cfg: Any, progress: bool = True, extra_columns: Sequence[str] = ()):
     """Generate what the config asks for, then read, select and derive: a ``Dataset``."""
     from fivesigma.data import load_dataset
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from fivesigma.core.config import DataConfig, SampleConfig
 from fivesigma.data import check_file, iter_chunks, needed_columns, process_chunk
+from fivesigma.data.config import DataConfig, SampleConfig
 from fivesigma.estimators.tabular import BaseClassifier, load
 from fivesigma.io.writers import check_output_path, ordered_inputs, write_columns
 

@@ -12,9 +12,8 @@ significance and CLs limit with pyhf.  Writes, into the output directory::
 
 In a notebook::
 
-    from fivesigma.core.config import load_config
-    from fivesigma.tasks.classify.task import run
-    result = run(load_config("analysis.yaml"), out="results")
+    import fivesigma as fs
+    result = fs.run("analysis.yaml", out="results")
     result.metrics["models"]["bdt"]["auc_test"]
 """
 
@@ -31,12 +30,13 @@ import yaml
 
 from fivesigma import metrics as M
 from fivesigma.core.bundle import data_fingerprint, library_versions
-from fivesigma.core.config import RunConfig
 from fivesigma.core.files import check_writable_dir, ensure_writable_dir
+from fivesigma.core.task import Result, Task
 from fivesigma.errors import ConfigError, DataError, ModelError
 from fivesigma.estimators.tabular import BaseClassifier, make_estimator
+from fivesigma.tasks.classify.config import ClassifyConfig
 
-__all__ = ["ClassifyResult", "ModelResult", "run"]
+__all__ = ["ClassifyResult", "ClassifyTask", "ModelResult", "run"]
 
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
 
@@ -111,7 +111,7 @@ def _check_split_has_both_classes(y: np.ndarray, split: np.ndarray) -> None:
             )
 
 
-def _make_model(spec, index: int, cfg: RunConfig, out: Path, progress: bool) -> BaseClassifier:
+def _make_model(spec, index: int, cfg: ClassifyConfig, out: Path, progress: bool) -> BaseClassifier:
     params = dict(spec.params)
     try:
         est = make_estimator(spec.kind, **params)
@@ -139,7 +139,7 @@ def _n_parameters(est: BaseClassifier) -> int | None:
     return None
 
 
-def _model_metrics(cfg: RunConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> dict[str, Any]:
+def _model_metrics(cfg: ClassifyConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> dict[str, Any]:
     ev = cfg.evaluation
     ks_s = M.ks_test(s_tr[y_tr == 1], s_te[y_te == 1], w_tr[y_tr == 1], w_te[y_te == 1])
     ks_b = M.ks_test(s_tr[y_tr == 0], s_te[y_te == 0], w_tr[y_tr == 0], w_te[y_te == 0])
@@ -167,7 +167,7 @@ def _model_metrics(cfg: RunConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> dict[s
 
 
 def run(
-    cfg: RunConfig, out: str | Path | None = None, progress: bool = True, dataset=None
+    cfg: ClassifyConfig, out: str | Path | None = None, progress: bool = True, dataset=None
 ) -> ClassifyResult:
     """Run the whole classification job for ``cfg``; see the module docstring.
 
@@ -327,7 +327,7 @@ def _yields(spec: dict) -> dict[str, list[float]]:
     return {"s": samples.get("signal", []), "b": samples.get("background", [])}
 
 
-def _save_bundle(r: ModelResult, cfg: RunConfig, path: Path) -> Path:
+def _save_bundle(r: ModelResult, cfg: ClassifyConfig, path: Path) -> Path:
     """The estimator's bundle plus what ``apply`` needs to rebuild features from files."""
     data = {
         "derived": dict(cfg.data.derived),
@@ -336,3 +336,97 @@ def _save_bundle(r: ModelResult, cfg: RunConfig, path: Path) -> Path:
         "samples": [{"name": s.name, "label": s.label, "tree": s.tree} for s in cfg.data.samples],
     }
     return r.estimator.save(path, data=data, metadata={"metrics": r.metrics, "model_name": r.name})
+
+
+# --------------------------------------------------------------------------------------
+# The task contract
+
+
+class ClassifyTask(Task):
+    """``task: classify``: event classification (the default of ``fivesigma run``)."""
+
+    name = "classify"
+    description = "event classification: train and compare classifiers, weighted metrics, pyhf"
+    config_model = ClassifyConfig
+    template_file = "higgs4l.yaml"
+
+    def check(self, config: ClassifyConfig) -> None:
+        for index, spec in enumerate(config.models):
+            _make_model(spec, index, config, Path("."), progress=False)
+
+    def run(self, config: ClassifyConfig, out: Path, progress: bool = True) -> Result:
+        res = run(config, out=out, progress=progress)
+        files = {k: v for k, v in res.files.items() if not k.startswith("model:")}
+        bundles = {r.name: r.bundle for r in res.models if r.bundle is not None}
+        return Result(self.name, res.out_dir, res.metrics, files, bundles, details=res)
+
+    def apply(self, bundle: Path, inputs: list[str], out: Path, **options: Any) -> dict[str, Any]:
+        from fivesigma.tasks.classify.apply import apply_bundle
+
+        info = apply_bundle(
+            bundle,
+            inputs,
+            out,
+            tree=options.get("tree"),
+            chunk_size=options.get("chunk_size") or 200_000,
+        )
+        info["message"] = (
+            f"scored {info['events']} events from {info['files']} file(s) "
+            f"({info['selected']} pass the selection) -> {info['out']}"
+        )
+        return info
+
+    def summary(self, result: Result) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        m = result.metrics
+        table = Table(title="Models ranked by test AUC")
+        for col in ("model", "kind", "AUC test", "AUC train", "1/eB@eS=0.5", "KS p S/B", "Z exp."):
+            table.add_column(
+                col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model"
+            )
+        z = m["stats"]["z_expected"]
+        for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
+            rej = row["rejection_at_eff_s"].get("0.5")
+            table.add_row(
+                name + (" *" if name == m["best_model"] else ""),
+                row["kind"],
+                f"{row['auc_test']:.4f}",
+                f"{row['auc_train']:.4f}",
+                "-" if rej is None else f"{rej:.1f}",
+                f"{row['ks_pvalue_signal']:.2f}/{row['ks_pvalue_background']:.2f}",
+                f"{z:.2f}" if name == m["best_model"] else "",
+            )
+        st = m["stats"]
+        band = st["cls_band"]
+        return Group(
+            table,
+            f"best model: {m['best_model']}  expected Z = {z:.2f} sigma, expected 95% CLs limit "
+            f"on mu = {st['cls_upper_limit_expected']:.3f} [-1s {band['-1']:.3f}, "
+            f"+1s {band['+1']:.3f}]",
+            f"report: {result.files['report']}   metrics: {result.files['metrics']}",
+        )
+
+    def data_summary(self, config: ClassifyConfig, progress: bool = True) -> Any:
+        """``fivesigma run --data-only``: read and select, then a table of event counts."""
+        from rich.table import Table
+
+        from fivesigma.data.prepare import prepare_data
+
+        summary = prepare_data(config, progress=progress).summary()
+        table = Table(title=f"{summary['events']} events after selection")
+        table.add_column("sample")
+        for col in ("read", "selected", "train", "validation", "test", "sum of weights"):
+            table.add_column(col, justify="right")
+        for name, row in summary["samples"].items():
+            table.add_row(
+                name,
+                str(row.get("events_read", "")),
+                str(row["events"]),
+                str(row["train"]["events"]),
+                str(row["validation"]["events"]),
+                str(row["test"]["events"]),
+                f"{row['sum_weights']:.4g}",
+            )
+        return table

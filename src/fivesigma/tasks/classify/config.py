@@ -1,0 +1,82 @@
+"""The ``task: classify`` config: samples, models, evaluation and the statistical model.
+
+>>> from fivesigma.core.config import parse_config
+>>> cfg = parse_config({"version": 1, "data": {"samples": [
+...     {"name": "s", "files": ["s.root"], "label": 1},
+...     {"name": "b", "files": ["b.root"], "label": 0}], "features": ["x"]}})
+>>> cfg.task, [m.kind for m in cfg.models]
+('classify', ['logistic', 'bdt', 'mlp'])
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fivesigma.core.config import ModelConfig, StrictModel, TaskConfig, require_unique
+from fivesigma.data.config import DataConfig, GenerateConfig
+
+__all__ = ["ClassifyConfig", "EvaluationConfig", "RunConfig", "StatsConfig"]
+
+
+def _default_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(name="logistic", kind="logistic"),
+        ModelConfig(name="bdt", kind="bdt"),
+        ModelConfig(name="mlp", kind="mlp"),
+    ]
+
+
+class EvaluationConfig(StrictModel):
+    """Working points and checks reported for every model."""
+
+    eff_b: Annotated[
+        list[Annotated[float, Field(gt=0, lt=1)]],
+        Field(description="background efficiencies for eps_S"),
+    ] = Field(default_factory=lambda: [0.01, 0.1, 0.3])
+    eff_s: Annotated[
+        list[Annotated[float, Field(gt=0, lt=1)]],
+        Field(description="signal efficiencies for 1/eps_B"),
+    ] = Field(default_factory=lambda: [0.3, 0.5])
+    ranking_repeats: Annotated[
+        int, Field(ge=0, description="permutation-importance repeats (0: skip)")
+    ] = 3
+    rel_unc_b: Annotated[
+        float, Field(ge=0, description="relative background uncertainty in the cut scan")
+    ] = 0.1
+
+
+class StatsConfig(StrictModel):
+    """The pyhf model built from the best model's score histogram (expected results)."""
+
+    bins: Annotated[int, Field(ge=1, le=200)] = 10
+    bkg_norm_unc: Annotated[
+        float, Field(ge=0, lt=1, description="relative background normalisation uncertainty")
+    ] = 0.1
+    min_background: Annotated[
+        float | None, Field(ge=0, description="merge bins until each has this background")
+    ] = 1.0
+    mc_stat: Annotated[bool, Field(description="per-bin MC statistical uncertainty")] = True
+
+
+class ClassifyConfig(TaskConfig):
+    """An event-classification analysis: data, models, evaluation, statistics."""
+
+    task: Literal["classify"] = "classify"
+    generate: GenerateConfig | None = None
+    data: DataConfig
+    models: Annotated[list[ModelConfig], Field(min_length=1)] = Field(
+        default_factory=_default_models
+    )
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> ClassifyConfig:
+        require_unique("model", [m.name for m in self.models])
+        return self
+
+
+#: The name this config had when classification was the only task.
+RunConfig = ClassifyConfig
