@@ -75,6 +75,15 @@ class ClassifyConfig(TaskConfig):
     @model_validator(mode="after")
     def _unique_model_names(self) -> ClassifyConfig:
         require_unique("model", [m.name for m in self.models])
+        from fivesigma.core.registry import ESTIMATORS
+
+        tables = ESTIMATORS.names(inputs="table")
+        for i, m in enumerate(self.models):
+            if m.kind not in tables:
+                raise ValueError(
+                    f"models[{i}].kind {m.kind!r} does not take a table of event features; "
+                    f"accepted: {', '.join(tables)}"
+                )
         return self
 
 
