@@ -111,3 +111,46 @@ def test_outputs_get_normal_permissions(tmp_path):
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o755
     assert ((tmp_path / "x.json").stat().st_mode & 0o777) == 0o644
+
+
+def _edit_manifest(path, edit) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    edit(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_edited_manifest_is_refused(tmp_path):
+    """Swapping the feature order would silently give wrong scores: the manifest is checksummed."""
+    path = save_bundle(Bundle(kind="demo", features=["a", "b"]), tmp_path / "b")
+    _edit_manifest(path, lambda m: m.update(features=["b", "a"]))
+    with pytest.raises(ModelError, match="manifest.json was edited") as err:
+        load_bundle(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bundle_without_a_manifest_checksum_still_loads(tmp_path):
+    """Bundles written before the manifest carried its own checksum keep working."""
+    path = save_bundle(Bundle(kind="demo", features=["a"]), tmp_path / "b")
+    _edit_manifest(path, lambda m: m.pop("checksum"))
+    assert load_bundle(path).features == ["a"]
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("features", "a,b", "'features' must be a JSON array"),
+        ("params", [1], "'params' must be a JSON object"),
+        ("features", [1, 2], "list of names"),
+        ("kind", 5, "'kind' must be a JSON string"),
+    ],
+)
+def test_manifest_fields_of_the_wrong_type_are_one_line(tmp_path, field, value, match):
+    path = save_bundle(Bundle(kind="demo", features=["a"]), tmp_path / "b")
+
+    def edit(m):
+        m[field] = value
+        m.pop("checksum")  # as if written by hand without one
+
+    _edit_manifest(path, edit)
+    with pytest.raises(ModelError, match=match):
+        load_bundle(path)

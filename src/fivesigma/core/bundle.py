@@ -132,6 +132,41 @@ def _check_name(name: str) -> None:
         )
 
 
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's content, the ``checksum`` field left out (canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return _sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode())
+
+
+#: manifest fields and the JSON type each must have: an edited manifest of the wrong
+#: shape is refused with one line instead of failing somewhere inside a model
+_FIELD_TYPES: dict[str, tuple[type, str]] = {
+    "kind": (str, "string"),
+    "features": (list, "array"),
+    "params": (dict, "object"),
+    "preprocessing": (dict, "object"),
+    "data": (dict, "object"),
+    "training": (dict, "object"),
+    "metadata": (dict, "object"),
+    "files": (dict, "object"),
+    "arrays": (dict, "object"),
+    "versions": (dict, "object"),
+}
+
+
+def _check_manifest_types(path: Path, manifest: dict[str, Any]) -> None:
+    for key, (expected, json_name) in _FIELD_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], expected):
+            raise ModelError(
+                f"model bundle '{path}': manifest field {key!r} must be a JSON {json_name}, "
+                f"got {type(manifest[key]).__name__}"
+            )
+    if not all(isinstance(f, str) for f in manifest.get("features", [])):
+        raise ModelError(f"model bundle '{path}': manifest 'features' must be a list of names")
+    if not all(isinstance(d, str) for d in manifest.get("files", {}).values()):
+        raise ModelError(f"model bundle '{path}': manifest 'files' checksums must be strings")
+
+
 def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Path:
     """Write ``bundle`` to the directory ``path`` atomically and return the path."""
     from safetensors.numpy import save as st_save
@@ -161,6 +196,7 @@ def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Pat
         "command": " ".join(sys.argv[:1]),
     }
     try:
+        manifest["checksum"] = _manifest_digest(manifest)
         text = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=True)
     except TypeError as err:
         raise ModelError(f"bundle '{path}': manifest is not JSON-serialisable: {err}") from None
@@ -214,6 +250,14 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ModelError(
             f"model bundle '{path}' has format version {version}; this fivesigma reads version {BUNDLE_VERSION}"
         )
+    # Bundles written before manifests carried their own checksum have none; every bundle
+    # written now has one, and an edited manifest (feature order, parameters) is refused.
+    if "checksum" in manifest and manifest["checksum"] != _manifest_digest(manifest):
+        raise ModelError(
+            f"model bundle '{path}' is corrupt: {MANIFEST} was edited after the bundle was "
+            "written (its checksum does not match); retrain or restore the bundle"
+        )
+    _check_manifest_types(path, manifest)
     payload: dict[str, bytes] = {}
     for name, digest in manifest.get("files", {}).items():
         if name != ARRAYS:
