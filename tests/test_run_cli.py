@@ -123,8 +123,10 @@ def test_interrupted_run_resumes_from_checkpoint(toy_config_file, tmp_path, caps
     out = tmp_path / "resumed"
     assert main(["run", str(cfg), "--quiet", "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert (out / "checkpoints" / "mlp").is_dir() and not (out / "report.html").exists()
+    # the output directory is untouched; the checkpoint waits in the staging directory
+    staging = tmp_path / ".resumed.staging"
+    assert (staging / "checkpoints" / "mlp").is_dir() and not out.exists()
     monkeypatch.setattr(Trainer, "_train_epoch", original)
     assert main(["run", str(cfg), "--quiet", "--out", str(out)]) == 0
-    assert not (out / "checkpoints").exists()
+    assert not (out / "checkpoints").exists() and not staging.exists()
     assert _metrics(out / "metrics.json") == _metrics(tmp_path / "straight" / "metrics.json")

@@ -14,7 +14,7 @@ from typing import Any
 
 from fivesigma.core.config import TaskConfig, load_config, parse_config
 from fivesigma.core.registry import TASKS
-from fivesigma.core.task import Result
+from fivesigma.core.task import Result, execute
 from fivesigma.errors import ConfigError
 
 __all__ = ["load", "make_estimator", "read_events", "read_jets", "run", "tasks"]
@@ -33,12 +33,15 @@ def run(
     config: str | os.PathLike | Mapping[str, Any] | TaskConfig,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    keep_partial: bool = False,
 ) -> Result:
     """Run the task a config names; return its :class:`~fivesigma.core.task.Result`.
 
     ``config`` is a YAML path, a mapping (as the YAML would parse; relative paths are
     relative to the working directory) or a validated config.  ``out`` defaults to the
-    config's ``output.dir``.
+    config's ``output.dir``.  The output directory is replaced as a whole when the run
+    completes; a failed run leaves the previous one untouched (``keep_partial``: its
+    partial output goes to ``<out>.partial``).
 
     >>> import fivesigma as fs
     >>> fs.run({"version": 1, "task": "nope"})
@@ -58,7 +61,7 @@ def run(
         )
     task = TASKS.get(cfg.task)()
     out_dir = Path(out) if out is not None else cfg.resolve(cfg.output.dir)
-    return task.run(cfg, out=out_dir, progress=progress)
+    return execute(task, cfg, out_dir, progress=progress, keep_partial=keep_partial)
 
 
 def load(bundle: str | os.PathLike) -> Any:

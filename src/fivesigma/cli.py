@@ -126,6 +126,7 @@ def _show(renderable: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from fivesigma.core.config import DEFAULT_TASK, load_config
     from fivesigma.core.registry import TASKS
+    from fivesigma.core.task import execute
 
     if args.config:
         cfg = load_config(args.config)
@@ -141,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         _show(task.data_summary(cfg, progress=not args.quiet))
         return 0
-    result = task.run(cfg, out=out, progress=not args.quiet)
+    result = execute(task, cfg, out, progress=not args.quiet, keep_partial=args.keep_partial)
     _show(task.summary(result))
     return 0
 
@@ -162,6 +163,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from fivesigma.core.config import parse_config
     from fivesigma.core.registry import TASKS
+    from fivesigma.core.task import execute
 
     keys = {
         "benchmark": args.task,
@@ -182,7 +184,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     # paths on the command line are relative to the working directory
     cfg = parse_config(raw, source="benchmark", base_dir=Path.cwd())
     task = TASKS.get("jets")()
-    result = task.run(cfg, out=Path(args.out), progress=not args.quiet)
+    result = execute(task, cfg, Path(args.out), progress=not args.quiet)
     _show(task.summary(result))
     return 0
 
@@ -211,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--data-only", action="store_true", help="read and select the data, print a summary, stop"
+    )
+    p.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="if the run fails, keep what it wrote in OUT.partial (OUT itself is never touched "
+        "by a failed run)",
     )
     p.set_defaults(func=cmd_run)
 

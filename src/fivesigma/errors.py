@@ -16,6 +16,7 @@ __all__ = [
     "ExpressionError",
     "FivesigmaError",
     "GenerationError",
+    "MissingDependencyError",
     "ModelError",
     "OutputError",
     "close_matches",
@@ -42,6 +43,13 @@ class ExpressionError(DataError):
 
 class GenerationError(FivesigmaError):
     """The built-in event generation failed or was asked something impossible."""
+
+
+class MissingDependencyError(FivesigmaError):
+    """An optional package a feature needs is not installed; the message says how to get it.
+
+    Raised by :mod:`fivesigma.core.extras`, which imports every optional dependency.
+    """
 
 
 class ModelError(FivesigmaError):

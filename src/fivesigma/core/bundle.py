@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from fivesigma import __version__
+from fivesigma.core import extras
 from fivesigma.core.files import atomic_dir
 from fivesigma.errors import ModelError
 
@@ -169,7 +170,7 @@ def _check_manifest_types(path: Path, manifest: dict[str, Any]) -> None:
 
 def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = True) -> Path:
     """Write ``bundle`` to the directory ``path`` atomically and return the path."""
-    from safetensors.numpy import save as st_save
+    st_save = extras.safetensors("numpy").save
 
     path = Path(path)
     arrays = {k: np.ascontiguousarray(v) for k, v in bundle.arrays.items()}
@@ -229,7 +230,7 @@ def bundle_kind(path: str | Path) -> str:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Read a bundle directory, verifying its format, version and file checksums."""
-    from safetensors.numpy import load as st_load
+    st_load = extras.safetensors("numpy").load
 
     path = Path(path)
     mpath = path / MANIFEST

@@ -40,7 +40,7 @@ from fivesigma.errors import ConfigError
 if TYPE_CHECKING:
     from fivesigma.core.config import TaskConfig
 
-__all__ = ["Result", "Task"]
+__all__ = ["Result", "Task", "execute"]
 
 
 @dataclass
@@ -113,3 +113,24 @@ class Task:
         lines = [f"{self.name}: wrote {result.out_dir}"]
         lines += [f"  {role}: {path}" for role, path in result.files.items()]
         return "\n".join(lines)
+
+
+def execute(
+    task: Task, config: Any, out: Path, progress: bool = True, keep_partial: bool = False
+) -> Result:
+    """Run ``task`` into ``out`` transactionally (what ``fivesigma run`` and ``fs.run`` do).
+
+    The output directory is locked against a second run, the task writes into a staging
+    directory, and that is swapped in whole once ``run`` returns: ``out`` holds either the
+    previous complete run or the new complete one, never a mixture
+    (:func:`fivesigma.core.files.staged_output`).
+    """
+    from fivesigma.core.files import remap, staged_output
+
+    out = Path(out)
+    with staged_output(out, keep_partial=keep_partial) as staging:
+        result = task.run(config, out=staging, progress=progress)
+    result.out_dir = out
+    result.files = {k: remap(v, staging, out) for k, v in result.files.items()}
+    result.bundles = {k: remap(v, staging, out) for k, v in result.bundles.items()}
+    return result

@@ -1,6 +1,6 @@
 """Shared Pythia8 helpers for the built-in generators.
 
-- :func:`require_pythia` imports ``pythia8mc`` lazily, with an install hint.
+- :func:`require_pythia` imports ``pythia8mc`` lazily (:mod:`fivesigma.core.extras`).
 - :func:`make_pythia` builds a configured, seeded, silent ``pythia8mc.Pythia``.
 - :func:`job_seeds` derives per-job seeds from one master seed (documented below).
 - :func:`split_blocks` cuts the events into fixed-size blocks, each with its own seeds.
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fivesigma.core import extras
 from fivesigma.errors import GenerationError
 
 __all__ = [
@@ -73,15 +74,11 @@ MB_TO_PB = 1e9
 
 
 def require_pythia() -> ModuleType:
-    """Import pythia8mc or raise a GenerationError with an install hint."""
-    try:
-        import pythia8mc
-    except ImportError:
-        raise GenerationError(
-            "event generation needs pythia8mc; install it with "
-            "'pip install pythia8mc==8.317.2' (or 'pip install fivesigma[generate]')"
-        ) from None
-    return pythia8mc
+    """``pythia8mc``, or a one-line MissingDependencyError with the install command.
+
+    The same as :func:`fivesigma.core.extras.pythia8mc`, kept for the generators.
+    """
+    return extras.pythia8mc()
 
 
 def pythia_version() -> str:

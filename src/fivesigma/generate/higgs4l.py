@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from fivesigma import __version__
+from fivesigma.core import extras
 from fivesigma.errors import GenerationError
 from fivesigma.generate import _pythia
 from fivesigma.physics.detector import LeptonResponse
@@ -252,7 +253,7 @@ def run(
     written into a hidden temporary directory inside ``out`` and moved into place only
     when everything succeeded.
     """
-    _pythia.require_pythia()
+    extras.pythia8mc()  # a missing generator fails here, before any work
     detector = detector if detector is not None else LeptonResponse()
     # Fixed-size blocks with their own seeds: the same (seed, events) gives the same
     # sample whatever the number of jobs.

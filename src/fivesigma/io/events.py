@@ -1,12 +1,14 @@
 """Reading event files: ROOT (TTree or RNTuple), Parquet, HDF5 and CSV, chunk by chunk.
 
-Every reader reads *only* the columns asked for and yields :class:`Chunk` objects whose
-arrays are numpy for flat columns and awkward for jagged ones.  Every problem a user can
-cause (missing file, unknown tree or branch, corrupt file) is a one-line
-:class:`~fivesigma.errors.DataError` naming the file.
+Every reader reads *only* the columns asked for.  :func:`iter_chunks` yields
+:class:`Chunk` objects of one file whose arrays are numpy for flat columns and awkward for
+jagged ones; :func:`read_events` reads one or many files (or glob patterns) into one
+awkward Array.  Every problem a user can cause (missing file, unknown tree or branch,
+corrupt file) is a one-line :class:`~fivesigma.errors.DataError` naming the file.
 
->>> chunks = iter_chunks("signal.root", "Events", ["lep_pt", "nlep"], step_size=100_000)
-... # doctest: +SKIP
+>>> events = read_events("signal_*.root", columns=["lep_pt", "nlep"])  # doctest: +SKIP
+>>> for chunk in iter_chunks("signal.root", "Events", ["lep_pt"]):     # doctest: +SKIP
+...     print(chunk.entry_start, chunk.entry_stop)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "iter_chunks",
     "list_columns",
     "num_entries",
+    "read_events",
 ]
 
 Format = Literal["root", "parquet", "hdf5", "csv"]
@@ -113,6 +116,18 @@ def detect_format(path: Path | str) -> Format:
     ------
     DataError
         If the file is missing, unreadable or in none of the supported formats.
+
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> csv = pathlib.Path(tmp.name, "events.csv")
+    >>> _ = csv.write_text("met,nlep\\n31.5,2\\n")
+    >>> detect_format(csv)
+    'csv'
+    >>> detect_format(pathlib.Path(tmp.name, "missing.root"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fivesigma.errors.DataError: ...missing.root...
+    >>> tmp.cleanup()
     """
     path = Path(path)
     head = read_head(path)
@@ -314,6 +329,16 @@ def iter_chunks(
     ------
     DataError
         Missing or corrupt file, unknown tree or unknown column (with a close match).
+
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name, "events.csv")
+    >>> _ = path.write_text("met,nlep\\n31.5,2\\n12.0,0\\n8.25,1\\n")
+    >>> for chunk in iter_chunks(path, "", ["nlep"], step_size=2):
+    ...     print(chunk.entry_start, chunk.entry_stop, chunk.arrays["nlep"].tolist())
+    0 2 [2, 0]
+    2 3 [1]
+    >>> tmp.cleanup()
     """
     path = Path(path)
     columns = list(dict.fromkeys(columns))
@@ -328,6 +353,95 @@ def iter_chunks(
         yield from _iter_hdf5(path, tree, columns, step_size)
     else:
         yield from _iter_csv(path, columns, step_size)
+
+
+def read_events(
+    files: str | os.PathLike | Sequence[str | os.PathLike],
+    columns: Sequence[str] | None = None,
+    tree: str = "Events",
+    entry_stop: int | None = None,
+    *,
+    step_size: int = 200_000,
+    base_dir: str | os.PathLike = ".",
+) -> ak.Array:
+    """Read events of one or many files (paths or glob patterns) into one awkward Array.
+
+    One record per event with one field per column: flat columns are numbers, jagged ones
+    lists.  Files are read in sorted order, ``step_size`` entries at a time, and only the
+    named columns are read.
+
+    Parameters
+    ----------
+    files : path, glob pattern, or a sequence of them
+        ROOT (TTree or RNTuple), Parquet, HDF5 or CSV files, in any mix.
+    columns : sequence of str, optional
+        Columns to read; None: all columns of the first file (every file must have them).
+    tree : str
+        TTree/RNTuple name (ROOT) or group/key (HDF5; ``""`` for datasets at the file
+        root); ignored for Parquet and CSV.
+    entry_stop : int, optional
+        Read at most this many events in total, counted over the files in order.
+    step_size : int
+        Entries read per step (memory use); the result does not depend on it.
+    base_dir : path
+        Directory that relative paths and patterns are taken relative to.
+
+    Raises
+    ------
+    DataError
+        A pattern matching no file, a missing or corrupt file, an unknown tree or column
+        (one line, with close matches).
+
+    >>> import tempfile, pathlib, pyarrow as pa, pyarrow.parquet as pq
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> table = pa.table({"lep_pt": [[40.0, 25.0], [31.0], []], "nlep": [2, 1, 0]})
+    >>> pq.write_table(table, pathlib.Path(tmp.name, "signal.parquet"))
+    >>> events = read_events(f"{tmp.name}/*.parquet")
+    >>> events.fields, events.nlep.tolist(), events.lep_pt.tolist()
+    (['lep_pt', 'nlep'], [2, 1, 0], [[40.0, 25.0], [31.0], []])
+    >>> read_events(f"{tmp.name}/signal.parquet", columns=["nlep"], entry_stop=2).nlep.tolist()
+    [2, 1]
+    >>> tmp.cleanup()
+    """
+    if isinstance(files, str | os.PathLike):
+        files = [files]
+    if entry_stop is not None and (isinstance(entry_stop, bool) or entry_stop < 0):
+        raise DataError(f"entry_stop must be a number of events >= 0, got {entry_stop!r}")
+    paths = expand_files([os.fspath(f) for f in files], base_dir)
+    names = list_columns(paths[0], tree) if columns is None else list(dict.fromkeys(columns))
+    pieces: dict[str, list[np.ndarray | ak.Array]] = {name: [] for name in names}
+    total = 0
+    left = np.inf if entry_stop is None else entry_stop
+    for path in paths:
+        if left <= 0:
+            break
+        for chunk in iter_chunks(path, tree, names, step_size):
+            n = int(min(len(chunk), left))
+            for name in names:
+                pieces[name].append(chunk.arrays[name][:n])
+            total += n
+            left -= n
+            if left <= 0:
+                break
+    if not names:
+        return ak.Array(ak.contents.RecordArray([], None, length=total))
+    arrays = {name: _join(parts) for name, parts in pieces.items()}
+    return ak.zip(arrays, depth_limit=1)
+
+
+def _join(parts: list[np.ndarray | ak.Array]) -> np.ndarray | ak.Array:
+    """Concatenate the chunks of one column: numpy when they all are, else awkward.
+
+    Object arrays (text columns of CSV files) become awkward strings.
+    """
+    if not parts:
+        return np.zeros(0)
+    parts = [
+        ak.from_iter(p) if isinstance(p, np.ndarray) and p.dtype == object else p for p in parts
+    ]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return ak.concatenate(parts)
 
 
 def _check_columns(path: Path, what: str, wanted: Sequence[str], available: Sequence[str]) -> None:
@@ -531,6 +645,16 @@ def describe_file(path: Path | str, tree: str | None = None) -> str:
 
     ``tree=None`` describes every TTree/RNTuple of a ROOT file and every table of an HDF5
     file.
+
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name, "events.csv")
+    >>> _ = path.write_text("met,nlep\\n31.5,2\\n12.0,0\\n8.25,1\\n")
+    >>> print("\\n".join(describe_file(path).splitlines()[1:]))
+    3 rows, 2 columns
+      met   float64
+      nlep  int64
+    >>> tmp.cleanup()
     """
     path = Path(path)
     fmt = detect_format(path)

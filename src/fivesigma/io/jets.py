@@ -16,7 +16,9 @@ Sources
     Top jets get label 4 (``top``); the QCD jets get 0 (``light``), although the dataset's
     QCD background is *not* split by flavour (it holds light-quark and gluon jets).  No
     particle ID (``has_pid`` False) and no impact parameters (``has_tracks`` False).
-    ``ttv`` is kept as metadata in ``JetSample.meta``.
+    ``ttv`` is kept as metadata in ``JetSample.meta``; :func:`read_jets_with_split` turns
+    the published ``train``/``val``/``test`` files (or ``ttv``) into split codes, see
+    :data:`SPLIT_FILE_NAMES`.
 ``energyflow``
     EnergyFlow quark/gluon ``.npz`` files: ``X`` (N, M, 4) with (pT, rapidity, phi, pdgid),
     zero-padded (pT == 0 is padding), ``y`` 1 quark / 0 gluon -> labels 0 (light) / 1
@@ -55,22 +57,29 @@ import numpy as np
 
 from fivesigma.core.files import read_head
 from fivesigma.errors import DataError, close_matches, describe_exception
-from fivesigma.generate.jets import LABELS
+from fivesigma.physics import kinematics
+from fivesigma.physics.labels import JET_LABELS
+from fivesigma.physics.particles import pdg_properties
 
 __all__ = [
     "CLASS_NAMES",
     "FORMATS",
     "PARTICLE_CLASSES",
+    "SPLIT_FILE_NAMES",
+    "TTV_SPLITS",
     "JetSample",
     "concatenate",
     "detect_jet_format",
     "iter_jets",
     "pdg_properties",
     "read_jets",
+    "read_jets_with_split",
+    "split_from_name",
 ]
 
-#: Jet class codes, shared with the generator's ``label`` branch (one definition).
-CLASS_NAMES: dict[int, str] = LABELS
+#: Jet class codes, shared with the generator's ``label`` branch (one definition:
+#: :data:`fivesigma.physics.labels.JET_LABELS`).
+CLASS_NAMES: dict[int, str] = JET_LABELS
 #: Particle class codes of ``part_class`` / the ``cls`` field.
 PARTICLE_CLASSES: dict[int, str] = {
     0: "charged hadron",
@@ -89,43 +98,6 @@ _JET_KEYS = ("pt", "eta", "phi", "mass", "energy")
 _ROOT_REQUIRED = ("part_px", "part_py", "part_pz", "part_energy", "label")
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-# pdgid -> (mass GeV, charge, class) for the stable particles found in jets.
-_PDG: dict[int, tuple[float, int, int]] = {
-    22: (0.0, 0, 2),
-    11: (0.51099895e-3, -1, 3),
-    13: (0.1056583755, -1, 4),
-    211: (0.13957039, 1, 0),
-    321: (0.493677, 1, 0),
-    2212: (0.93827208816, 1, 0),
-    130: (0.497611, 0, 1),
-    310: (0.497611, 0, 1),
-    2112: (0.93956542052, 0, 1),
-    3122: (1.115683, 0, 1),
-}
-
-
-def pdg_properties(pid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mass (GeV), charge and particle class of each PDG id (any shape, vectorised).
-
-    Antiparticles (negative ids) get the opposite charge.  Unknown ids get mass 0,
-    charge 0 and class 1 (neutral hadron).
-
-    >>> m, q, c = pdg_properties(np.array([211, -11, 22, 2112]))
-    >>> q.tolist(), c.tolist()
-    ([1, 1, 0, 0], [0, 3, 2, 1])
-    """
-    pid = np.asarray(pid).astype(np.int64)
-    apid = np.abs(pid)
-    mass = np.zeros(pid.shape, dtype=np.float64)
-    charge = np.zeros(pid.shape, dtype=np.int32)
-    cls = np.ones(pid.shape, dtype=np.int32)
-    for code, (m, q, c) in _PDG.items():
-        hit = apid == code
-        mass[hit] = m
-        charge[hit] = q * np.sign(pid[hit])
-        cls[hit] = c
-    return mass, charge, cls
 
 
 # --------------------------------------------------------------------------------------
@@ -157,6 +129,12 @@ class JetSample:
     has_tracks : bool
         Whether ``d0, dz, d0err, dzerr`` carry information (False: they are zeros, the
         file had no impact parameters).
+
+    >>> s = JetSample.from_arrays(
+    ...     [[1.0], [2.0, 1.0]], [[0.0], [0.0, 0.5]], [[0.0], [0.0, 0.0]], [[1.0], [2.0, 1.2]], [0, 4]
+    ... )
+    >>> len(s), s.n_constituents.tolist(), s.subset([1]).label.tolist()
+    (2, [1, 2], [4])
     """
 
     constituents: ak.Array
@@ -297,14 +275,13 @@ def _jet_kinematics(parts: ak.Array, given: dict[str, Any]) -> dict[str, np.ndar
             np.asarray(ak.to_numpy(ak.sum(ak.values_astype(parts[k], np.float64), axis=1)))
             for k in _KIN
         )
-        pt = np.hypot(px, py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), 0.0)
+        pt = kinematics.pt(px, py)
         derived = {
             "pt": pt,
-            "eta": eta,
-            "phi": np.arctan2(py, px),
-            "mass": np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0)),
+            # a jet without transverse momentum (e.g. no constituents) gets eta 0
+            "eta": kinematics.pseudorapidity(px, py, pz, pt=pt, zero_pt="zero"),
+            "phi": kinematics.phi(px, py),
+            "mass": kinematics.mass(px, py, pz, e),
             "energy": e,
         }
         for k in _JET_KEYS:
@@ -762,6 +739,133 @@ def _files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------
+# Published splits
+
+# fivesigma's split codes, as in fivesigma.data.split (not imported: it pulls in fivesigma.data).
+_TRAIN, _VALIDATION, _TEST = 0, 1, 2
+_SPLIT_NAMES = {_TRAIN: "train", _VALIDATION: "validation", _TEST: "test"}
+
+#: The published splits of the Top Quark Tagging Reference Dataset, the one place that
+#: says how its files become fivesigma's split codes (0 train, 1 validation, 2 test).
+#: Source: the dataset's README (Zenodo record 2603256, https://zenodo.org/record/2603256;
+#: Kasieczka et al., arXiv:1902.09914) distributes the sets as the files ``train.h5``,
+#: ``val.h5`` and ``test.h5`` and asks for train to be used for training, val for
+#: validation during the training and test for the final results.  Its per-jet column
+#: ``ttv`` (test/train/validation) names the set a jet belongs to and is, per the README,
+#: redundant with the files; the README gives no numeric values for it.  Hence:
+#:
+#: - a file *named* ``train``, ``val`` (or ``validation``) or ``test``, whatever its
+#:   suffix, is that split (``SPLIT_FILE_NAMES``), and its ``ttv`` must take one value;
+#: - files not named so that carry ``ttv`` (e.g. one file merging the sets) are read with
+#:   ``TTV_SPLITS``: ttv taken as fivesigma's split code.  That is fivesigma's convention
+#:   for such files, not something the dataset documents.
+SPLIT_FILE_NAMES: dict[str, int] = {
+    "train": _TRAIN,
+    "val": _VALIDATION,
+    "validation": _VALIDATION,
+    "test": _TEST,
+}
+#: ``ttv`` value -> split code, for files that carry ``ttv`` but have no split name.
+TTV_SPLITS: dict[int, int] = {0: _TRAIN, 1: _VALIDATION, 2: _TEST}
+
+
+def split_from_name(path: str | Path) -> int | None:
+    """The split code a file's name gives (see :data:`SPLIT_FILE_NAMES`), or None.
+
+    Only the whole name before the first dot counts, in any case.
+
+    >>> split_from_name("data/train.h5"), split_from_name("VAL.h5"), split_from_name("test.npz")
+    (0, 1, 2)
+    >>> split_from_name("jets_test.h5") is None
+    True
+    """
+    return SPLIT_FILE_NAMES.get(Path(path).name.split(".", 1)[0].lower())
+
+
+def read_jets_with_split(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    format: str = "auto",
+    chunk_jets: int = 100_000,
+) -> tuple[JetSample, np.ndarray | None]:
+    """The jets of ``paths`` and the split the files give: int8 codes 0 train, 1 validation,
+    2 test, or None when they give none (the caller then draws its own split).
+
+    Files named train/val/test are those splits; otherwise the ``ttv`` column, read with
+    :data:`TTV_SPLITS`; see :data:`SPLIT_FILE_NAMES` for the dataset's convention.
+
+    Raises
+    ------
+    DataError
+        What :func:`read_jets` raises, and files that disagree about the split: some
+        named train/val/test and others not, a named file whose ``ttv`` takes several
+        values, ``ttv`` in some files only, ``ttv`` values other than 0, 1, 2.
+
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> X = np.zeros((3, 2, 4))
+    >>> X[:, 0] = [100.0, 0.1, 0.2, 211]
+    >>> for name, n in (("train", 3), ("val", 1), ("test", 2)):
+    ...     np.savez(pathlib.Path(tmp.name, f"{name}.npz"), X=X[:n], y=np.ones(n))
+    >>> sample, split = read_jets_with_split(f"{tmp.name}/*.npz")  # sorted: test, train, val
+    >>> len(sample), split.tolist()
+    (6, [2, 2, 0, 0, 0, 1])
+    >>> tmp.cleanup()
+    """
+    _check_format(format)
+    files = _files(paths)
+    parts = [read_jets(path, format=format, chunk_jets=chunk_jets) for path in files]
+    sample = concatenate(parts)
+    named = [split_from_name(path) for path in files]
+    if any(code is not None for code in named):
+        return sample, _split_from_names(files, parts, named)
+    with_ttv = [path for path, part in zip(files, parts, strict=True) if "ttv" in part.meta]
+    if not with_ttv:
+        return sample, None
+    if len(with_ttv) < len(files):
+        without = next(
+            path for path, part in zip(files, parts, strict=True) if "ttv" not in part.meta
+        )
+        raise DataError(
+            f"'{without}' has no ttv column but '{with_ttv[0]}' has one, so only some jets "
+            "say their split; pass files that all carry ttv, or none"
+        )
+    ttv = np.asarray(sample.meta["ttv"], dtype=np.int64)
+    unknown = sorted(set(np.unique(ttv).tolist()) - set(TTV_SPLITS))
+    if unknown:
+        raise DataError(
+            f"ttv value {unknown[0]} in '{with_ttv[0]}'{' (or another file)' if len(files) > 1 else ''}; "
+            f"accepted: 0 (train), 1 (validation), 2 (test)"
+        )
+    lookup = np.array([TTV_SPLITS[k] for k in range(len(TTV_SPLITS))], dtype=np.int8)
+    return sample, lookup[ttv]
+
+
+def _split_from_names(
+    files: list[Path], parts: list[JetSample], named: list[int | None]
+) -> np.ndarray:
+    codes = []
+    for path, part, code in zip(files, parts, named, strict=True):
+        if code is None:
+            others = ", ".join(
+                f"'{f.name}'" for f, c in zip(files, named, strict=True) if c is not None
+            )
+            raise DataError(
+                f"'{path}' is not named train, val or test like {others}; with the published "
+                "split files pass only them (or rename the files so none is named so)"
+            )
+        ttv = part.meta.get("ttv")
+        values = np.unique(ttv).tolist() if ttv is not None else []
+        if len(values) > 1:
+            raise DataError(
+                f"'{path}' is named as the {_SPLIT_NAMES[code]} split but its ttv column holds "
+                f"several values ({', '.join(map(str, values))}); a published split file has one"
+            )
+        codes.append(np.full(len(part), code, dtype=np.int8))
+    return np.concatenate(codes)
+
+
+# --------------------------------------------------------------------------------------
 # Public readers
 
 
@@ -777,6 +881,16 @@ def iter_jets(
     ------
     DataError
         Missing file, unknown format, a file not in the format's layout, pickled content.
+
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name, "qg.npz")
+    >>> X = np.zeros((5, 2, 4))
+    >>> X[:, 0] = [100.0, 0.1, 0.2, 211]
+    >>> np.savez(path, X=X, y=np.array([1, 0, 1, 1, 0]))
+    >>> [len(chunk) for chunk in iter_jets(path, chunk_jets=2)]
+    [2, 2, 1]
+    >>> tmp.cleanup()
     """
     _check_format(format)
     if chunk_jets <= 0:
@@ -802,7 +916,17 @@ def read_jets(
 
     Only the needed rows are read, ``chunk_jets`` at a time.
 
-    >>> sample = read_jets("QG_jets.npz", max_jets=10_000)   # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name, "QG_jets.npz")   # EnergyFlow layout: X (pt, y, phi, pid), y
+    >>> X = np.zeros((3, 2, 4))
+    >>> X[:, 0] = [100.0, 0.1, 0.2, 211]
+    >>> X[0, 1] = [20.0, 0.3, 0.1, 22]
+    >>> np.savez(path, X=X, y=np.array([1, 0, 1]))
+    >>> sample = read_jets(path, max_jets=2)
+    >>> sample.source, sample.label.tolist(), sample.n_constituents.tolist()
+    ('energyflow', [0, 1], [2, 1])
+    >>> tmp.cleanup()
     """
     _check_format(format)
     if start < 0 or (max_jets is not None and max_jets < 0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fivesigma.core import extras
 from fivesigma.metrics._validate import MetricError, as_scores, as_weights
 
 __all__ = ["ks_test", "separation"]
@@ -66,8 +67,7 @@ def ks_test(
     # Same ordering and rounding as scipy's asymp mode, so the unweighted result matches it.
     m, n = sorted([n1, n2], reverse=True)
     en = max(1.0, float(np.round(m * n / (m + n))))
-    from scipy.stats import kstwo  # lazy: keep `import fivesigma.metrics` light
-
+    kstwo = extras.scipy("stats").kstwo  # lazy: keep `import fivesigma.metrics` light
     p = float(np.clip(kstwo.sf(d, en), 0.0, 1.0))
     return d, p
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from fivesigma.core import extras
 from fivesigma.metrics._validate import MetricError, as_labels, as_scores, as_weights, check_classes
 
 __all__ = [
@@ -218,7 +219,7 @@ def rejection_interval(
         raise MetricError(f"cl must be between 0 and 1, got {cl!r}")
     if not rejection > 0:
         raise MetricError(f"rejection must be > 0, got {rejection!r}")
-    from scipy.stats import beta
+    beta = extras.scipy("stats").beta
 
     n = int(n_background)
     k = min(round(float(n / rejection)), n) if np.isfinite(rejection) else 0

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from fivesigma.core import extras
 from fivesigma.stats import StatsError
 from fivesigma.stats.workspace import (
-    _import_pyhf,
     build_workspace,
     histogram_inputs,
     merge_bins,
@@ -62,7 +62,7 @@ class StatsResult:
 
 def _to_model(spec_or_model: Any) -> Any:
     """A ``pyhf.Model`` from a workspace dict, a ``pyhf.Workspace`` or a model."""
-    pyhf = _import_pyhf()
+    pyhf = extras.pyhf()
     if isinstance(spec_or_model, pyhf.pdf.Model):
         return spec_or_model
     if isinstance(spec_or_model, dict):
@@ -103,7 +103,7 @@ def expected_significance(spec_or_model: Any) -> float:
     >>> round(expected_significance(build_workspace([10.0], [100.0], bkg_norm_unc=0)), 3)
     0.984
     """
-    pyhf = _import_pyhf()
+    pyhf = extras.pyhf()
     model = _to_model(spec_or_model)
     data = _asimov(model, 1.0)
     q0 = pyhf.infer.test_statistics.q0(
@@ -148,8 +148,7 @@ def expected_upper_limit(
     """
     if not 0.0 < level < 1.0:
         raise StatsError(f"CLs level must be in (0, 1), got {level!r}")
-    _import_pyhf()  # a clear error if pyhf is missing
-    from pyhf.infer.intervals.upper_limits import toms748_scan
+    toms748_scan = extras.pyhf("infer.intervals.upper_limits").toms748_scan
 
     model = _to_model(spec_or_model)
     data = _asimov(model, 0.0)

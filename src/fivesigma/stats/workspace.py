@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fivesigma.core import extras
 from fivesigma.core.files import atomic_file
 from fivesigma.stats import StatsError
 
@@ -368,7 +369,7 @@ def build_workspace(
 
 def validate_workspace(spec: dict) -> Any:
     """Check ``spec`` against pyhf's workspace schema; return the ``pyhf.Workspace``."""
-    pyhf = _import_pyhf()
+    pyhf = extras.pyhf()
     try:
         return pyhf.Workspace(spec)
     except pyhf.exceptions.InvalidSpecification as err:
@@ -380,13 +381,3 @@ def save_workspace(spec: dict, path: str | os.PathLike) -> None:
     """Write ``spec`` as JSON to ``path`` atomically (never a half-written file)."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(spec, indent=2) + "\n")
-
-
-def _import_pyhf() -> Any:
-    try:
-        import pyhf
-    except ImportError:
-        raise StatsError(
-            "pyhf is not installed; install it with: pip install 'fivesigma[stats]'"
-        ) from None
-    return pyhf

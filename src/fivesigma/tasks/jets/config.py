@@ -55,10 +55,12 @@ class JetsConfig(TaskConfig):
     ] = None
     jets_per_class: Annotated[int | None, Field(ge=1, description="generated jets")] = None
     test_background: Annotated[
-        int | None, Field(ge=0, description="extra generated QCD jets in the test split only")
+        int | None, Field(description="extra generated QCD jets in the test split only")
     ] = None
+    # ranges of the benchmark's own settings are checked by BenchmarkSettings.check,
+    # whose messages say what the presets use
     max_particles: Annotated[
-        int | None, Field(ge=1, description="leading constituents the networks see")
+        int | None, Field(description="leading constituents the networks see")
     ] = None
     frame: Annotated[
         str | None, Field(description="principal (rotate into the jet's axes) or none")
