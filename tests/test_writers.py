@@ -1,5 +1,7 @@
 """Chunked output of `fivesigma apply`: Parquet and ROOT, atomic, valid even when empty."""
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -66,3 +68,34 @@ def test_bad_suffix_and_input_order(tmp_path):
         (tmp_path / name).write_text("")
     files = ordered_inputs(["c.root", "*.root"], base_dir=tmp_path)
     assert [f.name for f in files] == ["c.root", "a.root", "b.root"]
+
+
+def test_apply_refuses_an_output_that_is_an_input(tmp_path, monkeypatch, capsys):
+    """`apply BUNDLE in.root --out in.root` would replace the data with the scores."""
+    import os
+
+    from fivesigma.cli import main
+    from fivesigma.io.writers import check_apply_paths
+
+    data = tmp_path / "in.root"
+    data.write_bytes(b"root")
+    (tmp_path / "link.root").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    for out, inputs in (
+        ("in.root", ["in.root"]),
+        (str(data), ["in.root"]),
+        ("link.root", [str(data)]),
+        ("./sub/../in.root", ["*.root"]),
+    ):
+        with pytest.raises(OutputError, match="is one of the input files"):
+            check_apply_paths(out, inputs)
+    assert check_apply_paths("scores.root", ["in.root"]) == Path("scores.root")
+    (tmp_path / "dir.parquet").mkdir()
+    with pytest.raises(OutputError, match="existing directory"):
+        check_apply_paths("dir.parquet", ["in.root"])
+    # through the CLI: one line, exit 2, the input intact
+    assert main(["apply", "nobundle", "in.root", "--out", "in.root"]) == 2
+    assert main(["apply", "nobundle", "in.root", "--out", "s.root", "--chunk-size", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "--chunk-size must be a positive" in err[1]
+    assert data.read_bytes() == b"root" and os.path.islink("link.root")

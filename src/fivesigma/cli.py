@@ -150,7 +150,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from fivesigma.core.bundle import bundle_kind
     from fivesigma.core.registry import BUNDLE_KINDS, TASKS
+    from fivesigma.io.writers import check_apply_paths
 
+    if args.chunk_size < 1:
+        raise FivesigmaError(
+            f"--chunk-size must be a positive number of entries, got {args.chunk_size}"
+        )
+    check_apply_paths(args.out, args.inputs)
     kind = bundle_kind(args.bundle)
     owner = BUNDLE_KINDS.entry(kind).metadata["task"]
     info = TASKS.get(owner)().apply(

@@ -16,7 +16,13 @@ from fivesigma.core.files import atomic_file
 from fivesigma.errors import OutputError
 from fivesigma.io.events import expand_files
 
-__all__ = ["OUTPUT_SUFFIXES", "check_output_path", "ordered_inputs", "write_columns"]
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "check_apply_paths",
+    "check_output_path",
+    "ordered_inputs",
+    "write_columns",
+]
 
 OUTPUT_SUFFIXES = (".parquet", ".root")
 
@@ -28,6 +34,26 @@ def check_output_path(out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise OutputError(f"output '{out}' must end in .parquet or .root")
+    return out
+
+
+def check_apply_paths(out: str | Path, patterns: Sequence[str]) -> Path:
+    """Refuse an output that would destroy an input or that cannot be a file.
+
+    ``out`` may not be one of the input files (symlinks and relative paths resolved:
+    writing the scores there would replace the data), nor an existing directory.
+    """
+    out = check_output_path(out)
+    if out.is_dir():
+        raise OutputError(f"output '{out}' is an existing directory; give a file name")
+    target = out.resolve()
+    for pattern in patterns:
+        for path in expand_files([pattern], Path.cwd()):
+            if Path(path).resolve() == target:
+                raise OutputError(
+                    f"output '{out}' is one of the input files; writing there would replace "
+                    "the data: choose another --out"
+                )
     return out
 
 
