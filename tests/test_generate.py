@@ -421,8 +421,8 @@ def test_cache_reuses_and_keys_on_seed(tmp_path, monkeypatch):
 
     s3 = cached_sample("higgs4l", events=200, seed=2, jobs=1, cache_dir=tmp_path, progress=False)
     assert s3.directory != s1.directory and s3.directory.parent == tmp_path
-    # No leftovers of the temporary directories.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    # No leftovers of the temporary directories (the per-entry lock files stay).
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == sorted(
         [s1.directory.name, s3.directory.name]
     )
 
@@ -455,3 +455,35 @@ def test_missing_pythia_settings_database_is_named(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "ERR Pythia found no settings database" in proc.stdout
     assert "PYTHIA8DATA" in proc.stdout
+
+
+def test_concurrent_requests_for_one_sample_generate_it_once(tmp_path, monkeypatch):
+    """Two runs asking for the same cache entry at once: one generates, the other waits."""
+    import threading
+    import time
+
+    calls = []
+
+    def fake_generate(process, events, out, **kwargs):
+        calls.append(process)
+        time.sleep(0.5)  # long enough for the second request to arrive meanwhile
+        for name in gen_mod.PROCESSES[process].names(kwargs.get("options")):
+            (out / f"{name}.root").write_bytes(b"x")
+        (out / "provenance.json").write_text("{}")
+
+    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    results = []
+
+    def request():
+        results.append(
+            cached_sample("higgs4l", events=10, seed=3, jobs=1, cache_dir=tmp_path, progress=False)
+        )
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["higgs4l"]
+    assert results[0].directory == results[1].directory
+    assert all(p.is_file() for p in results[1].files.values())

@@ -14,9 +14,13 @@ directory that looks complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +99,7 @@ def cached_sample(
     Arguments as :func:`fivesigma.generate.generate`; ``cache_dir`` as described in the
     module docstring.
     """
-    from fivesigma.generate import PROCESSES, _check, _check_options, _pythia, generate
+    from fivesigma.generate import PROCESSES, _check, _check_options, _pythia
 
     gen = _check(process, events, seed, luminosity_fb)
     _check_options(process, gen, options)
@@ -107,7 +111,61 @@ def cached_sample(
     found = _load(directory, gen.names(options))
     if found is not None:
         return found
-    # Missing or incomplete (e.g. a file deleted by hand): regenerate, replace atomically.
+    with _entry_lock(directory, progress):
+        # another process may have made it while this one waited for the lock
+        found = _load(directory, gen.names(options))
+        if found is not None:
+            return found
+        _generate_into(directory, process, events, seed, njobs, luminosity_fb, progress,
+                       detector, options, key)  # fmt: skip
+    sample = _load(directory, PROCESSES[process].names(options))
+    if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
+        from fivesigma.errors import GenerationError
+
+        raise GenerationError(f"cached sample '{directory}' is incomplete after generation")
+    return sample
+
+
+@contextlib.contextmanager
+def _entry_lock(directory: Path, progress: bool) -> Iterator[None]:
+    """Hold an exclusive lock on one cache entry: a second process asking for the same
+    sample waits for the first one's result instead of generating it again.
+
+    ``flock`` locks are dropped by the kernel when their process dies, so a killed
+    generation never leaves a lock behind.
+    """
+    lock_path = directory.parent / f".{directory.name}.lock"
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(
+                    f"waiting for another process generating {directory.name} ...",
+                    file=sys.stderr,
+                )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate_into(
+    directory: Path,
+    process: str,
+    events: int,
+    seed: int,
+    njobs: int,
+    luminosity_fb: float,
+    progress: bool,
+    detector: Any,
+    options: dict[str, Any] | None,
+    key: dict[str, Any],
+) -> None:
+    """Generate the sample; replace an incomplete entry (e.g. a file deleted by hand)."""
+    from fivesigma.generate import generate
+
     with atomic_dir(directory, overwrite=True) as tmp:
         generate(
             process,
@@ -121,9 +179,3 @@ def cached_sample(
             options=options,
         )
         (tmp / "cache_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
-    sample = _load(directory, PROCESSES[process].names(options))
-    if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
-        from fivesigma.errors import GenerationError
-
-        raise GenerationError(f"cached sample '{directory}' is incomplete after generation")
-    return sample
