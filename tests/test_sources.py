@@ -327,6 +327,30 @@ def test_real_rntuple_is_read() -> None:
     assert int(ak.sum(ak.num(got["Muon_pt"]))) == 2372 == int(got["nMuon"].sum())
 
 
+@pytest.mark.parametrize("damage", ["zeroed page", "truncated", "cut header"])
+def test_a_damaged_rntuple_is_one_line_in_inspect_and_reading(damage, tmp_path, capsys) -> None:
+    from fivesigma.cli import main
+
+    data = bytearray(
+        shared(
+            "skhep_testdata/Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+        ).read_bytes()
+    )
+    if damage == "zeroed page":
+        data[400:700] = bytes(300)
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = data[:200] + data[500:]
+    path = tmp_path / "bad.root"
+    path.write_bytes(bytes(data))
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.root" in err and "internal error" not in err
+    with pytest.raises(DataError, match="bad.root"):
+        read_all(path, "Events", ["Muon_pt", "nMuon"], 300)
+
+
 def test_real_gzipped_csv() -> None:
     path = shared("trackml_subset_gnn_tracking/event000000001-hits.csv.gz")
     assert detect_format(path) == "csv"

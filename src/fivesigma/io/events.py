@@ -13,6 +13,7 @@ corrupt file) is a one-line :class:`~fivesigma.errors.DataError` naming the file
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Iterator, Sequence
@@ -145,6 +146,21 @@ def detect_format(path: Path | str) -> Format:
 
 # --------------------------------------------------------------------------------------
 # ROOT
+
+
+@contextlib.contextmanager
+def _corrupt_as_data_error(path: Path) -> Iterator[None]:
+    """Any failure reading a ROOT file's metadata (an RNTuple's header and footer are
+    compressed, so a damaged page surfaces here) as one line naming the file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(
+            f"'{path}': cannot read ROOT file, it may be truncated or corrupt "
+            f"({describe_exception(err)})"
+        ) from None
 
 
 def _root_trees(file: Any) -> list[str]:
@@ -286,7 +302,7 @@ def list_columns(path: Path | str, tree: str = "Events") -> list[str]:
     fmt = detect_format(path)
     if fmt == "root":
         file, obj = _open_root_tree(path, tree)
-        with file:
+        with file, _corrupt_as_data_error(path):
             return _root_columns(obj)
     if fmt == "parquet":
         return list(_parquet_file(path).schema_arrow.names)
@@ -302,7 +318,7 @@ def num_entries(path: Path | str, tree: str = "Events") -> int:
     fmt = detect_format(path)
     if fmt == "root":
         file, obj = _open_root_tree(path, tree)
-        with file:
+        with file, _corrupt_as_data_error(path):
             return int(obj.num_entries)
     if fmt == "parquet":
         return int(_parquet_file(path).metadata.num_rows)
@@ -481,13 +497,14 @@ def _root_batches(
 def _iter_root(path: Path, tree: str, columns: list[str], step_size: int) -> Iterator[Chunk]:
     file, obj = _open_root_tree(path, tree)
     with file:
-        available = _root_columns(obj)
+        with _corrupt_as_data_error(path):
+            available = _root_columns(obj)
+            total = int(obj.num_entries)
         for name in columns:
             if name not in available:
                 raise DataError(
                     f"'{path}': no branch '{name}' in tree '{obj.name}'; {close_matches(name, available)}"
                 )
-        total = int(obj.num_entries)
         if not columns:
             yield from _empty_chunks(path, total, step_size)
             return
@@ -656,6 +673,19 @@ def describe_file(path: Path | str, tree: str | None = None) -> str:
       nlep  int64
     >>> tmp.cleanup()
     """
+    path = Path(path)
+    try:
+        return _describe_file(path, tree)
+    except DataError:
+        raise
+    except Exception as err:  # a page or header that decompresses to garbage, ...
+        raise DataError(
+            f"'{path}': cannot read the file, it may be truncated or corrupt "
+            f"({describe_exception(err)})"
+        ) from None
+
+
+def _describe_file(path: Path, tree: str | None) -> str:
     path = Path(path)
     fmt = detect_format(path)
     lines = [f"{path} ({fmt})"]
