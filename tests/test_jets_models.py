@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fivesigma.errors import FivesigmaError, ModelError
-from fivesigma.nn.common import (
+from fivesigma.nn import (
     MaskedBatchNorm,
     gather_neighbours,
     masked_max,
@@ -210,8 +210,7 @@ def test_edgeconv_on_packed_real_edges_equals_the_edge_tensor_layout():
     """Eager EdgeConv runs on the real edges only, its first layer per particle; the
     reference (and the ONNX export) builds the (h_i, h_j - h_i) edge tensor over every
     slot.  Same outputs, statistics and gradients in training; same outputs in eval."""
-    from fivesigma.nn.common import run_masked
-    from fivesigma.tasks.jets.models.particlenet import EdgeConvBlock
+    from fivesigma.nn import EdgeConvBlock, run_masked
 
     torch.manual_seed(3)
     x, _, mask = make_batch([9, 4, 1, 0, 7], 10, seed=6)

@@ -272,3 +272,149 @@ def test_real_zz_sample_z_pairing_against_cartesian_reference():
         ref.append(best)
     # the sample's stored E uses the muon mass, so pt/eta/phi/m round-trips closely
     np.testing.assert_allclose(mz1, ref, rtol=1e-4, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------
+# Array functions: one formula for numpy, awkward and torch
+
+
+def _massless(pt, eta, phi):
+    """(px, py, pz, E) of massless particles from pt/eta/phi, plain numpy."""
+    return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], -1)
+
+
+def _three_ways(x: np.ndarray):
+    """The same float64 values as numpy, jagged awkward (ragged split) and torch."""
+    torch = pytest.importorskip("torch")
+    counts = [0, 1, len(x) // 2 - 1, len(x) - len(x) // 2]
+    return x, ak.unflatten(x, counts), torch.from_numpy(x)
+
+
+def _as_numpy(y) -> np.ndarray:
+    if isinstance(y, ak.Array):
+        return ak.to_numpy(ak.flatten(y, axis=None))
+    return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+
+
+def test_numpy_awkward_and_torch_paths_agree():
+    rng = np.random.default_rng(7)
+    n = 400
+    px, py, pz = rng.normal(0, 30, n), rng.normal(0, 30, n), rng.normal(0, 80, n)
+    e = np.sqrt(px**2 + py**2 + pz**2 + rng.uniform(0, 5, n) ** 2)
+    px[:3] = py[:3] = 0.0  # along the beam, and at rest
+    pz[2] = 0.0
+    phi1, phi2 = rng.uniform(-10, 10, n), rng.uniform(-10, 10, n)
+    eta1, eta2 = rng.normal(0, 2, n), rng.normal(0, 2, n)
+    from fivesigma.physics import kinematics as kin
+
+    cases = {
+        "pt": (kin.pt, (px, py), {}),
+        "phi": (kin.phi, (px, py), {}),
+        "rapidity": (kin.rapidity, (pz, e), {}),
+        "rapidity guarded": (kin.rapidity, (pz, e), {"guarded": True}),
+        "wrap_phi": (kin.wrap_phi, (phi1,), {}),
+        "delta_phi": (kin.delta_phi, (phi1, phi2), {}),
+        "delta_r": (kin.delta_r, (eta1, phi1, eta2, phi2), {}),
+        "delta_r hypot": (kin.delta_r, (eta1, phi1, eta2, phi2), {"hypot": True}),
+        "mass_squared": (kin.mass_squared, (px, py, pz, e), {}),
+        "mass": (kin.mass, (px, py, pz, e), {}),
+        **{f"eta {z}": (kin.pseudorapidity, (px, py, pz), {"zero_pt": z}) for z in kin.ZERO_PT},
+    }
+    for name, (fn, args, kwargs) in cases.items():
+        ways = list(zip(*(_three_ways(a) for a in args), strict=True))  # numpy, awkward, torch
+        ref, jagged, tensor = (_as_numpy(fn(*w, **kwargs)) for w in ways)
+        # awkward runs numpy's own ufuncs on its contents: the very same numbers
+        np.testing.assert_array_equal(jagged, ref, err_msg=name)
+        # torch: the same formulas (pT as sqrt(px^2 + py^2) instead of hypot)
+        np.testing.assert_allclose(tensor, ref, rtol=1e-12, atol=1e-12, err_msg=name)
+    # beam and rest: the pseudorapidity guards
+    eta = {z: kin.pseudorapidity(px[:3], py[:3], pz[:3], zero_pt=z) for z in kin.ZERO_PT}
+    assert eta["zero"].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(eta["beam"][:2], np.sign(pz[:2]) * np.arcsinh(1e10))
+    np.testing.assert_allclose(eta["floor"][:2], np.arcsinh(pz[:2] / 1e-12))
+    assert eta["beam"][2] == eta["floor"][2] == 0.0
+    with pytest.raises(ValueError, match="zero_pt"):
+        kin.pseudorapidity(px, py, pz, zero_pt="nan")
+
+
+def test_wrap_phi_range_and_rapidity_of_massless_is_eta():
+    torch = pytest.importorskip("torch")
+    from fivesigma.physics import kinematics as kin
+
+    d = np.linspace(-20, 20, 2001)
+    for w in (kin.wrap_phi(d), kin.wrap_phi(torch.from_numpy(d)).numpy()):
+        assert np.all(w >= -np.pi) and np.all(w < np.pi)
+        np.testing.assert_allclose(np.exp(1j * w), np.exp(1j * d), atol=1e-12)
+    v = _massless(np.full(5, 30.0), np.linspace(-2, 2, 5), np.zeros(5))
+    for guarded in (False, True):
+        np.testing.assert_allclose(
+            kin.rapidity(v[:, 2], v[:, 3], guarded=guarded), np.linspace(-2, 2, 5), atol=1e-12
+        )
+    # E = pz: infinite as written, finite guarded (numpy log1p, torch clamped log)
+    assert np.isinf(kin.rapidity(5.0, 5.0))
+    assert np.isfinite(kin.rapidity(5.0, 5.0, guarded=True))
+    assert torch.isfinite(kin.rapidity(torch.tensor(5.0), torch.tensor(4.9), guarded=True))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_massless_pair_mass_closed_form_in_every_path(seed):
+    """Two massless particles: m^2 = 2 pT1 pT2 (cosh deta - cos dphi), through the
+    four-vector sum (numpy, awkward, torch), ParT's ln m^2 (numpy, torch) and vector."""
+    torch = pytest.importorskip("torch")
+    from fivesigma.physics import kinematics as kin
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    pt1, pt2 = rng.uniform(5, 300, n), rng.uniform(5, 300, n)
+    eta1, eta2 = rng.uniform(-2.5, 2.5, n), rng.uniform(-2.5, 2.5, n)
+    phi1, phi2 = rng.uniform(-np.pi, np.pi, n), rng.uniform(-np.pi, np.pi, n)
+    # the first pair back to back: 45 + 45 GeV at rest -> m = 90 GeV
+    pt1[0], pt2[0], eta1[0], eta2[0], phi1[0], phi2[0] = 45.0, 45.0, 0.0, 0.0, 0.3, 0.3 - np.pi
+    m_closed = np.sqrt(2 * pt1 * pt2 * (np.cosh(eta1 - eta2) - np.cos(phi1 - phi2)))
+    assert m_closed[0] == pytest.approx(90.0, rel=1e-12)
+    va, vb = _massless(pt1, eta1, phi1), _massless(pt2, eta2, phi2)
+    total = va + vb  # (n, 4)
+    for comps in zip(*(_three_ways(total[:, k].copy()) for k in range(4)), strict=True):
+        np.testing.assert_allclose(_as_numpy(kin.mass(*comps)), m_closed, rtol=1e-9)
+    via_vector = invariant_mass(
+        np.stack([pt1, pt2], 1),
+        np.stack([eta1, eta2], 1),
+        np.stack([phi1, phi2], 1),
+        np.zeros((n, 2)),
+    )
+    np.testing.assert_allclose(via_vector, m_closed, rtol=1e-9)
+    # ParT's pair features: numpy and torch agree, and ln m^2 is the closed form
+    f_np = kin.pair_features(va, vb)
+    f_t = kin.pair_features(torch.from_numpy(va), torch.from_numpy(vb)).numpy()
+    assert f_np.shape == f_t.shape == (n, 4) and f_np.dtype == f_t.dtype == np.float64
+    np.testing.assert_allclose(f_t, f_np, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(f_np[:, 3], np.log(m_closed**2), rtol=1e-9)
+    np.testing.assert_allclose(f_np, kin.pair_features(vb, va), rtol=1e-12)  # symmetric
+    # ln dR, with dR in (y, phi) (= (eta, phi) for massless particles); kT and z from pT
+    dr = np.hypot(eta1 - eta2, kin.delta_phi(phi1, phi2))
+    ptmin = np.minimum(pt1, pt2)
+    np.testing.assert_allclose(f_np[:, 2], np.log(dr), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(f_np[:, 0], np.log(ptmin * dr), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(f_np[:, 1], np.log(ptmin / (pt1 + pt2)), rtol=1e-9)
+
+
+def test_pair_features_torch_path_is_finite_for_zero_momenta():
+    torch = pytest.importorskip("torch")
+    from fivesigma.physics import kinematics as kin
+
+    v = torch.tensor([[0.0, 0, 0, 0], [10.0, 0, 0, 10], [0, 0, 5.0, 5.0]])
+    f = kin.pair_features(v[:, None], v[None, :])  # (3, 3, 4), every pair
+    assert f.dtype == torch.float32 and torch.isfinite(f).all()
+
+
+def test_physics_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from fivesigma.physics import kinematics as k; "
+        "k.pair_features(np.ones(4), np.ones(4)); k.delta_r(0.0, 1.0, 2.0, 3.0); "
+        "import fivesigma.physics.labels, fivesigma.physics.particles; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,7 +21,7 @@ Processes (option ``process``), all with ``PhaseSpace:pTHatMin = pthat_min`` (de
 ``qcd``   ``HardQCD:all`` dijets, labels 0-3
 
 Truth labels (``label``, int32): 0 light quark (u, d, s), 1 gluon, 2 c, 3 b, 4 top,
-5 W, 6 Z, 7 H -> bb (:data:`LABELS`).
+5 W, 6 Z, 7 H -> bb (:data:`LABELS`, :data:`fivesigma.physics.labels.JET_LABELS`).
 
 Signal jets are *matched*: the last copy of the parent (t, W, Z, H) in the event record
 and its decay partons (t -> b q q' through the W's last copy, W/Z -> q q', H -> b b; the
@@ -100,7 +100,9 @@ import numpy as np
 from fivesigma import __version__
 from fivesigma.errors import GenerationError, close_matches
 from fivesigma.generate import _pythia
+from fivesigma.physics import kinematics
 from fivesigma.physics.jet_detector import JetDetectorResponse, particle_class
+from fivesigma.physics.labels import JET_LABELS
 
 __all__ = [
     "BLOCK_EVENTS",
@@ -133,17 +135,8 @@ MAX_CONSTITUENTS = 200
 RADIUS = 0.8
 MATCH_DR = 0.8
 
-#: Label codes of the ``label`` branch.
-LABELS: dict[int, str] = {
-    0: "light",
-    1: "gluon",
-    2: "c",
-    3: "b",
-    4: "top",
-    5: "W",
-    6: "Z",
-    7: "Hbb",
-}
+#: Label codes of the ``label`` branch (the jet label schema of :mod:`fivesigma.physics.labels`).
+LABELS: dict[int, str] = JET_LABELS
 
 BASE_SETTINGS: tuple[str, ...] = (
     "Beams:idA = 2212",
@@ -329,14 +322,13 @@ def _last_copy(i: int, ids: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> int:
 
 
 def _eta_phi(px: Any, py: Any, pz: Any) -> tuple[Any, Any]:
-    pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / np.maximum(pt, 1e-12))
-    return eta, np.arctan2(py, px)
+    # pT floored at 1e-12 GeV: a parton along the beam gets a huge but finite eta
+    eta = kinematics.pseudorapidity(px, py, pz, zero_pt="floor", eps=1e-12)
+    return eta, kinematics.phi(px, py)
 
 
 def _delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
-    dphi = np.mod(np.asarray(phi1) - phi2 + np.pi, 2 * np.pi) - np.pi
-    return np.hypot(np.asarray(eta1) - eta2, dphi)
+    return kinematics.delta_r(eta1, phi1, eta2, phi2, hypot=True)
 
 
 def _signal_parents(
@@ -370,7 +362,7 @@ def _signal_parents(
         eta_t, phi_t = _eta_phi(rec["px"][last], rec["py"][last], rec["pz"][last])
         out.append(
             (
-                float(np.hypot(rec["px"][last], rec["py"][last])),
+                float(kinematics.pt(rec["px"][last], rec["py"][last])),
                 float(eta_t),
                 float(phi_t),
                 eta_q,
@@ -519,7 +511,7 @@ def _process_batch(
     njet = ak.to_numpy(ak.num(jets)).astype(np.int64)
     jpx, jpy, jpz, je = (ak.to_numpy(ak.flatten(jets[f])) for f in ("px", "py", "pz", "E"))
     jev = np.repeat(np.arange(nev), njet)
-    jpt = np.hypot(jpx, jpy)
+    jpt = kinematics.pt(jpx, jpy)
     jeta, jphi = _eta_phi(jpx, jpy, jpz)
     window = (jpt >= opts.pt_min) & (jpt < opts.pt_max) & (np.abs(jeta) < opts.eta_max)
     candidates = np.flatnonzero(window)
@@ -561,7 +553,7 @@ def _process_batch(
     local = ak.to_numpy(ak.flatten(per_jet)).astype(np.int64)
     jet_of = np.repeat(np.arange(sel.size), ncon)
     glob = local + roff[jev[sel]][jet_of]
-    cpt = np.hypot(reco["px"][glob], reco["py"][glob])
+    cpt = kinematics.pt(reco["px"][glob], reco["py"][glob])
     order = np.lexsort((-cpt, jet_of))  # by jet, then pT descending
     start = np.concatenate([[0], np.cumsum(ncon)])[:-1]
     rank = np.arange(order.size) - start[jet_of[order]]
@@ -572,9 +564,7 @@ def _process_batch(
         "jet_pt": jpt[sel],
         "jet_eta": jeta[sel],
         "jet_phi": jphi[sel],
-        "jet_mass": np.sqrt(
-            np.maximum(je[sel] ** 2 - jpx[sel] ** 2 - jpy[sel] ** 2 - jpz[sel] ** 2, 0.0)
-        ),
+        "jet_mass": kinematics.mass(jpx[sel], jpy[sel], jpz[sel], je[sel]),
         "jet_energy": je[sel],
         "jet_nparticles": ncon.astype(np.int32),
         "label": labels[keep],

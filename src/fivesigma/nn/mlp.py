@@ -1,13 +1,22 @@
-"""A fully connected network for event classification (one module, nanoGPT style).
+"""Fully connected networks: the :func:`mlp` layer stack of the taggers, and the event
+classifier :class:`MLP` (one module, nanoGPT style).
 
 >>> import torch
 >>> net = MLP(MLPConfig(n_inputs=4, n_classes=2, hidden=(8, 8)))
 >>> net(torch.zeros(3, 4)).shape   # binary: one logit per event
 torch.Size([3, 1])
+>>> mlp((4, 8, 2), dropout=0.1, output_layer=True)
+Sequential(
+  (0): Linear(in_features=4, out_features=8, bias=True)
+  (1): ReLU()
+  (2): Dropout(p=0.1, inplace=False)
+  (3): Linear(in_features=8, out_features=2, bias=True)
+)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,7 +25,7 @@ from torch import nn
 
 from fivesigma.errors import ModelError
 
-__all__ = ["ACTIVATIONS", "MLP", "MLPConfig", "ProbabilityHead"]
+__all__ = ["ACTIVATIONS", "MLP", "MLPConfig", "ProbabilityHead", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -26,6 +35,34 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+def mlp(
+    widths: Sequence[int],
+    activation: Callable[[], nn.Module] = nn.ReLU,
+    *,
+    dropout: float | None = None,
+    dropout_first: bool = False,
+    output_layer: bool = False,
+) -> nn.Sequential:
+    """Linear layers ``widths[0] -> widths[1] -> ... -> widths[-1]``, each ``Linear -> act``.
+
+    ``dropout`` (a float, 0 included: the module is there either way, so the indices and
+    the state-dict keys do not depend on it) adds ``nn.Dropout`` after each activation, or
+    before each Linear with ``dropout_first``.  ``output_layer``: the last Linear is bare
+    (logits), without activation or dropout.  The Sequential's indices are those of the
+    layers in this order, e.g. ``[Linear, ReLU] * n`` keys ``0, 2, 4, ...``.
+    """
+    layers: list[nn.Module] = []
+    n_hidden = len(widths) - 1 - int(output_layer)
+    for i in range(n_hidden):
+        block: list[nn.Module] = [nn.Linear(widths[i], widths[i + 1]), activation()]
+        if dropout is not None:
+            block.insert(0 if dropout_first else 2, nn.Dropout(dropout))
+        layers += block
+    if output_layer:
+        layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers)
 
 
 @dataclass

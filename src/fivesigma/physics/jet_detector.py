@@ -48,8 +48,8 @@ are set to 0 (and then fail the threshold).  Calorimeter cells have no track: th
 :meth:`JetDetectorResponse.apply` then returns its input unchanged, with the true impact
 parameters of the charged particles (0 for neutral ones) and errors 0.
 
-Particle classes (:func:`particle_class`): 0 charged hadron, 1 neutral hadron, 2 photon,
-3 electron, 4 muon.
+Particle classes (:func:`~fivesigma.physics.particles.particle_class`): 0 charged hadron,
+1 neutral hadron, 2 photon, 3 electron, 4 muon.
 
 Example
 -------
@@ -73,6 +73,15 @@ from typing import Any
 import numpy as np
 
 from fivesigma.errors import ConfigError
+from fivesigma.physics import kinematics
+from fivesigma.physics.particles import (
+    CHARGED_HADRON,
+    ELECTRON,
+    MUON,
+    NEUTRAL_HADRON,
+    PHOTON,
+    particle_class,
+)
 
 __all__ = [
     "CHARGED_HADRON",
@@ -86,22 +95,8 @@ __all__ = [
     "particle_class",
 ]
 
-CHARGED_HADRON, NEUTRAL_HADRON, PHOTON, ELECTRON, MUON = 0, 1, 2, 3, 4
-
 _FIELDS = ("px", "py", "pz", "energy", "pid", "charge", "event", "d0", "dz", "d0err", "dzerr")
 _IP_FIELDS = ("d0", "dz", "d0err", "dzerr")
-
-
-def particle_class(pid: np.ndarray, charge: np.ndarray) -> np.ndarray:
-    """Particle class codes (int32): 0 charged hadron, 1 neutral hadron, 2 photon,
-    3 electron, 4 muon."""
-    aid = np.abs(np.asarray(pid))
-    charged = np.asarray(charge) != 0
-    out = np.where(charged, CHARGED_HADRON, NEUTRAL_HADRON)
-    out = np.where(aid == 22, PHOTON, out)
-    out = np.where(aid == 11, ELECTRON, out)
-    out = np.where(aid == 13, MUON, out)
-    return out.astype(np.int32)
 
 
 def impact_parameters(
@@ -136,13 +131,6 @@ def impact_parameters(
     d0 = np.where(pt2 > 0, (x * py - y * px) / np.sqrt(safe), 0.0)
     dz = z - np.where(pt2 > 0, (x * px + y * py) * pz / safe, 0.0)
     return d0, dz
-
-
-def _eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, pz / pt, np.sign(pz) * 1e10))
-    return eta, np.arctan2(py, px)
 
 
 def merge_cells(
@@ -361,8 +349,10 @@ class JetDetectorResponse:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         u = rng.random(n)
         z = rng.standard_normal(n)
-        eta, phi = _eta_phi(px, py, pz)
-        pt = np.hypot(px, py)
+        pt = kinematics.pt(px, py)
+        # a particle along the beam gets |eta| ~ 23.7: outside the tracker and calorimeters
+        eta = kinematics.pseudorapidity(px, py, pz, pt=pt, zero_pt="beam")
+        phi = kinematics.phi(px, py)
 
         # Tracks: efficiency, then pT smearing of the whole four-momentum.
         scale = 1.0 + self.track_resolution(pt) * z

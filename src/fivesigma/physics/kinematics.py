@@ -1,7 +1,26 @@
-"""Vectorised collider kinematics on per-event object collections.
+"""Collider kinematics: one set of array formulas, and per-event sums of object collections.
 
-Objects are given as four aligned arrays ``pt, eta, phi, mass`` (GeV, radians), one
-entry per object.  Each may be
+Array functions
+---------------
+:func:`pt`, :func:`phi`, :func:`pseudorapidity`, :func:`rapidity`, :func:`wrap_phi`,
+:func:`delta_phi`, :func:`delta_r`, :func:`mass_squared`, :func:`mass` and
+:func:`pair_features` (ParT's pairwise ``ln kT, ln z, ln dR, ln m^2``) work elementwise
+on numpy arrays (and scalars), awkward arrays (jagged or not, broadcasting per event) and
+torch tensors alike: :func:`_xp` picks the functions for the argument's type.  torch is
+imported only when a tensor is passed, so this module (and ``fivesigma.physics``) stays
+torch-free otherwise.  Each formula is written once; the few places where the torch path
+is written differently (the networks' path: exportable to ONNX and never NaN) say so.
+
+Where callers need different guards (the pseudorapidity of a particle without transverse
+momentum, the rapidity at ``E = |pz|``), a parameter selects them, so that every caller
+keeps the exact floating-point results it had: generated samples are cached by content
+and benchmarks must reproduce their numbers.
+
+Collections
+-----------
+:func:`invariant_mass`, :func:`pt_of_sum`, :func:`p4` and :func:`z_pairing` take objects
+as four aligned arrays ``pt, eta, phi, mass`` (GeV, radians), one entry per object.
+Each may be
 
 * a jagged awkward array (one list per event) -- the usual case,
 * a 2-D numpy array ``(n_events, n_objects)`` (e.g. padded constituents), or
@@ -17,10 +36,16 @@ Per-event results are float64 numpy arrays with NaN where the quantity is undefi
 ...                    ak.Array([[0.0, 3.141592653589793]]), ak.Array([[0.0, 0.0]]))
 >>> round(float(m[0]), 6)
 90.0
+>>> round(float(mass(0.0, 0.0, 0.0, 90.0)), 6), float(delta_phi(3.0, -3.0)) < 0
+(90.0, True)
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
+from types import SimpleNamespace
 from typing import Any
 
 import awkward as ak
@@ -31,20 +56,286 @@ from fivesigma.errors import DataError
 
 __all__ = [
     "MZ",
+    "PAIR_FEATURES",
+    "ZERO_PT",
     "delta_phi",
     "delta_r",
     "invariant_mass",
+    "mass",
+    "mass_squared",
     "p4",
+    "pair_features",
+    "phi",
+    "pseudorapidity",
+    "pt",
     "pt_of_sum",
+    "rapidity",
+    "wrap_phi",
     "z_pairing",
 ]
 
 #: Z boson mass in GeV (PDG).
 MZ = 91.1876
 
+#: Names of the columns of :func:`pair_features`.
+PAIR_FEATURES = ("ln_kT", "ln_z", "ln_deltaR", "ln_m2")
+
+#: Accepted ``zero_pt`` of :func:`pseudorapidity`.
+ZERO_PT = ("floor", "beam", "zero")
+
+#: Floor of ``E - pz`` (and of ``1 + x``) in the guarded rapidity, as in ParT.
+_RAPIDITY_EPS = 1e-20
+
 # Registering is idempotent; it gives records named "Momentum4D" their vector methods
 # (``.mass``, ``+``, ``ak.sum``) everywhere awkward arrays flow.
 vector.register_awkward()
+
+
+# --------------------------------------------------------------------------------------
+# Array namespaces: numpy (also for awkward) and torch
+
+
+def _unstack_numpy(v: Any) -> tuple[Any, ...]:
+    return tuple(v[..., k] for k in range(v.shape[-1]))
+
+
+#: numpy's functions under the names used below.  Awkward arrays take this path too: they
+#: dispatch numpy's ufuncs and ``np.where`` to their contents, jagged or not.
+_NUMPY = SimpleNamespace(
+    is_torch=False,
+    arcsinh=np.arcsinh,
+    arctan2=np.arctan2,
+    hypot=np.hypot,
+    log=np.log,
+    log1p=np.log1p,
+    maximum=np.maximum,  # (x, scalar floor)
+    minimum=np.minimum,
+    mod=np.mod,
+    sign=np.sign,
+    sqrt=np.sqrt,
+    subtract=np.subtract,
+    where=np.where,
+    stack=lambda xs: np.stack(xs, axis=-1),
+    unstack=_unstack_numpy,  # (..., n) -> n arrays (...)
+)
+
+
+@functools.cache
+def _torch_namespace() -> SimpleNamespace:
+    import torch  # only here: physics is torch-free unless a tensor comes in
+
+    return SimpleNamespace(
+        is_torch=True,
+        arcsinh=torch.asinh,
+        arctan2=torch.atan2,
+        hypot=torch.hypot,
+        log=torch.log,
+        log1p=torch.log1p,
+        maximum=lambda x, floor: x.clamp(min=floor),
+        minimum=torch.minimum,
+        mod=torch.remainder,  # the sign of the divisor, as np.mod
+        sign=torch.sign,
+        sqrt=torch.sqrt,
+        subtract=torch.subtract,
+        where=torch.where,
+        stack=lambda xs: torch.stack(xs, dim=-1),
+        unstack=lambda v: v.unbind(dim=-1),
+    )
+
+
+def _is_torch(x: Any) -> bool:
+    # by the type's module, so that no torch import is needed to tell
+    return type(x).__module__.partition(".")[0] == "torch"
+
+
+def _xp(*arrays: Any) -> SimpleNamespace:
+    """The functions for ``arrays``: torch's if any is a torch tensor, else numpy's."""
+    return _torch_namespace() if any(_is_torch(a) for a in arrays) else _NUMPY
+
+
+def _float64(x: Any) -> Any:
+    """A Python number as numpy float64 (whose division by 0 is inf, not an exception)."""
+    return np.float64(x) if isinstance(x, int | float) else x
+
+
+def _quiet(xp: SimpleNamespace) -> Any:
+    """numpy's floating-point warnings off (inf/NaN are the documented results)."""
+    return contextlib.nullcontext() if xp.is_torch else np.errstate(all="ignore")
+
+
+# --------------------------------------------------------------------------------------
+# Array functions
+
+
+def pt(px: Any, py: Any) -> Any:
+    """Transverse momentum ``sqrt(px^2 + py^2)``.
+
+    numpy/awkward: ``hypot`` (no overflow); torch: ``sqrt(px*px + py*py)``, as ONNX has no
+    hypot operator.
+    """
+    xp = _xp(px, py)
+    if xp.is_torch:
+        return xp.sqrt(px * px + py * py)
+    return xp.hypot(px, py)
+
+
+_pt = pt  # for functions whose ``pt`` argument hides it
+
+
+def phi(px: Any, py: Any) -> Any:
+    """Azimuth ``atan2(py, px)`` in [-pi, pi]."""
+    return _xp(px, py).arctan2(py, px)
+
+
+def pseudorapidity(
+    px: Any,
+    py: Any,
+    pz: Any,
+    *,
+    pt: Any = None,
+    zero_pt: str = "floor",
+    eps: float = 1e-12,
+) -> Any:
+    """Pseudorapidity ``asinh(pz / pT)``.
+
+    ``pt`` may pass :func:`pt` of ``(px, py)`` when the caller has it already.
+    ``zero_pt`` says what a particle without transverse momentum gets:
+
+    ``"floor"``  ``asinh(pz / max(pT, eps))`` everywhere: finite, huge for pT -> 0
+    ``"beam"``   ``asinh(sign(pz) * 1e10)``, |eta| ~ 23.7 along the beam (0 if pz = 0)
+    ``"zero"``   0 (e.g. a jet whose constituents sum to no transverse momentum)
+
+    >>> [round(float(pseudorapidity(0.0, 0.0, 1.0, zero_pt=z)), 3) for z in ZERO_PT]
+    [28.324, 23.719, 0.0]
+    """
+    xp = _xp(px, py, pz)
+    pz = _float64(pz)
+    pt_ = _float64(_pt(px, py) if pt is None else pt)
+    with _quiet(xp):
+        if zero_pt == "floor":
+            return xp.arcsinh(pz / xp.maximum(pt_, eps))
+        if zero_pt == "beam":
+            return xp.arcsinh(xp.where(pt_ > 0, pz / pt_, xp.sign(pz) * 1e10))
+        if zero_pt == "zero":
+            return xp.where(pt_ > 0, xp.arcsinh(pz / xp.where(pt_ > 0, pt_, 1.0)), 0.0)
+    raise ValueError(f"zero_pt must be one of {', '.join(ZERO_PT)}, got {zero_pt!r}")
+
+
+def rapidity(pz: Any, e: Any, *, guarded: bool = False) -> Any:
+    """Rapidity ``y = 0.5 ln((E + pz) / (E - pz))``.
+
+    ``guarded`` False: written as is, so ``E = |pz|`` gives +-inf and ``E < |pz|`` NaN.
+    ``guarded`` True (ParT's form): ``0.5 ln(1 + 2 pz / max(E - pz, 1e-20))``, finite at
+    ``E = pz``; numpy/awkward take ``log1p``, torch ``ln(max(1 + x, 1e-20))``, which is
+    finite also for ``E < |pz|`` from rounding (the networks must never see NaN).
+    """
+    xp = _xp(pz, e)
+    pz, e = _float64(pz), _float64(e)
+    with _quiet(xp):
+        if not guarded:
+            return 0.5 * xp.log((e + pz) / (e - pz))
+        x = 2 * pz / xp.maximum(e - pz, _RAPIDITY_EPS)
+        if xp.is_torch:
+            return 0.5 * xp.log(xp.maximum(1 + x, _RAPIDITY_EPS))
+        return 0.5 * xp.log1p(x)
+
+
+def wrap_phi(dphi: Any) -> Any:
+    """An angle (difference) wrapped into ``[-pi, pi)``: ``(dphi + pi) mod 2 pi - pi``."""
+    xp = _xp(dphi)
+    # the modulo form instead of +-2 pi corrections: correct for any input range
+    with _quiet(xp):
+        return xp.mod(dphi + math.pi, 2 * math.pi) - math.pi
+
+
+def delta_phi(phi1: Any, phi2: Any) -> Any:
+    """``phi1 - phi2`` wrapped into ``[-pi, pi)``; broadcasting (per event on jagged arrays)."""
+    xp = _xp(phi1, phi2)
+    with _quiet(xp):
+        return wrap_phi(xp.subtract(phi1, phi2))
+
+
+def delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any, *, hypot: bool = False) -> Any:
+    """Angular distance ``sqrt(deta^2 + dphi^2)`` with the azimuth wrapped properly.
+
+    Pass rapidities for the (y, phi) distance.  ``hypot`` True takes ``hypot(deta, dphi)``
+    (the generator's truth matching), which can differ from the plain form in the last bit.
+    """
+    xp = _xp(eta1, phi1, eta2, phi2)
+    with _quiet(xp):
+        deta = xp.subtract(eta1, eta2)
+        dphi = delta_phi(phi1, phi2)
+        if hypot:
+            return xp.hypot(deta, dphi)
+        return xp.sqrt(deta * deta + dphi * dphi)
+
+
+def mass_squared(px: Any, py: Any, pz: Any, e: Any) -> Any:
+    """``E^2 - |p|^2`` of a four-momentum (negative from rounding for massless ones)."""
+    return e**2 - px**2 - py**2 - pz**2
+
+
+def mass(px: Any, py: Any, pz: Any, e: Any) -> Any:
+    """Invariant mass ``sqrt(max(E^2 - |p|^2, 0))``; pass summed components for a system."""
+    xp = _xp(px, py, pz, e)
+    return xp.sqrt(xp.maximum(mass_squared(px, py, pz, e), 0.0))
+
+
+def _pair_delta_phi(px_a: Any, py_a: Any, px_b: Any, py_b: Any) -> Any:
+    """Azimuthal angle between two transverse momenta, up to its sign."""
+    xp = _xp(px_a, py_a, px_b, py_b)
+    if not xp.is_torch:
+        return wrap_phi(phi(px_a, py_a) - phi(px_b, py_b))
+    # torch: atan2(p_a x p_b, p_a . p_b), one ONNX-friendly atan2 and no modulo (the angle
+    # from b to a's opposite: the same up to its sign, and only its square is used).
+    dot = px_a * px_b + py_a * py_b
+    cross = px_a * py_b - py_a * px_b
+    # atan2(0, 0) is 0 in torch but 0/0 = NaN in an exported ONNX graph: a particle of zero
+    # momentum would poison its pairs there, so such pairs get atan2(0, 1) = 0 explicitly
+    both_zero = (dot == 0) & (cross == 0)
+    return xp.arctan2(cross, xp.where(both_zero, 1.0, dot))
+
+
+def pair_features(va: Any, vb: Any, eps: float = 1e-8) -> Any:
+    """ParT's pairwise features ``(ln kT, ln z, ln dR, ln m^2)`` of particle pairs.
+
+    As ``pairwise_lv_fts`` of the Particle Transformer (arXiv:2202.03772, eq. 3)::
+
+        dR    = sqrt((y_a - y_b)^2 + dphi_ab^2)        (y: rapidity, guarded)
+        kT    = min(pT_a, pT_b) * dR
+        z     = min(pT_a, pT_b) / max(pT_a + pT_b, eps)
+        m^2   = (E_a + E_b)^2 - |p_a + p_b|^2
+        each clamped to >= eps before the log.
+
+    ``va`` and ``vb`` (..., 4) are four-momenta (px, py, pz, E), numpy arrays or torch
+    tensors, broadcast against each other: ``v[:, :, None]`` and ``v[:, None, :]`` give
+    every pair of a padded batch, ``v[jet, i]`` and ``v[jet, j]`` a list of pairs.  Returns
+    (..., 4) in the dtype of the inputs, columns :data:`PAIR_FEATURES`, symmetric in a
+    and b.  Padding is not masked here; degenerate inputs may give -inf or NaN in numpy.
+
+    >>> import numpy as np
+    >>> f = pair_features(np.array([30.0, 0, 0, 30]), np.array([0.0, 10, 0, 10]))
+    >>> np.round(np.exp(f), 4).tolist()   # dR = pi/2, kT = 10 dR, z = 1/4, m^2 = 600
+    [15.708, 0.25, 1.5708, 600.0]
+    """
+    xp = _xp(va, vb)
+    px_a, py_a, pz_a, e_a = xp.unstack(va)
+    px_b, py_b, pz_b, e_b = xp.unstack(vb)
+    with _quiet(xp):
+        pt_a, pt_b = pt(px_a, py_a), pt(px_b, py_b)
+        drap = rapidity(pz_a, e_a, guarded=True) - rapidity(pz_b, e_b, guarded=True)
+        dphi = _pair_delta_phi(px_a, py_a, px_b, py_b)
+        delta = xp.sqrt(drap * drap + dphi * dphi)
+        ptmin = xp.minimum(pt_a, pt_b)
+        lndelta = xp.log(xp.maximum(delta, eps))
+        lnkt = xp.log(xp.maximum(ptmin * delta, eps))
+        lnz = xp.log(xp.maximum(ptmin / xp.maximum(pt_a + pt_b, eps), eps))
+        lnm2 = xp.log(xp.maximum(mass_squared(*xp.unstack(va + vb)), eps))
+        return xp.stack([lnkt, lnz, lndelta, lnm2])
+
+
+# --------------------------------------------------------------------------------------
+# Object collections (scikit-hep vector)
 
 
 def _as_jagged(x: Any, name: str = "array") -> ak.Array:
@@ -150,20 +441,6 @@ def pt_of_sum(pt: Any, eta: Any, phi: Any, mass: Any, n: int | None = None) -> n
     out = _to_float_numpy(total.pt)
     out[~valid] = np.nan
     return out
-
-
-def delta_phi(phi1: Any, phi2: Any) -> Any:
-    """``phi1 - phi2`` wrapped into ``[-pi, pi)``; numpy or awkward, broadcasting per event."""
-    # modulo form instead of a loop of +-2pi corrections: correct for any input range
-    with np.errstate(invalid="ignore"):
-        return np.mod(np.subtract(phi1, phi2) + np.pi, 2 * np.pi) - np.pi
-
-
-def delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
-    """Angular distance ``sqrt(deta^2 + dphi^2)`` with the azimuth wrapped properly."""
-    deta = np.subtract(eta1, eta2)
-    dphi = delta_phi(phi1, phi2)
-    return np.sqrt(deta * deta + dphi * dphi)
 
 
 def z_pairing(

@@ -60,6 +60,7 @@ import numpy as np
 
 from fivesigma.errors import ConfigError
 from fivesigma.io.jets import JetSample
+from fivesigma.physics import kinematics
 
 __all__ = [
     "FEATURE_VERSION",
@@ -148,7 +149,7 @@ _CLASS_FLAGS = {
     "part_isMuon": 4,
 }
 
-PAIR_FEATURES = ["ln_kT", "ln_z", "ln_deltaR", "ln_m2"]
+PAIR_FEATURES = list(kinematics.PAIR_FEATURES)
 JET_OBSERVABLES = [
     "jet_pt",
     "jet_eta",
@@ -161,11 +162,6 @@ JET_OBSERVABLES = [
     "tau32",
 ]
 _EPS = 1e-8
-
-
-def _wrap(dphi: np.ndarray) -> np.ndarray:
-    """Angle difference wrapped into [-pi, pi)."""
-    return (dphi + np.pi) % (2 * np.pi) - np.pi
 
 
 def _padded(
@@ -241,15 +237,20 @@ def _angles(sample: JetSample) -> tuple[ak.Array, ak.Array, ak.Array]:
     """Jagged (pT, deta, dphi) of every constituent relative to the jet axis (ParT deta sign)."""
     c = sample.constituents
     px, py, pz = (ak.values_astype(c[k], np.float64) for k in ("px", "py", "pz"))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        pt = np.hypot(px, py)
-        eta = np.arcsinh(pz / np.maximum(pt, _EPS))
-        phi = np.arctan2(py, px)
+    pt, eta, phi = _pt_eta_phi(px, py, pz)
     jet = sample.jet
     sign = np.where(jet["eta"] < 0, -1.0, 1.0)
     deta = (eta - jet["eta"]) * sign
-    dphi = _wrap(phi - jet["phi"])
+    dphi = kinematics.delta_phi(phi, jet["phi"])
     return pt, deta, dphi
+
+
+def _pt_eta_phi(px: Any, py: Any, pz: Any) -> tuple[Any, Any, Any]:
+    """Constituent pT, eta (pT floored at 1e-8 GeV: padding and particles along the beam
+    stay finite) and phi."""
+    pt = kinematics.pt(px, py)
+    eta = kinematics.pseudorapidity(px, py, pz, pt=pt, zero_pt="floor", eps=_EPS)
+    return pt, eta, kinematics.phi(px, py)
 
 
 def principal_frame(sample: JetSample) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -339,14 +340,11 @@ def constituent_inputs(
     jet = sample.jet
     n = len(sample)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        pt = np.hypot(p["px"], p["py"])
+        pt, eta, phi = _pt_eta_phi(p["px"], p["py"], p["pz"])
         e = p["energy"]
-        # Guard pt = 0 (padding or a purely longitudinal particle) against inf/nan.
-        eta = np.arcsinh(p["pz"] / np.maximum(pt, _EPS))
-        phi = np.arctan2(p["py"], p["px"])
         sign = np.where(jet["eta"] < 0, -1.0, 1.0)[:, None]
         deta = (eta - jet["eta"][:, None]) * sign
-        dphi = _wrap(phi - jet["phi"][:, None])
+        dphi = kinematics.delta_phi(phi, jet["phi"][:, None])
         if frame == "principal" and n:
             cos, sin, su, sw = (t[:, None] for t in principal_frame(sample))
             deta, dphi = su * (cos * deta + sin * dphi), sw * (-sin * deta + cos * dphi)
@@ -385,15 +383,17 @@ def constituent_inputs(
 
 
 def pairwise_features_numpy(v: np.ndarray, mask: np.ndarray, eps: float = _EPS) -> np.ndarray:
-    """ParT pairwise interaction features (arXiv:2202.03772, eq. 3), numpy reference.
+    """ParT pairwise interaction features (arXiv:2202.03772, eq. 3) of padded jets, numpy.
 
-    For particles a, b with rapidity y, azimuth phi and pT:
+    :func:`fivesigma.physics.kinematics.pair_features` of every pair, in float64: for
+    particles a, b with rapidity y, azimuth phi and pT,
     ``Delta = sqrt((y_a - y_b)^2 + (phi_a - phi_b)^2)`` (phi wrapped),
     ``kT = min(pT_a, pT_b) * Delta``, ``z = min(pT_a, pT_b) / (pT_a + pT_b)``,
     ``m^2 = (E_a + E_b)^2 - |p_a + p_b|^2``; the outputs are
     ``ln kT, ln z, ln Delta, ln m^2`` with each argument clamped below at ``eps`` as in the
     ParT code (so the diagonal gives ln(eps) for kT and Delta).  Pairs involving a padded
-    particle are exactly zero.  Memory is N * P * P * 16 bytes: call it in batches.
+    particle, and non-finite values, are exactly zero.  Memory is N * P * P * 16 bytes:
+    call it in batches.
 
     Parameters
     ----------
@@ -408,24 +408,8 @@ def pairwise_features_numpy(v: np.ndarray, mask: np.ndarray, eps: float = _EPS) 
     mask = np.asarray(mask, dtype=bool)
     if v.ndim != 3 or v.shape[-1] != 4 or mask.shape != v.shape[:2]:
         raise ValueError(f"expected v (N, P, 4) and mask (N, P), got {v.shape} and {mask.shape}")
-    px, py, pz, e = (v[..., k] for k in range(4))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pt = np.hypot(px, py)
-        rap = 0.5 * np.log1p(2 * pz / np.maximum(e - pz, 1e-20))
-        phi = np.arctan2(py, px)
-        drap = rap[:, :, None] - rap[:, None, :]
-        dphi = _wrap(phi[:, :, None] - phi[:, None, :])
-        delta = np.sqrt(drap**2 + dphi**2)
-        ptmin = np.minimum(pt[:, :, None], pt[:, None, :])
-        ptsum = pt[:, :, None] + pt[:, None, :]
-        lnkt = np.log(np.maximum(ptmin * delta, eps))
-        lnz = np.log(np.maximum(ptmin / np.maximum(ptsum, eps), eps))
-        lndelta = np.log(np.maximum(delta, eps))
-        s = v[:, :, None, :] + v[:, None, :, :]
-        m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
-        lnm2 = np.log(np.maximum(m2, eps))
-    out = np.stack([lnkt, lnz, lndelta, lnm2], axis=-1)
-    pair = mask[:, :, None] & mask[:, None, :]
+    out = kinematics.pair_features(v[:, :, None, :], v[:, None, :, :], eps)  # (N, P, P, 4)
+    pair = mask[:, :, None] & mask[:, None, :]  # (N, P, P)
     out = np.where(pair[..., None] & np.isfinite(out), out, 0.0)
     return out.astype(np.float32)
 
@@ -435,9 +419,8 @@ def pairwise_features_numpy(v: np.ndarray, mask: np.ndarray, eps: float = _EPS) 
 
 
 def _rap_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rap = 0.5 * np.log((e + pz) / (e - pz))
-    return rap, np.arctan2(py, px)
+    # unguarded: a particle with E = |pz| gets an infinite rapidity (never the nearest axis)
+    return kinematics.rapidity(pz, e), kinematics.phi(px, py)
 
 
 def nsubjettiness(
@@ -463,7 +446,7 @@ def nsubjettiness(
             for k1, k2 in (("px", "px"), ("py", "py"), ("pz", "pz"), ("energy", "E"))
         }
     )
-    pt = np.hypot(parts.px, parts.py)
+    pt = kinematics.pt(parts.px, parts.py)
     rap, phi = _rap_phi(parts.px, parts.py, parts.pz, parts.E)
     norm = np.asarray(ak.to_numpy(ak.sum(pt, axis=1))) * r0**beta
     taus = np.zeros((len(counts), n_max), dtype=np.float64)
@@ -479,7 +462,7 @@ def nsubjettiness(
         p_rap, p_phi, p_pt = rap[sel], phi[sel], pt[sel]
         best = None
         for k in range(n):
-            d = np.sqrt((p_rap - a_rap[:, k]) ** 2 + _wrap(p_phi - a_phi[:, k]) ** 2) ** beta
+            d = kinematics.delta_r(p_rap, p_phi, a_rap[:, k], a_phi[:, k]) ** beta
             best = d if best is None else np.minimum(best, d)
         num = np.asarray(ak.to_numpy(ak.sum(p_pt * best, axis=1)))
         taus[sel, n - 1] = num / np.where(norm[sel] > 0, norm[sel], 1.0)

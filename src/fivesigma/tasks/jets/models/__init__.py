@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from fivesigma.errors import ModelError, close_matches
-from fivesigma.nn.common import TaggerModel, count_parameters, knn, pairwise_lv_fts
+from fivesigma.nn.graph import knn
+from fivesigma.nn.pairs import pairwise_lv_fts
+from fivesigma.nn.utils import count_parameters
+from fivesigma.tasks.jets.models.base import TaggerModel
 from fivesigma.tasks.jets.models.cnn1d import CNN1D, CNN1DConfig
 from fivesigma.tasks.jets.models.part import ParT, ParTConfig
 from fivesigma.tasks.jets.models.particlenet import ParticleNet, ParticleNetConfig

@@ -21,7 +21,10 @@ import torch
 from torch import nn
 
 from fivesigma.errors import ModelError
-from fivesigma.nn.common import TaggerModel, check_config, check_sizes, masked_max, masked_mean
+from fivesigma.nn.masked import masked_max, masked_mean
+from fivesigma.nn.mlp import mlp
+from fivesigma.nn.utils import check_config, check_sizes
+from fivesigma.tasks.jets.models.base import TaggerModel
 
 __all__ = ["CNN1D", "CNN1DConfig"]
 
@@ -104,13 +107,14 @@ class CNN1D(TaggerModel):
             nn.Conv1d(a, b, config.kernel_size, padding=config.kernel_size // 2)
             for a, b in itertools.pairwise(widths)
         )
-        layers: list[nn.Module] = []
-        prev = widths[-1] * (2 if config.pool == "max+mean" else 1)
-        for h in config.hidden:
-            layers += [nn.Dropout(config.dropout), nn.Linear(prev, h), nn.ReLU()]
-            prev = h
-        layers.append(nn.Linear(prev, config.n_classes))
-        self.head = nn.Sequential(*layers)
+        pooled = widths[-1] * (2 if config.pool == "max+mean" else 1)
+        # [Dropout -> Linear -> ReLU] * len(hidden) -> Linear
+        self.head = mlp(
+            (pooled, *config.hidden, config.n_classes),
+            dropout=config.dropout,
+            dropout_first=True,
+            output_layer=True,
+        )
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, P, F), ``v`` (B, P, 4) unused, ``mask`` (B, P) -> logits (B, n_classes)."""

@@ -3,16 +3,18 @@
 ``x`` (B, P, F) -> particle embedding MLP -> particle attention blocks whose attention
 logits get one additive bias per head from the pairwise features
 ``(ln kT, ln z, ln dR, ln m^2)`` of ``v`` -> class-attention blocks with a learnable class
-token -> LayerNorm -> linear -> logits (B, n_classes).
+token -> LayerNorm -> linear -> logits (B, n_classes).  The blocks are
+:class:`~fivesigma.nn.attention.TransformerBlock`; the pairwise features
+:func:`~fivesigma.physics.kinematics.pair_features`.
 
 Masking: padded particles are never attention keys (their logits are replaced by
-:data:`~fivesigma.nn.common.ATTENTION_MASK_VALUE`), pairs involving them get a
+:data:`~fivesigma.nn.masked.ATTENTION_MASK_VALUE`), pairs involving them get a
 zero bias, and the embedding sets them to zero.  Padded queries still compute something,
 but it never reaches a real particle or the class token.  The reference's input BatchNorm
 is the tagger's standardisation of ``x``; the pair embedding's BatchNorms (on the four
 pairwise features and after each of its layers) take their statistics from real pairs
 only, each unordered pair (diagonal included) counted once as in the reference's packed
-pair embedding (:class:`~fivesigma.nn.common.MaskedBatchNorm`), or are LayerNorms after
+pair embedding (:class:`~fivesigma.nn.masked.MaskedBatchNorm`), or are LayerNorms after
 each layer with ``pair_norm="layer"``, which fivesigma used before it had a masked batch
 norm (bundles saved then load with it).
 
@@ -25,7 +27,6 @@ torch.Size([2, 2])
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -33,17 +34,12 @@ import torch
 from torch import nn
 
 from fivesigma.errors import ModelError
-from fivesigma.nn.common import (
-    ATTENTION_MASK_VALUE,
-    MaskedBatchNorm,
-    TaggerModel,
-    check_config,
-    check_sizes,
-    norm_layer,
-    pair_features,
-    pairwise_lv_fts,
-    run_masked,
-)
+from fivesigma.nn.attention import TransformerBlock
+from fivesigma.nn.masked import MaskedBatchNorm, norm_layer, run_masked
+from fivesigma.nn.pairs import pairwise_lv_fts
+from fivesigma.nn.utils import check_config, check_sizes
+from fivesigma.physics.kinematics import pair_features
+from fivesigma.tasks.jets.models.base import TaggerModel
 
 __all__ = ["PAIR_NORMS", "ParT", "ParTConfig"]
 
@@ -134,86 +130,6 @@ class ParTConfig:
         return d
 
 
-class Attention(nn.Module):
-    """Multi-head attention with an optional additive bias and a key padding mask."""
-
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-        self.attn_dropout = nn.Dropout(dropout)
-
-    def forward(
-        self,
-        query: torch.Tensor,
-        context: torch.Tensor,
-        key_mask: torch.Tensor,
-        bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``query`` (B, Q, D), ``context`` (B, K, D), ``key_mask`` (B, K) bool (True: a
-        real key), ``bias`` (B, H, Q, K) or None -> (B, Q, D)."""
-        b, _, dim = query.shape
-        h, hd = self.num_heads, self.head_dim
-        q = self.q(query).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, Q, hd)
-        k = self.k(context).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, K, hd)
-        val = self.v(context).reshape(b, -1, h, hd).transpose(1, 2)  # (B, H, K, hd)
-        logits = q @ k.transpose(-2, -1) / math.sqrt(hd)  # (B, H, Q, K)
-        if bias is not None:
-            logits = logits + bias
-        # replace (not add to) the logits of padded keys: their weight is exactly 0
-        logits = logits.masked_fill(~key_mask[:, None, None, :], ATTENTION_MASK_VALUE)
-        weights = self.attn_dropout(torch.softmax(logits, dim=-1))  # (B, H, Q, K)
-        out = (weights @ val).transpose(1, 2).reshape(b, -1, dim)  # (B, Q, H, hd) -> (B, Q, D)
-        return self.out(out)
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block as in ParT: LN -> attention -> LN -> + ; LN -> MLP -> +.
-
-    Called without ``cls`` it is a particle attention block (queries = keys = particles,
-    with the interaction bias); with ``cls`` (B, 1, D) it is a class attention block: the
-    class token attends to itself and to the particles and only it is updated.
-    """
-
-    def __init__(self, dim: int, num_heads: int, ffn_ratio: int, dropout: float) -> None:
-        super().__init__()
-        self.pre_attn_norm = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, dropout)
-        self.post_attn_norm = nn.LayerNorm(dim)
-        self.pre_fc_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, dim * ffn_ratio)
-        self.post_fc_norm = nn.LayerNorm(dim * ffn_ratio)
-        self.fc2 = nn.Linear(dim * ffn_ratio, dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        bias: torch.Tensor | None = None,
-        cls: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``x`` (B, P, D), ``mask`` (B, P), ``bias`` (B, H, P, P) -> (B, P, D); or with
-        ``cls`` (B, 1, D) -> updated class token (B, 1, D)."""
-        if cls is None:
-            residual = x
-            h = self.pre_attn_norm(x)
-            h = self.attn(h, h, mask, bias)  # (B, P, D)
-        else:
-            residual = cls
-            context = self.pre_attn_norm(torch.cat([cls, x], dim=1))  # (B, 1 + P, D)
-            key_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # (B, 1 + P)
-            h = self.attn(cls, context, key_mask)  # (B, 1, D)
-        x = residual + self.dropout(self.post_attn_norm(h))
-        h = self.dropout(torch.nn.functional.gelu(self.fc1(self.pre_fc_norm(x))))
-        h = self.fc2(self.post_fc_norm(h))
-        return x + self.dropout(h)
-
-
 class ParT(TaggerModel):
     """Particle Transformer: embedding, interaction-biased attention, class attention."""
 
@@ -248,11 +164,11 @@ class ParT(TaggerModel):
         else:
             self.pair_embed = None
         self.blocks = nn.ModuleList(
-            Block(dim, config.num_heads, config.ffn_ratio, config.dropout)
+            TransformerBlock(dim, config.num_heads, config.ffn_ratio, config.dropout)
             for _ in range(config.num_layers)
         )
         self.cls_blocks = nn.ModuleList(
-            Block(dim, config.num_heads, config.ffn_ratio, config.dropout)
+            TransformerBlock(dim, config.num_heads, config.ffn_ratio, config.dropout)
             for _ in range(config.num_cls_layers)
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -1,16 +1,17 @@
 """ParticleNet: dynamic graph CNN on particle clouds (Qu & Gouskos, arXiv:1902.08570).
 
-Each EdgeConv block finds the k nearest neighbours of every particle (in (deta, dphi)
-for the first block, in the previous block's feature space afterwards), builds edge
-features ``(h_i, h_j - h_i)``, passes them through a shared MLP and averages over the
-neighbours; a shortcut adds the block's input.  The outputs of all blocks are fused,
-averaged over real particles and classified by an MLP.
+Each EdgeConv block (:class:`~fivesigma.nn.graph.EdgeConvBlock`) finds the k nearest
+neighbours of every particle (in (deta, dphi) for the first block, in the previous
+block's feature space afterwards), builds edge features ``(h_i, h_j - h_i)``, passes them
+through a shared MLP and averages over the neighbours; a shortcut adds the block's input.
+The outputs of all blocks are fused, averaged over real particles and classified by an
+MLP.
 
 Differences from the reference implementation, all for exact masking: kNN uses plain
-torch (``cdist`` + ``topk``, see :func:`~fivesigma.nn.common.knn`) with padded
+torch (``cdist`` + ``topk``, see :func:`~fivesigma.nn.graph.knn`) with padded
 particles at infinite distance and k clipped per jet; batch normalisation takes its
 statistics from real particles and real neighbour slots only
-(:class:`~fivesigma.nn.common.MaskedBatchNorm`); the input BatchNorm is the
+(:class:`~fivesigma.nn.masked.MaskedBatchNorm`); the input BatchNorm is the
 tagger's standardisation of ``x``.  ``norm="layer"`` swaps every batch normalisation for
 LayerNorm over channels, which fivesigma used before it had a masked batch norm (bundles
 saved then load with it); on the quick benchmark it costs about 0.003 in AUC and a third
@@ -31,16 +32,11 @@ import torch
 from torch import nn
 
 from fivesigma.errors import ModelError
-from fivesigma.nn.common import (
-    TaggerModel,
-    check_config,
-    check_sizes,
-    gather_neighbours,
-    knn,
-    masked_mean,
-    norm_layer,
-    run_masked,
-)
+from fivesigma.nn.graph import EdgeConvBlock
+from fivesigma.nn.masked import masked_mean, norm_layer, run_masked
+from fivesigma.nn.mlp import mlp
+from fivesigma.nn.utils import check_config, check_sizes
+from fivesigma.tasks.jets.models.base import TaggerModel
 
 __all__ = ["NORMS", "EdgeConvBlock", "ParticleNet", "ParticleNetConfig"]
 
@@ -143,71 +139,6 @@ class ParticleNetConfig:
         return d
 
 
-class EdgeConvBlock(nn.Module):
-    """kNN in ``coords`` -> edge MLP on ``(h_i, h_j - h_i)`` -> mean over neighbours -> + shortcut."""
-
-    def __init__(
-        self, in_features: int, widths: tuple[int, ...], k: int, norm: str = "batch"
-    ) -> None:
-        super().__init__()
-        self.k = k
-        layers: list[nn.Module] = []
-        prev = 2 * in_features
-        for w in widths:
-            # Linear on the last axis == the reference's 1x1 Conv2d
-            layers += [nn.Linear(prev, w, bias=False), norm_layer(norm, w), nn.ReLU()]
-            prev = w
-        # ModuleLists with the indices of the former nn.Sequential keep old bundles loadable
-        self.edge_mlp = nn.ModuleList(layers)
-        self.shortcut = nn.ModuleList(
-            [nn.Linear(in_features, widths[-1], bias=False), norm_layer(norm, widths[-1])]
-        )
-
-    def forward(self, coords: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``coords`` (B, P, Cc), ``h`` (B, P, C), ``mask`` (B, P) -> (B, P, C_out)."""
-        idx, valid = knn(coords, mask, self.k)  # (B, P, k) each
-        if torch.jit.is_tracing():  # ONNX export: one static graph over every slot
-            aggregated = self._aggregate_dense(h, idx, valid)
-        else:
-            aggregated = self._aggregate_packed(h, idx, valid)
-        out = torch.relu(run_masked(self.shortcut, h, mask) + aggregated)
-        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
-
-    def _aggregate_packed(
-        self, h: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
-        """Mean of the edge MLP over each particle's real neighbours: (B, P, C_out).
-
-        Only real edges are computed, packed (N, C), so the batch norms run as one fused
-        kernel without a gather and scatter each.  The first layer on the edge features
-        (h_i, h_j - h_i) is W_c h_i + W_d (h_j - h_i) = (W_c - W_d) h_i + W_d h_j: both
-        terms per particle, then picked for each edge -- k times fewer multiply-adds than
-        on the (B, P, k, 2C) edge tensor, with the same weights (and bundles).
-        """
-        b, p, _ = idx.shape
-        jet, i, slot = valid.nonzero(as_tuple=True)  # (N,) each
-        j = idx[jet, i, slot]
-        w_centre, w_diff = self.edge_mlp[0].weight.split(h.shape[-1], dim=1)  # (C_out, C)
-        centre = h @ (w_centre - w_diff).T  # (B, P, C_out)
-        edges = centre[jet, i] + (h @ w_diff.T)[jet, j]  # (N, C_out)
-        edges = run_masked(self.edge_mlp[1:], edges, None)  # (N, C_out)
-        summed = edges.new_zeros(b * p, edges.shape[-1]).index_add_(0, jet * p + i, edges)
-        n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
-        return summed.reshape(b, p, -1) / n_valid
-
-    def _aggregate_dense(
-        self, h: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
-        """:meth:`_aggregate_packed` on the (B, P, k) edge tensor, padded slots included."""
-        neighbours = gather_neighbours(h, idx)  # (B, P, k, C)
-        centre = h.unsqueeze(2).expand_as(neighbours)  # (B, P, k, C)
-        edges = torch.cat([centre, neighbours - centre], dim=-1)  # (B, P, k, 2C)
-        edges = run_masked(self.edge_mlp, edges, valid)  # (B, P, k, C_out)
-        edges = torch.where(valid.unsqueeze(-1), edges, torch.zeros_like(edges))
-        n_valid = valid.sum(dim=2, keepdim=True).clamp_min(1).to(edges.dtype)  # (B, P, 1)
-        return edges.sum(dim=2) / n_valid
-
-
 class ParticleNet(TaggerModel):
     """EdgeConv blocks + fusion + masked global average pool + MLP."""
 
@@ -234,12 +165,10 @@ class ParticleNet(TaggerModel):
             prev = fusion
         else:
             self.fusion = None
-        layers: list[nn.Module] = []
-        for w in config.fc:
-            layers += [nn.Linear(prev, w), nn.ReLU(), nn.Dropout(config.dropout)]
-            prev = w
-        layers.append(nn.Linear(prev, config.n_classes))
-        self.head = nn.Sequential(*layers)
+        # [Linear -> ReLU -> Dropout] * len(fc) -> Linear
+        self.head = mlp(
+            (prev, *config.fc, config.n_classes), dropout=config.dropout, output_layer=True
+        )
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, P, F), ``v`` (B, P, 4) unused, ``mask`` (B, P) -> logits (B, n_classes)."""

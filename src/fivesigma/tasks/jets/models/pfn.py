@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 
-from fivesigma.nn.common import TaggerModel, check_config, check_sizes, masked_sum
+from fivesigma.nn.masked import masked_sum
+from fivesigma.nn.mlp import mlp
+from fivesigma.nn.utils import check_config, check_sizes
+from fivesigma.tasks.jets.models.base import TaggerModel
 
 __all__ = ["PFN", "PFNConfig"]
 
@@ -68,18 +70,14 @@ class PFN(TaggerModel):
     def __init__(self, config: PFNConfig) -> None:
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = []
-        prev = config.n_features
-        for h in config.phi:
-            layers += [nn.Linear(prev, h), nn.ReLU()]
-            prev = h
-        self.phi = nn.Sequential(*layers)
-        layers = []
-        for h in config.f:
-            layers += [nn.Dropout(config.dropout), nn.Linear(prev, h), nn.ReLU()]
-            prev = h
-        layers.append(nn.Linear(prev, config.n_classes))
-        self.f = nn.Sequential(*layers)
+        self.phi = mlp((config.n_features, *config.phi))  # [Linear -> ReLU] * len(phi)
+        # [Dropout -> Linear -> ReLU] * len(f) -> Linear
+        self.f = mlp(
+            (config.phi[-1], *config.f, config.n_classes),
+            dropout=config.dropout,
+            dropout_first=True,
+            output_layer=True,
+        )
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, P, F), ``v`` (B, P, 4) unused, ``mask`` (B, P) -> logits (B, n_classes)."""
