@@ -243,3 +243,18 @@ def test_awkward_flat_columns_give_numpy_results():
     assert isinstance(got, np.ndarray) and got.dtype == np.float64
     np.testing.assert_array_equal(got, [24.0, np.nan, 65.0])  # missing value -> NaN
     np.testing.assert_array_equal(Expression("met > 15").evaluate(cols), [False, False, True])
+
+
+def test_a_huge_unknown_column_name_is_not_echoed_whole():
+    name = "a" * 1_000_000
+    with pytest.raises(ExpressionError) as err:
+        Expression(f"{name} > 0", "selection").evaluate({"x": np.zeros(3)})
+    assert len(str(err.value)) < 1000 and "1000000 characters" in str(err.value)
+
+
+def test_the_cli_caps_an_error_line(capsys):
+    from fivesigma.cli import _err
+
+    _err("x" * 50_000)
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and len(line) < 1100

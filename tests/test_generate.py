@@ -487,3 +487,13 @@ def test_concurrent_requests_for_one_sample_generate_it_once(tmp_path, monkeypat
     assert calls == ["higgs4l"]
     assert results[0].directory == results[1].directory
     assert all(p.is_file() for p in results[1].files.values())
+
+
+def test_an_absurd_number_of_events_is_one_line_before_any_work(tmp_path, capsys):
+    from fivesigma.cli import main
+
+    out = tmp_path / "g"
+    assert main(["generate", "higgs4l", "--events", "99999999999999999999", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "more than this generator makes" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -21,7 +21,15 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+#: longest error line printed: messages echo user input (a column name, an expression),
+#: which may be arbitrarily long
+MAX_ERROR_CHARS = 1000
+
+
 def _err(message: str) -> None:
+    if len(message) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        message = f"{message[:half]} ... {message[-half:]}"
     print(f"fivesigma: error: {message}", file=sys.stderr)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ModelError",
     "OutputError",
     "close_matches",
+    "shorten",
 ]
 
 
@@ -60,6 +61,17 @@ class OutputError(FivesigmaError):
     """An output location cannot be written."""
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters for an error message (a 10 MB column name
+    must not become a 10 MB message).
+
+    >>> shorten("x" * 100, 20)
+    'xxxxxxxxxxxxxxxxx... (100 characters)'
+    """
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
     """A short ``did you mean ...`` hint, or the list of what exists if nothing is close.
 
@@ -67,7 +79,10 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
     "did you mean 'lep_pt'?"
     """
     candidates = sorted(set(candidates))
-    matches = difflib.get_close_matches(word, candidates, n=n, cutoff=0.6)
+    # a pathological (huge) word matches nothing and would make difflib crawl
+    matches = (
+        difflib.get_close_matches(word, candidates, n=n, cutoff=0.6) if len(word) <= 200 else []
+    )
     if matches:
         return "did you mean " + " or ".join(repr(m) for m in matches) + "?"
     shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")

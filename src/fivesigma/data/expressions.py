@@ -42,7 +42,7 @@ import awkward as ak
 import numpy as np
 
 from fivesigma.data import jagged
-from fivesigma.errors import ExpressionError, FivesigmaError, close_matches
+from fivesigma.errors import ExpressionError, FivesigmaError, close_matches, shorten
 from fivesigma.physics import kinematics
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "Expression", "ExpressionError"]
@@ -324,7 +324,7 @@ class Expression:
         return ExpressionError(f"{self.what} {shown!r}: {message}")
 
     def _unknown_column(self, name: str, available: Iterable[str]) -> ExpressionError:
-        return self._error(f"unknown column {name!r}; {close_matches(name, available)}")
+        return self._error(f"unknown column {shorten(name)!r}; {close_matches(name, available)}")
 
     # ------------------------------------------------------------ validation
     def _segment(self, node: ast.AST) -> str:

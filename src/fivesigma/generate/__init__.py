@@ -81,6 +81,10 @@ class ProcessGenerator:
         return self.content_key(options) if self.accepts_options else self.content_key()
 
 
+#: Largest sample per process: the generator keeps one sample's arrays in memory before
+#: writing, and at about 1 kB per event 1e8 events already need 100 GB.
+MAX_EVENTS = 100_000_000
+
 #: Registry of built-in samples: name -> generator.
 PROCESSES: dict[str, ProcessGenerator] = {
     "higgs4l": ProcessGenerator(
@@ -119,6 +123,11 @@ def _check(process: str, events: int, seed: int, luminosity_fb: float) -> Proces
         )
     if isinstance(events, bool) or not isinstance(events, int) or events <= 0:
         raise GenerationError(f"events must be a positive integer (per process), got {events!r}")
+    if events > MAX_EVENTS:
+        raise GenerationError(
+            f"events {events} is more than this generator makes in one sample "
+            f"({MAX_EVENTS:.0e} per process); generate several samples with different seeds"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise GenerationError(f"seed must be a non-negative integer, got {seed!r}")
     if not (
