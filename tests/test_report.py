@@ -1,4 +1,5 @@
-"""Tests of fivesigma.report: the self-contained report.html and metrics.json."""
+"""Tests of fivesigma.report: the report builder, the classification report.html, its
+hist + mplhep figures, and metrics.json."""
 
 from __future__ import annotations
 
@@ -15,15 +16,29 @@ import pytest
 
 from fivesigma.errors import FivesigmaError
 from fivesigma.report import (
+    Box,
+    Cell,
+    Details,
+    Figure,
+    Grid,
+    Group,
+    KeyValues,
     ModelReport,
+    Report,
     ReportError,
     ReportInput,
+    Row,
+    Table,
+    Text,
+    fmt_number,
+    markup,
     report_metrics,
     write_metrics_json,
     write_report,
 )
 from fivesigma.report import plots as report_plots
-from fivesigma.report.html import SECTIONS
+from fivesigma.report.classification import SECTIONS
+from fivesigma.report.histograms import bin_errors, density, histplot, weighted_hist
 
 CONFIG_WITH_SCRIPT = 'task: classify\ntitle: "a & b"\n<script>alert("x")</script>\n'
 
@@ -271,6 +286,7 @@ def test_report_is_one_self_contained_file(rendered):
         assert bad not in lowered, bad
     checker = parse(html)
     assert checker.scripts == 0
+    assert 'class="figure-error"' not in html  # every figure was drawn
     assert checker.img_src, "no images"
     assert all(src.startswith("data:image/png;base64,") for src in checker.img_src)
 
@@ -374,15 +390,41 @@ def test_cut_scan_object_from_metrics_is_accepted(tmp_path):
     assert f"score ≥ {scan.best.threshold:.4g} keeps" in html
 
 
-def test_error_mid_render_leaves_no_report(tmp_path, monkeypatch):
-    out = tmp_path / "report.html"
-    out.write_text("previous report")
-
+def test_failing_figure_gives_an_error_note_and_the_rest_of_the_report(
+    tmp_path, monkeypatch, caplog
+):
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
 
     monkeypatch.setattr(report_plots, "roc_figure", broken)
-    with pytest.raises(RuntimeError, match="plot failed"):
+    rep = make_report(n_features=2, n_models=2)
+    with caplog.at_level("WARNING", logger="fivesigma.report"):
+        html = write_report(rep, tmp_path / "report.html").read_text()
+    roc = html.split('<section id="roc">', 1)[1].split("</section>", 1)[0]
+    assert '<p class="figure-error">' in roc and "RuntimeError: plot failed" in roc
+    assert "data:image/png" not in roc
+    # Every other section and figure is still there.
+    for anchor, heading in SECTIONS:
+        assert f'<section id="{anchor}">' in html and f"<h2>{heading}</h2>" in html
+    assert html.count("data:image/png;base64,") == expected_images(rep) - 1
+    assert html.count('class="figure-error"') == 1
+    assert any("could not be drawn" in r.getMessage() for r in caplog.records)
+    checker = parse(html)
+    assert checker.errors == [] and checker.stack == []
+
+
+def test_error_outside_figures_leaves_no_report(tmp_path, monkeypatch):
+    from fivesigma.report import builder
+
+    out = tmp_path / "report.html"
+    out.write_text("previous report")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    # The provenance table is the last block rendered: every figure is drawn by then.
+    monkeypatch.setattr(builder, "_key_values_node", broken)
+    with pytest.raises(RuntimeError, match="render failed"):
         write_report(make_report(n_features=2, n_models=2), out)
     # The earlier report is untouched and no temporary is left beside it.
     assert out.read_text() == "previous report"
@@ -416,27 +458,160 @@ def test_inconsistent_input_is_a_one_line_error(tmp_path):
 # --------------------------------------------------------------------------- plots
 
 
-def test_weighted_hist_matches_numpy_density():
-    rng = np.random.default_rng(3)
-    x, w = rng.normal(size=5000), rng.uniform(0.5, 2.0, 5000)
+def _weighted_toy(n: int = 5000, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian values with NLO-like weights: about 15% of them negative."""
+    rng = np.random.default_rng(seed)
+    x, w = rng.normal(size=n), rng.uniform(0.5, 2.0, n)
+    w[rng.random(n) < 0.15] *= -1.0
+    return x, w
+
+
+def test_weighted_hist_is_a_weight_storage_hist_matching_numpy():
+    import hist
+
+    x, w = _weighted_toy()
+    assert np.any(w < 0)
     edges = np.linspace(-6, 6, 25)  # wide: nothing to fold into the edge bins
-    h, err, normed = report_plots.weighted_hist(x, w, edges)
-    ref, _ = np.histogram(x, bins=edges, weights=w, density=True)
-    assert normed
-    np.testing.assert_allclose(h, ref, rtol=1e-12)
-    ref_err = np.sqrt(np.histogram(x, bins=edges, weights=w**2)[0]) / (w.sum() * 0.5)
-    np.testing.assert_allclose(err, ref_err, rtol=1e-12)
+    h = weighted_hist(x, w, edges)
+    assert isinstance(h, hist.Hist)
+    assert isinstance(h.storage_type(), hist.storage.Weight)
+    np.testing.assert_allclose(h.axes[0].edges, edges)
+    ref = np.histogram(x, bins=edges, weights=w)[0]
+    ref_w2 = np.histogram(x, bins=edges, weights=w**2)[0]
+    np.testing.assert_allclose(h.values(), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h.variances(), ref_w2, rtol=1e-12)
+    np.testing.assert_allclose(bin_errors(h), np.sqrt(ref_w2), rtol=1e-12)
+    assert h.sum(flow=True).value == pytest.approx(w.sum())
 
 
-def test_weighted_hist_folds_overflow_and_survives_negative_sum():
-    x = np.array([-10.0, 0.5, 10.0, np.nan])
-    w = np.array([-1.0, -2.0, 0.5, 1.0])
+def test_weighted_hist_folds_overflow_and_drops_non_finite():
+    x = np.array([-10.0, 0.5, 10.0, np.nan, 1.5])
+    w = np.array([-1.0, -2.0, 0.5, 1.0, np.inf])
     edges = np.array([0.0, 1.0, 2.0])
-    h, _, normed = report_plots.weighted_hist(x, w, edges)
-    # Sum of weights is -2.5 <= 0: left unnormalised, under/overflow in the edge bins,
-    # the NaN event dropped.
-    assert not normed
-    np.testing.assert_allclose(h, [-3.0, 0.5])
+    h = weighted_hist(x, w, edges)
+    # Under/overflow in the edge bins; the NaN value and the infinite weight are dropped.
+    np.testing.assert_allclose(h.values(), [-3.0, 0.5])
+    np.testing.assert_allclose(h.variances(), [5.0, 0.25])
+    np.testing.assert_allclose(h.values(flow=True), [0.0, -3.0, 0.5, 0.0])
+    kept = weighted_hist(x, w, edges, fold_flow=False)
+    np.testing.assert_allclose(kept.values(flow=True), [-1.0, -2.0, 0.0, 0.5])
+    with pytest.raises(ValueError, match="increasing"):
+        weighted_hist(x, w, [0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="5 values but 2 weights"):
+        weighted_hist(x, w[:2], edges)
+
+
+def test_density_scales_values_and_errors_and_survives_negative_sum():
+    x, w = _weighted_toy(seed=5)
+    edges = np.linspace(-6, 6, 25)
+    h, normed = density(weighted_hist(x, w, edges))
+    assert normed
+    ref = np.histogram(x, bins=edges, weights=w, density=True)[0]
+    np.testing.assert_allclose(h.values(), ref, rtol=1e-10)
+    norm = w.sum() * np.diff(edges)
+    ref_err = np.sqrt(np.histogram(x, bins=edges, weights=w**2)[0]) / norm
+    np.testing.assert_allclose(bin_errors(h), ref_err, rtol=1e-10)
+
+    neg = weighted_hist(np.array([0.5, 1.5]), np.array([-2.0, 0.5]), np.array([0.0, 1.0, 2.0]))
+    same, normed = density(neg)
+    # Sum of weights is -1.5 <= 0: left unnormalised for the caller to say so.
+    assert not normed and same is neg
+    np.testing.assert_allclose(same.values(), [-2.0, 0.5])
+
+
+def test_histplot_draws_sqrt_sumw2_errors_through_mplhep():
+    import mplhep
+    from matplotlib.figure import Figure
+
+    x, w = _weighted_toy(n=800)
+    h = weighted_hist(x, w, np.linspace(-3, 3, 13))
+    ax = Figure().subplots()
+    (step,) = histplot(ax, h, histtype="step")
+    assert isinstance(step, mplhep.plot.StairsArtists)
+    np.testing.assert_allclose(step.stairs.get_data().values, h.values())
+    # Symmetric sqrt(sum w^2) errors (no Poisson interval), also where a bin is < 0.
+    segments = step.errorbar.lines[2][0].get_segments()
+    half = np.array([(seg[1][1] - seg[0][1]) / 2 for seg in segments])
+    np.testing.assert_allclose(half, bin_errors(h), rtol=1e-9)
+    (points,) = histplot(ax, h, histtype="errorbar")
+    assert isinstance(points, mplhep.plot.ErrorBarArtists)
+    (fill,) = histplot(ax, h, histtype="fill")
+    assert fill.errorbar is None
+
+
+def test_report_figures_fill_hists_and_draw_them_with_mplhep(monkeypatch):
+    import hist
+    import mplhep
+
+    calls = []
+    original = mplhep.histplot
+
+    def spy(H, *args, **kwargs):
+        artists = original(H, *args, **kwargs)
+        calls.append((H, kwargs, artists))
+        return artists
+
+    monkeypatch.setattr(mplhep, "histplot", spy)
+    rep = make_report(n_features=3, n_models=1)
+    m = rep.models[0]
+    fig = report_plots.score_distribution_figure(
+        m.name, m.score_train, m.y_train, m.w_train, m.score_test, m.y_test, m.w_test
+    )
+    assert len(calls) == 6  # per class: test filled + outline, train points
+    for H, kwargs, artists in calls:
+        assert isinstance(H, hist.Hist) and isinstance(H.storage_type(), hist.storage.Weight)
+        assert kwargs["w2method"] == "sqrt" and kwargs["flow"] == "none"
+        assert artists and isinstance(
+            artists[0], mplhep.plot.StairsArtists | mplhep.plot.ErrorBarArtists
+        )
+    # The train points of the signal: the weighted, normalised numpy histogram.
+    train_sig = next(H for H, kw, _ in calls if kw["histtype"] == "errorbar")
+    sig = m.y_train == 1
+    edges = train_sig.axes[0].edges
+    ref = np.histogram(m.score_train[sig], bins=edges, weights=m.w_train[sig], density=True)[0]
+    np.testing.assert_allclose(train_sig.values(), ref, rtol=1e-10)
+    report_plots.fig_to_data_uri(fig)
+
+    calls.clear()
+    report_plots.fig_to_data_uri(
+        report_plots.input_distributions_figure(rep.X, rep.y, rep.w, rep.features)
+    )
+    assert len(calls) == 3 * len(rep.features)
+    calls.clear()
+    edges, s, b = [0.0, 0.5, 1.0], [1.0, 5.0], [50.0, 5.0]
+    report_plots.fig_to_data_uri(report_plots.stats_figure(edges, s, b))
+    stacked = calls[0][0]
+    np.testing.assert_allclose([h.values() for h in stacked], [b, s])
+
+
+def test_figures_carry_a_neutral_configurable_label_and_leave_rcparams_alone():
+    import matplotlib
+
+    from fivesigma.report.style import ExpLabel, use_label
+
+    before = dict(matplotlib.rcParams)
+
+    def texts(fig) -> list[str]:
+        return [t.get_text() for ax in fig.axes for t in ax.texts] + [
+            ax.get_title(loc="right") for ax in fig.axes
+        ]
+
+    history = {"train_loss": [0.7, 0.6], "val_loss": [0.72, 0.65]}
+    fig = report_plots.training_history_figure("m", history)
+    default = texts(fig)
+    assert "fivesigma" in default and "m: training history" in default
+    assert not any(exp in t for t in default for exp in ("CMS", "ATLAS", "LHCb", "ALICE"))
+    report_plots.fig_to_data_uri(fig)
+    with use_label(ExpLabel("fivesigma", "Simulation")):
+        fig = report_plots.training_history_figure("m", history)
+    assert {"fivesigma", "Simulation"} <= set(texts(fig))
+    report_plots.fig_to_data_uri(fig)
+    with use_label(None):
+        fig = report_plots.training_history_figure("m", history)
+    assert "fivesigma" not in texts(fig) and "m: training history" in texts(fig)
+    report_plots.fig_to_data_uri(fig)
+    # The style was a context: nothing of it stays in the global rcParams.
+    assert dict(matplotlib.rcParams) == before
 
 
 def test_plots_with_negative_total_weight_do_not_crash():
@@ -464,6 +639,152 @@ def test_fig_to_data_uri_is_a_png_and_releases_the_figure():
     assert int.from_bytes(png[16:20], "big") == 200
     assert int.from_bytes(png[20:24], "big") == 100
     assert fig.axes == []
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def _toy_figure():
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(2, 1.5))
+    fig.subplots().plot([0, 1], [1, 0])
+    return fig
+
+
+def test_builder_renders_every_block_type(tmp_path):
+    ready = _toy_figure()
+    rep = Report("Toy <report>", subtitle=markup("made by <em>{}</em>", "a & b"))
+    rep.section("Results").add(
+        Text("x < y & z"),
+        Text("first line\n  <second>", pre=True),
+        Table(
+            ["name", "value", Cell("n", title="count")],
+            [
+                ["pi", 3.14159265, 12345],
+                Row(["e", float("nan"), None], id="row-e", cls="best"),
+                [Cell("link", href="#details"), Cell(0.012, "alarm", "too small", digits=2), 7],
+            ],
+        ),
+        Box([Text(markup("Result: <strong>{}</strong>", 5.0))]),
+    )
+    rep.section("Figures", anchor="figs").add(
+        Grid(
+            [
+                Figure(ready, caption="a ready figure", alt="ready"),
+                Figure(_toy_figure, caption=markup("drawn <em>late</em>"), alt="late"),
+            ]
+        ),
+        Group("Sub part", [Text("inside")], anchor="sub", note="(note)", badge="new"),
+    )
+    rep.section("Settings", anchor="details").add(
+        Details("all of it", [KeyValues({"a": {"b": 1.5, "c": [1, 2]}, "d": None}, header=None)]),
+        KeyValues([("path", "/tmp/x"), ("seed", 7)]),
+    )
+    html = rep.write(tmp_path / "r" / "report.html").read_text()
+    checker = parse(html)
+    assert checker.errors == [] and checker.stack == [] and checker.scripts == 0
+    assert len(checker.ids) == len(set(checker.ids))
+    assert {"results", "figs", "details", "sub", "row-e"} <= set(checker.ids)
+    internal = [h[1:] for h in checker.hrefs if h.startswith("#")]
+    assert {"results", "figs", "details", "sub"} <= set(internal) <= set(checker.ids)
+    # Text: escaped; pre keeps its lines; markup is trusted, its arguments escaped.
+    assert "<h1>Toy &lt;report&gt;</h1>" in html and "made by <em>a &amp; b</em>" in html
+    assert "<p>x &lt; y &amp; z</p>" in html
+    assert "<pre>first line\n  &lt;second&gt;</pre>" in html
+    assert '<div class="result">' in html and "Result: <strong>5.0</strong>" in html
+    # Table: numbers formatted the same way everywhere, classes, tooltips, links, row ids.
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html.split("<table>", 1)[1].split("</table>")[0])
+    assert cells[:6] == ["pi", "3.142", "12,345", "e", "—", "—"]
+    assert '<th title="count">n</th>' in html
+    assert '<tr id="row-e" class="best">' in html
+    assert '<td class="alarm" title="too small">0.012</td>' in html
+    assert '<td class="name"><a href="#details">link</a></td>' in html
+    # Figures: embedded PNGs, captions, and the ready figure was closed.
+    assert checker.img_src and all(
+        base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG") for src in checker.img_src
+    )
+    assert len(checker.img_src) == 2 and ready.axes == []
+    assert "<figcaption>drawn <em>late</em></figcaption>" in html
+    # Group, details, key/values (nested keys flattened, lists joined, None as a dash).
+    assert '<article id="sub">' in html and '<span class="badge">new</span>' in html
+    assert "<summary>all of it</summary>" in html
+    assert '<td class="key">a.b</td><td class="text">1.5</td>' in html
+    assert '<td class="key">a.c</td><td class="text">1, 2</td>' in html
+    assert '<td class="key">d</td><td class="text">—</td>' in html
+    assert '<th class="key">item</th>' in html  # the default KeyValues header
+
+
+def test_builder_figure_error_gives_a_note_and_keeps_the_rest(tmp_path):
+    def broken():
+        raise ValueError("no data <here>")
+
+    rep = Report("Toy")
+    rep.section("Plots").add(
+        Figure(broken, alt="broken plot"),
+        Figure(lambda: "not a figure", alt="wrong type"),
+        Text("after the figures"),
+        Figure(_toy_figure, alt="fine"),
+    )
+    rep.section("More").add(Text("still here"))
+    html = rep.write(tmp_path / "report.html").read_text()
+    notes = re.findall(r'<p class="figure-error">(.*?)</p>', html)
+    assert notes == [
+        "Figure not drawn (broken plot): ValueError: no data &lt;here&gt;",
+        "Figure not drawn (wrong type): TypeError: expected a matplotlib figure, got str",
+    ]
+    assert "after the figures" in html and "still here" in html
+    assert html.count("data:image/png;base64,") == 1
+
+
+def test_builder_write_leaves_nothing_on_error_and_dedupes_anchors(tmp_path):
+    out = tmp_path / "report.html"
+    rep = Report("Toy")
+    rep.section("Same").add(Text("one"))
+    rep.section("Same").add(object())
+    with pytest.raises(TypeError, match="report block"):
+        rep.write(out)
+    assert list(tmp_path.iterdir()) == []
+    rep.sections[1].blocks = [Text("two")]
+    html = rep.write(out).read_text()
+    assert '<section id="same">' in html and '<section id="same-2">' in html
+
+
+def test_missing_plot_library_is_the_install_hint_not_a_figure_note(tmp_path, monkeypatch):
+    import sys
+
+    from fivesigma.errors import MissingDependencyError
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(
+        MissingDependencyError, match=r"^matplotlib is needed .*fivesigma\[report\]"
+    ):
+        write_report(make_report(n_features=2, n_models=2), tmp_path / "report.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fmt_number_is_the_one_number_format():
+    assert fmt_number(0.051749) == "0.05175"
+    assert fmt_number(0.051749, 3) == "0.0517"
+    assert fmt_number(np.int64(1234567)) == "1,234,567"
+    assert fmt_number(float("inf")) == "∞" and fmt_number(-np.inf) == "−∞"
+    assert fmt_number(None) == "—" and fmt_number(np.float32("nan")) == "—"
+    assert fmt_number(np.bool_(False)) == "no" and fmt_number("text") == "text"
+
+
+def test_importing_fivesigma_report_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fivesigma.report; "
+        "heavy = ('torch', 'matplotlib', 'mplhep', 'hist', 'boost_histogram', 'jinja2'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- metrics.json

@@ -1,13 +1,23 @@
-"""fivesigma.report: the self-contained HTML report and the metrics.json writer.
+"""fivesigma.report: self-contained HTML reports and the metrics.json writer.
 
-A task fills a :class:`ReportInput` (plain data: arrays, dicts, strings; every physics
-number already computed by :mod:`fivesigma.metrics` and :mod:`fivesigma.stats`) and calls
-:func:`write_report`, which renders ONE ``report.html`` that opens offline: no external
-scripts, styles or fonts, figures embedded as base64 PNG ``data:`` URIs, no JavaScript.
-:func:`write_metrics_json` writes the numbers as strict JSON (NaN/inf become ``null``).
-Both write atomically: on any error nothing is left at the target path.
+Every task's report is built with the same section-based builder
+(:mod:`fivesigma.report.builder`): a :class:`Report` of :class:`Section` s holding
+:class:`Text`, :class:`Table`, :class:`Figure` and :class:`KeyValues` blocks (and
+:class:`Grid`, :class:`Group`, :class:`Details`, :class:`Box` to arrange them), rendered
+into ONE HTML file that opens offline: no external scripts, styles or fonts, figures
+embedded as base64 PNG ``data:`` URIs, no JavaScript.  Figures share one look
+(:mod:`fivesigma.report.style`: mplhep style, one palette, a "fivesigma" label) and their
+histograms are ``hist.Hist`` objects with Weight storage
+(:mod:`fivesigma.report.histograms`).
 
-Matplotlib and Jinja2 are imported only when a report is rendered.
+The event-classification task fills a :class:`ReportInput` (plain data: arrays, dicts,
+strings; every physics number already computed by :mod:`fivesigma.metrics` and
+:mod:`fivesigma.stats`) and calls :func:`write_report`
+(:mod:`fivesigma.report.classification`).  :func:`write_metrics_json` writes the numbers
+as strict JSON (NaN/inf become ``null``).  Both write atomically: on any error nothing is
+left at the target path.
+
+Matplotlib, mplhep, hist and Jinja2 are imported only when a report is rendered.
 
 Examples
 --------
@@ -35,9 +45,25 @@ from fivesigma.core.files import atomic_file
 from fivesigma.errors import FivesigmaError
 
 __all__ = [
+    "Box",
+    "Cell",
+    "Details",
+    "ExpLabel",
+    "Figure",
+    "Grid",
+    "Group",
+    "Html",
+    "KeyValues",
     "ModelReport",
+    "Report",
     "ReportError",
     "ReportInput",
+    "Row",
+    "Section",
+    "Table",
+    "Text",
+    "fmt_number",
+    "markup",
     "report_metrics",
     "to_jsonable",
     "write_metrics_json",
@@ -233,4 +259,23 @@ def _as_dict(obj: Any) -> dict | None:
     raise ReportError(f"expected a dict, got {type(obj).__name__}")
 
 
-from fivesigma.report.html import write_report  # noqa: E402  (needs the classes above)
+# The builder needs nothing above; the classification report needs the classes above.
+from fivesigma.report.builder import (  # noqa: E402
+    Box,
+    Cell,
+    Details,
+    Figure,
+    Grid,
+    Group,
+    Html,
+    KeyValues,
+    Report,
+    Row,
+    Section,
+    Table,
+    Text,
+    fmt_number,
+    markup,
+)
+from fivesigma.report.classification import write_report  # noqa: E402
+from fivesigma.report.style import ExpLabel  # noqa: E402

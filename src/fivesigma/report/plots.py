@@ -1,29 +1,47 @@
 """Report plots: every function returns a :class:`matplotlib.figure.Figure`.
 
-Figures are built with ``matplotlib.figure.Figure`` directly, never through pyplot, and
-styled per axes (ticks inside on all four sides, minor ticks: the usual HEP look) instead
-of through global rcParams, so plotting holds no process-wide state and is safe to call
-from several threads.  :func:`fig_to_data_uri` turns a figure into an embeddable PNG.
+Figures are built with ``matplotlib.figure.Figure`` directly, never through pyplot, inside
+:func:`fivesigma.report.style.hep_style` (mplhep's CMS look, the report palette, restored
+on exit: no global rcParams change), and carry the experiment-style label of
+:func:`fivesigma.report.style.exp_label`.  Histograms are ``hist.Hist`` objects with
+Weight storage from :func:`fivesigma.report.histograms.weighted_hist`, drawn with
+``mplhep.histplot``; errors are ``sqrt(sum w^2)``.  :func:`fig_to_data_uri` turns a
+figure into an embeddable PNG.
 
 Histograms take per-event weights; negative weights are allowed.  A class whose summed
 weight is not positive cannot be normalised: it is drawn unnormalised and the legend
 says so, instead of failing.
+
+matplotlib, mplhep and hist are imported (through :mod:`fivesigma.core.extras`, which
+names the install command when one is missing) only when a figure is drawn.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
+
+from fivesigma.core import extras
+from fivesigma.report.histograms import density, histplot, weighted_hist
+from fivesigma.report.style import (
+    BACKGROUND_COLOR,
+    BAND_1SIGMA_COLOR,
+    BAND_2SIGMA_COLOR,
+    PALETTE,
+    SIGNAL_COLOR,
+    color,
+    exp_label,
+    fig_to_data_uri,
+    hep_style,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
-    "MODEL_COLORS",
     "correlation_figure",
     "cut_scan_figure",
     "fig_to_data_uri",
@@ -35,64 +53,34 @@ __all__ = [
     "training_history_figure",
 ]
 
-#: Colour-blind-safe sequence (M. Petroff, arXiv:2107.02270), as used by mplhep.
-MODEL_COLORS = (
-    "#3f90da",
-    "#ffa90e",
-    "#bd1f01",
-    "#94a4a2",
-    "#832db6",
-    "#a96b59",
-    "#e76300",
-    "#b9ac70",
-    "#717581",
-    "#92dadd",
-)
-SIGNAL_COLOR = "#e42536"
-BACKGROUND_COLOR = "#3f90da"
-
 #: Events used to choose a feature's binning (range quantiles, integer detection); the
 #: histograms themselves always use every event.
 MAX_POINTS_FOR_BINNING = 200_000
 #: ROC curves are drawn through at most this many points per curve.
 MAX_ROC_POINTS = 2_000
-#: PNG resolution of embedded figures.
-DPI = 100
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _styled(func: _F) -> _F:
+    """Build the figure inside the report style (rcParams are read as artists are made)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with hep_style():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def fig_to_data_uri(fig: Figure, dpi: int = DPI) -> str:
-    """Render ``fig`` as PNG and return a ``data:image/png;base64,...`` URI; closes it.
-
-    Examples
-    --------
-    >>> fig = Figure(figsize=(1, 1))
-    >>> fig_to_data_uri(fig).startswith("data:image/png;base64,")
-    True
-    """
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi)
-    finally:
-        _close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _close(fig: Figure) -> None:
-    # Figures made here are not registered with pyplot; one made by a caller through
-    # pyplot is, and would leak there unless pyplot forgets it too.
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
-        plt.close(fig)
-    fig.clear()
-
-
 def _new_figure(width: float, height: float, constrained: bool = False) -> Figure:
     # Constrained layout costs about one extra draw per figure; only figures whose label
-    # sizes are not known in advance (heatmap, ranking) use it, the rest fixed margins.
-    return Figure(figsize=(width, height), layout="constrained" if constrained else None)
+    # sizes are not known in advance (heatmap, ranking) could use it, the rest fixed margins.
+    figure = extras.matplotlib("figure").Figure
+    return figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
 def _margins(
@@ -100,7 +88,7 @@ def _margins(
     left: float = 0.8,
     right: float = 0.2,
     bottom: float = 0.55,
-    top: float = 0.35,
+    top: float = 0.4,
     wspace: float = 0.25,
     hspace: float = 0.3,
 ) -> None:
@@ -116,17 +104,8 @@ def _margins(
     )
 
 
-def _style(ax: Any, grid: bool = False, minor: bool = True) -> None:
-    """HEP look on one axes: ticks inside on all sides, minor ticks, no global rcParams."""
-    if minor:
-        ax.minorticks_on()
-    ax.tick_params(which="both", direction="in", top=True, right=True, labelsize=9)
-    ax.tick_params(which="major", length=5)
-    ax.tick_params(which="minor", length=2.5)
-    ax.xaxis.label.set_size(10)
-    ax.yaxis.label.set_size(10)
-    if grid:
-        ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
+def _grid(ax: Any) -> None:
+    ax.grid(True, which="major", alpha=0.3, linewidth=0.6, linestyle="-")
 
 
 def _label_inches(labels: Sequence[str], fontsize: float = 8) -> float:
@@ -144,6 +123,13 @@ def _weights(w: Any, n: int) -> np.ndarray:
         return np.ones(n)
     w = _as_float(w)
     return w if w.size == n else np.ones(n)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _subsample(x: np.ndarray, cap: int = MAX_POINTS_FOR_BINNING) -> np.ndarray:
@@ -183,38 +169,6 @@ def _score_edges(*scores: np.ndarray, bins: int = 40) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1)
 
 
-def weighted_hist(
-    x: np.ndarray, w: np.ndarray, edges: np.ndarray, density: bool = True
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Weighted histogram with under/overflow folded into the edge bins.
-
-    Returns ``(values, errors, normalised)``; with ``density`` the values integrate to one
-    unless the summed weight is not positive, in which case they are left unnormalised
-    and ``normalised`` is False.  Non-finite values are dropped.
-    """
-    ok = np.isfinite(x) & np.isfinite(w)
-    x, w = x[ok], w[ok]
-    xc = np.clip(x, edges[0], edges[-1])
-    h, _ = np.histogram(xc, bins=edges, weights=w)
-    h2, _ = np.histogram(xc, bins=edges, weights=w * w)
-    err = np.sqrt(h2)
-    total = float(w.sum())
-    if density and total > 0:
-        norm = total * np.diff(edges)
-        return h / norm, err / norm, True
-    return h, err, not density
-
-
-def _draw_step(
-    ax: Any, edges: np.ndarray, h: np.ndarray, color: str, label: str, filled: bool
-) -> None:
-    if filled:
-        ax.stairs(h, edges, fill=True, color=color, alpha=0.35, label=label)
-        ax.stairs(h, edges, color=color, linewidth=1.2)
-    else:
-        ax.stairs(h, edges, color=color, linewidth=1.5, label=label)
-
-
 def _thin(x: np.ndarray, y: np.ndarray, cap: int = MAX_ROC_POINTS) -> tuple[np.ndarray, np.ndarray]:
     if x.size <= cap:
         return x, y
@@ -222,9 +176,20 @@ def _thin(x: np.ndarray, y: np.ndarray, cap: int = MAX_ROC_POINTS) -> tuple[np.n
     return x[idx], y[idx]
 
 
+def _class_hist(
+    x: np.ndarray, w: np.ndarray, edges: np.ndarray, label: str, what: str = ""
+) -> tuple[Any, str]:
+    """Normalised weighted histogram of one class and its legend label."""
+    h, normed = density(weighted_hist(x, w, edges))
+    if normed:
+        return h, f"{label} ({what})" if what else label
+    return h, f"{label} ({what + ', ' if what else ''}Σw≤0, unnormalised)"
+
+
 # --------------------------------------------------------------------------- figures
 
 
+@_styled
 def input_distributions_figure(
     X: np.ndarray,
     y: np.ndarray,
@@ -235,7 +200,8 @@ def input_distributions_figure(
 ) -> Figure:
     """Normalised weighted distribution of each feature, signal vs background.
 
-    One small panel per feature; under/overflow are folded into the edge bins.
+    One small panel per feature; under/overflow are folded into the edge bins; error
+    bars are ``sqrt(sum w^2)`` after normalisation.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y).reshape(-1)
@@ -244,37 +210,37 @@ def input_distributions_figure(
     nf = len(features)
     ncols = max(1, min(ncols, nf))
     nrows = int(np.ceil(nf / ncols))
-    fig = _new_figure(3.0 * ncols, 2.4 * nrows)
-    _margins(fig, left=0.6, right=0.15, bottom=0.5, top=0.15, wspace=0.35, hspace=0.45)
+    fig = _new_figure(3.0 * ncols, 2.4 * nrows + 0.2)
+    _margins(fig, left=0.6, right=0.15, bottom=0.5, top=0.4, wspace=0.35, hspace=0.45)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     is_sig = y == 1
     for i, name in enumerate(features):
         ax = axes[i]
         col = X[:, i]
         edges = _feature_edges(col)
-        for mask, color, label, filled in (
-            (~is_sig, BACKGROUND_COLOR, names[0], True),
-            (is_sig, SIGNAL_COLOR, names[1], False),
-        ):
-            h, _, normed = weighted_hist(col[mask], w[mask], edges)
-            _draw_step(
-                ax, edges, h, color, label if normed else f"{label} (Σw≤0, unnormalised)", filled
-            )
-        ax.set_xlabel(name)
+        h, label = _class_hist(col[~is_sig], w[~is_sig], edges, names[0])
+        histplot(ax, h, histtype="fill", color=BACKGROUND_COLOR, alpha=0.35, label=label)
+        histplot(ax, h, histtype="step", color=BACKGROUND_COLOR, linewidth=1.0)
+        h, label = _class_hist(col[is_sig], w[is_sig], edges, names[1])
+        histplot(ax, h, histtype="step", color=SIGNAL_COLOR, linewidth=1.2, label=label)
+        ax.set_xlabel(name, fontsize=9)
         ax.set_ylabel("normalised", fontsize=8)
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.tick_params(labelsize=7)
         # Minor ticks on a dozen small panels double the drawing time for little gain.
-        _style(ax, minor=False)
+        ax.minorticks_off()
     for ax in axes[nf:]:
         ax.set_visible(False)
+    exp_label(axes[0])
     # One legend for the whole grid, on the first panel, unless a panel needs its own note.
     for i, ax in enumerate(axes[:nf]):
         labels = ax.get_legend_handles_labels()[1]
         if i == 0 or any("unnormalised" in lab for lab in labels):
-            ax.legend(fontsize=7, frameon=False)
+            ax.legend(fontsize=7)
     return fig
 
 
+@_styled
 def correlation_figure(corr: np.ndarray, features: Sequence[str], title: str) -> Figure:
     """Annotated heatmap of one correlation matrix (values in percent, as TMVA shows)."""
     c = np.asarray(corr, dtype=np.float64)
@@ -283,12 +249,16 @@ def correlation_figure(corr: np.ndarray, features: Sequence[str], title: str) ->
     label = _label_inches(features)
     fig = _new_figure(size + 1.2 + label, size + label * 0.75)
     # Room for the rotated (60°) x labels below and the y labels on the left.
-    _margins(fig, left=label, bottom=0.85 * label + 0.1, right=1.3, top=0.35)
+    _margins(fig, left=label, bottom=0.85 * label + 0.1, right=1.3, top=0.4)
     ax = fig.subplots()
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#cccccc")  # NaN: constant feature
+    cmap = (
+        extras.matplotlib().colormaps["RdBu_r"].with_extremes(bad="#cccccc")
+    )  # NaN: constant feature
     im = ax.imshow(np.ma.masked_invalid(c), cmap=cmap, vmin=-1.0, vmax=1.0)
     ax.set_xticks(range(n), labels=list(features), rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels=list(features), fontsize=8)
+    ax.minorticks_off()
+    ax.tick_params(which="both", top=False, right=False)
     fontsize = 8 if n <= 8 else 7
     for i in range(c.shape[0]):
         for j in range(c.shape[1]):
@@ -304,71 +274,71 @@ def correlation_figure(corr: np.ndarray, features: Sequence[str], title: str) ->
                 fontsize=fontsize,
                 color="white" if np.isfinite(v) and abs(v) > 0.6 else "black",
             )
-    ax.set_title(title, fontsize=10)
+    exp_label(ax, rlabel=title)
     w = fig.get_size_inches()[0]
     cax = fig.add_axes((1 - 1.1 / w, 0.2, 0.18 / w, 0.6))
     fig.colorbar(im, cax=cax, label="correlation")
+    cax.minorticks_off()
     return fig
 
 
+@_styled
 def roc_figure(
     curves: Sequence[tuple[str, tuple[Any, Any], tuple[Any, Any] | None]],
     best: str | None = None,
+    title: str = "",
 ) -> Figure:
     """ROC curves of all models: eff_S vs eff_B, and 1/eff_B vs eff_S (log scale).
 
     ``curves`` holds ``(name, (eff_b, eff_s) test, (eff_b, eff_s) train or None)``; test
-    curves are solid, train curves thin dashed in the same colour.
+    curves are solid, train curves thin dashed in the same colour.  ``title`` is written
+    above the right panel.
     """
-    fig = _new_figure(10.0, 4.2)
+    fig = _new_figure(10.0, 4.4)
     _margins(fig, left=0.7, wspace=0.22)
     ax_roc, ax_rej = fig.subplots(1, 2)
-    ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="random")
+    ax_roc.plot([0, 1], [0, 1], color=PALETTE[8], linestyle=":", linewidth=1, label="random")
+    any_train = False
     for k, (name, test, train) in enumerate(curves):
-        color = MODEL_COLORS[k % len(MODEL_COLORS)]
         lw = 2.2 if name == best else 1.4
         for roc, style, label, alpha in ((test, "-", name, 1.0), (train, "--", None, 0.6)):
             if roc is None:
                 continue
-            eb, es = _as_float(roc[0]), _as_float(roc[1])
-            eb, es = _thin(eb, es)
-            ax_roc.plot(
-                eb,
-                es,
-                style,
-                color=color,
-                linewidth=lw if style == "-" else 1.0,
-                label=label,
-                alpha=alpha,
-            )
+            any_train |= style == "--"
+            eb, es = _thin(_as_float(roc[0]), _as_float(roc[1]))
+            kw = {
+                "color": color(k),
+                "linewidth": lw if style == "-" else 1.0,
+                "label": label,
+                "alpha": alpha,
+            }
+            ax_roc.plot(eb, es, style, **kw)
             keep = (eb > 0) & (es > 0)
-            with np.errstate(divide="ignore"):
-                ax_rej.plot(
-                    es[keep],
-                    1.0 / eb[keep],
-                    style,
-                    color=color,
-                    linewidth=lw if style == "-" else 1.0,
-                    label=label,
-                    alpha=alpha,
-                )
+            ax_rej.plot(es[keep], 1.0 / eb[keep], style, **kw)
     ax_roc.set_xlabel("background efficiency $\\varepsilon_B$")
     ax_roc.set_ylabel("signal efficiency $\\varepsilon_S$")
     ax_roc.set_xlim(0, 1)
     ax_roc.set_ylim(0, 1.02)
     ax_roc.legend(
-        fontsize=8, frameon=False, loc="lower right", title="test (train dashed)", title_fontsize=8
+        fontsize=8,
+        loc="lower right",
+        title="test (train dashed)" if any_train else "test",
+        title_fontsize=8,
     )
     ax_rej.set_yscale("log")
     ax_rej.set_xlim(0, 1)
     ax_rej.set_xlabel("signal efficiency $\\varepsilon_S$")
     ax_rej.set_ylabel("background rejection $1/\\varepsilon_B$")
-    ax_rej.legend(fontsize=8, frameon=False, loc="upper right")
-    _style(ax_roc, grid=True)
-    _style(ax_rej, grid=True)
+    ax_rej.legend(fontsize=8, loc="upper right")
+    _grid(ax_roc)
+    _grid(ax_rej)
+    exp_label(ax_roc)
+    if title:
+        ax_rej.set_title(title, loc="right", fontsize="small")
     return fig
 
 
+@_styled
 def score_distribution_figure(
     name: str,
     score_train: Any,
@@ -381,52 +351,62 @@ def score_distribution_figure(
     ks_pvalue_background: float | None = None,
     class_names: Mapping[int, str] | None = None,
 ) -> Figure:
-    """TMVA's overtraining plot: test as filled histograms, train as points with errors."""
+    """TMVA's overtraining plot: test as filled histograms, train as points with errors.
+
+    ``score_train`` None draws the test split alone (filled, with its errors).
+    """
     names = {1: "signal", 0: "background", **dict(class_names or {})}
-    s_tr, s_te = _as_float(score_train), _as_float(score_test)
-    y_tr, y_te = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
-    w_tr, w_te = _weights(w_train, s_tr.size), _weights(w_test, s_te.size)
-    edges = _score_edges(s_tr, s_te)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    fig = _new_figure(6.0, 4.2)
+    s_te = _as_float(score_test)
+    y_te = np.asarray(y_test).reshape(-1)
+    w_te = _weights(w_test, s_te.size)
+    has_train = score_train is not None
+    if has_train:
+        s_tr = _as_float(score_train)
+        y_tr = np.asarray(y_train).reshape(-1)
+        w_tr = _weights(w_train, s_tr.size)
+        edges = _score_edges(s_tr, s_te)
+    else:
+        edges = _score_edges(s_te)
+    fig = _new_figure(6.0, 4.4)
     _margins(fig)
     ax = fig.subplots()
-    for cls, color, pval in (
+    for cls, colour, pval in (
         (1, SIGNAL_COLOR, ks_pvalue_signal),
         (0, BACKGROUND_COLOR, ks_pvalue_background),
     ):
-        te, tr = y_te == cls, y_tr == cls
-        h, _, normed = weighted_hist(s_te[te], w_te[te], edges)
-        note = "" if normed else ", unnormalised"
-        _draw_step(ax, edges, h, color, f"{names[cls]} (test{note})", filled=True)
-        h, err, normed = weighted_hist(s_tr[tr], w_tr[tr], edges)
-        note = "" if normed else ", unnormalised"
-        ks = "" if pval is None or not np.isfinite(pval) else f", KS p = {pval:.3g}"
-        ax.errorbar(
-            centres,
+        te = y_te == cls
+        h, label = _class_hist(s_te[te], w_te[te], edges, names[cls], "test")
+        histplot(ax, h, histtype="fill", color=colour, alpha=0.35, label=label)
+        histplot(ax, h, histtype="step", color=colour, linewidth=1.2, errors=not has_train)
+        if not has_train:
+            continue
+        tr = y_tr == cls
+        ks = "" if pval is None or not np.isfinite(_num(pval)) else f", KS p = {_num(pval):.3g}"
+        h, label = _class_hist(s_tr[tr], w_tr[tr], edges, names[cls], "train")
+        histplot(
+            ax,
             h,
-            yerr=err,
-            fmt="o",
+            histtype="errorbar",
+            color=colour,
+            marker="o",
             markersize=3,
-            color=color,
-            linewidth=1,
-            label=f"{names[cls]} (train{note}){ks}",
+            label=label + ks,
         )
     ax.set_xlabel(f"{name} score")
     ax.set_ylabel("normalised")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=ax.get_ylim()[1] * 1.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper center", ncols=2)
-    ax.set_title(name, fontsize=10)
-    _style(ax)
+    ax.legend(fontsize=8, loc="upper center", ncols=2)
+    exp_label(ax, rlabel=name)
     return fig
 
 
+@_styled
 def training_history_figure(name: str, history: Mapping[str, Any]) -> Figure:
     """Loss per epoch: every list in ``history`` whose key contains "loss"."""
-    fig = _new_figure(6.0, 3.6)
+    fig = _new_figure(6.0, 3.8)
     _margins(fig)
     ax = fig.subplots()
-    styles = {"train": ("-", MODEL_COLORS[0]), "val": ("--", MODEL_COLORS[2])}
+    styles = {"train": ("-", PALETTE[0]), "val": ("--", PALETTE[2])}
     n_drawn = 0
     for key, values in history.items():
         if "loss" not in str(key) or isinstance(values, str | bytes):
@@ -437,15 +417,15 @@ def training_history_figure(name: str, history: Mapping[str, Any]) -> Figure:
             continue
         if v.size == 0:
             continue
-        style, color = next(
+        style, colour = next(
             (s for k, s in styles.items() if str(key).startswith(k)),
-            (":", MODEL_COLORS[(n_drawn + 3) % len(MODEL_COLORS)]),
+            (":", color(n_drawn + 3)),
         )
         ax.plot(
             np.arange(1, v.size + 1),
             v,
             style,
-            color=color,
+            color=colour,
             marker="o",
             markersize=2.5,
             label=str(key),
@@ -453,23 +433,25 @@ def training_history_figure(name: str, history: Mapping[str, Any]) -> Figure:
         n_drawn += 1
     best = history.get("best_epoch")
     if isinstance(best, int | np.integer):
-        ax.axvline(int(best), color="grey", linestyle=":", label=f"best epoch {int(best)}")
+        ax.axvline(int(best), color=PALETTE[8], linestyle=":", label=f"best epoch {int(best)}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title(f"{name}: training history", fontsize=10)
+    ax.xaxis.set_major_locator(extras.matplotlib("ticker").MaxNLocator(integer=True))
     if n_drawn:
-        ax.legend(fontsize=8, frameon=False)
-    _style(ax, grid=True)
+        ax.legend(fontsize=8)
+    _grid(ax)
+    exp_label(ax, rlabel=f"{name}: training history")
     return fig
 
 
+@_styled
 def ranking_figure(name: str, ranking: Sequence[Mapping[str, Any]]) -> Figure:
     """Horizontal bars of feature importance (most important on top), with std as error."""
     feats = [str(r.get("feature", "?")) for r in ranking]
     imp = np.array([_num(r.get("importance", r.get("importance_mean"))) for r in ranking])
     std = np.array([_num(r.get("std", r.get("importance_std"))) for r in ranking])
     n = len(feats)
-    fig = _new_figure(6.0, max(2.0, 0.32 * n + 1.0))
+    fig = _new_figure(6.0, max(2.2, 0.32 * n + 1.1))
     _margins(fig, left=_label_inches(feats), bottom=0.5)
     ax = fig.subplots()
     pos = np.arange(n)[::-1]
@@ -477,44 +459,39 @@ def ranking_figure(name: str, ranking: Sequence[Mapping[str, Any]]) -> Figure:
         pos,
         np.nan_to_num(imp),
         xerr=np.where(np.isfinite(std), std, 0.0),
-        color=MODEL_COLORS[0],
+        color=PALETTE[0],
         alpha=0.8,
         error_kw={"linewidth": 1},
     )
     ax.set_yticks(pos, labels=feats, fontsize=8)
+    ax.tick_params(axis="y", which="minor", left=False, right=False)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("importance")
-    ax.set_title(f"{name}: variable ranking", fontsize=10)
-    _style(ax, minor=False)
+    exp_label(ax, rlabel=f"{name}: variable ranking")
     return fig
 
 
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
+@_styled
 def cut_scan_figure(scan: Mapping[str, Any], name: str | None = None) -> Figure:
     """Significance vs score threshold (s/sqrt(b), Z_A) with the optimal cut; yields below."""
     thr = _as_float(scan["thresholds"])
-    fig = _new_figure(6.5, 5.2)
+    fig = _new_figure(6.5, 5.4)
     _margins(fig, hspace=0.08)
     ax_z, ax_y = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     curves = (
-        ("s_over_sqrt_b", "$s/\\sqrt{b}$", ":", MODEL_COLORS[3]),
-        ("z_asimov", "$Z_A$", "-", MODEL_COLORS[0]),
-        ("z_asimov_unc", "$Z_A$ with $\\sigma_b$", "--", MODEL_COLORS[2]),
+        # √ as text: the style's math font has no radical glyph.
+        ("s_over_sqrt_b", "s/√b", ":", PALETTE[3]),
+        ("z_asimov", "$Z_A$", "-", PALETTE[0]),
+        ("z_asimov_unc", "$Z_A$ with $\\sigma_b$", "--", PALETTE[2]),
     )
     za = _as_float(scan["z_asimov"]) if "z_asimov" in scan else None
-    for key, label, style, color in curves:
+    for key, label, style, colour in curves:
         if key not in scan or scan[key] is None:
             continue
         v = _as_float(scan[key])
         if key == "z_asimov_unc" and za is not None and np.allclose(v, za, equal_nan=True):
             continue  # no background uncertainty: identical to Z_A
-        ax_z.plot(thr, v, style, color=color, label=label)
+        ax_z.plot(thr, v, style, color=colour, label=label)
     best = scan.get("best") or {}
     if "threshold" in best:
         t = float(best["threshold"])
@@ -526,25 +503,26 @@ def cut_scan_figure(scan: Mapping[str, Any], name: str | None = None) -> Figure:
                 t, color="black", linestyle="-.", linewidth=1, label=label if ax is ax_z else None
             )
     ax_z.set_ylabel("significance")
-    ax_z.legend(fontsize=8, frameon=False)
-    ax_z.set_title(f"cut on {name} score" if name else "cut scan", fontsize=10)
-    for key, label, color in (
+    ax_z.legend(fontsize=8)
+    for key, label, colour in (
         ("s", "$s$ (signal)", SIGNAL_COLOR),
         ("b", "$b$ (background)", BACKGROUND_COLOR),
     ):
         if key in scan:
-            ax_y.plot(thr, _as_float(scan[key]), color=color, label=label)
+            ax_y.plot(thr, _as_float(scan[key]), color=colour, label=label)
     ys = np.concatenate([_as_float(scan[k]) for k in ("s", "b") if k in scan] or [np.ones(1)])
     if np.any(ys > 0):
         ax_y.set_yscale("log")
     ax_y.set_xlabel("score threshold (keep score ≥ threshold)")
     ax_y.set_ylabel("yield after cut")
-    ax_y.legend(fontsize=8, frameon=False)
-    _style(ax_z, grid=True)
-    _style(ax_y, grid=True)
+    ax_y.legend(fontsize=8)
+    _grid(ax_z)
+    _grid(ax_y)
+    exp_label(ax_z, rlabel=f"cut on {name} score" if name else "cut scan")
     return fig
 
 
+@_styled
 def stats_figure(
     edges: Any,
     s: Any,
@@ -555,49 +533,57 @@ def stats_figure(
 ) -> Figure:
     """The fitted score histogram (signal stacked on background) and a Brazil bar.
 
+    The per-bin yields ``s`` and ``b`` fill one weighted entry per bin (at its centre).
     The lower panel shows the expected 95% CL upper limit on the signal strength μ with
     its ±1σ (green) and ±2σ (yellow) band.
     """
     edges, s, b = _as_float(edges), _as_float(s), _as_float(b)
-    fig = _new_figure(6.5, 5.0)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    h_b = weighted_hist(centres, b, edges)
+    h_s = weighted_hist(centres, s, edges)
+    fig = _new_figure(6.5, 5.2)
     _margins(fig, bottom=0.6, hspace=0.55)
     has_limit = limit_median is not None and np.isfinite(_num(limit_median))
     if has_limit:
         ax_h, ax_l = fig.subplots(2, 1, height_ratios=[5, 1])
     else:
         ax_h, ax_l = fig.subplots(), None
-    ax_h.stairs(b, edges, fill=True, color=BACKGROUND_COLOR, alpha=0.6, label="background")
-    ax_h.stairs(
-        b + s, edges, baseline=b, fill=True, color=SIGNAL_COLOR, alpha=0.6, label="signal (μ = 1)"
+    histplot(
+        ax_h,
+        [h_b, h_s],
+        histtype="fill",
+        stack=True,
+        color=[BACKGROUND_COLOR, SIGNAL_COLOR],
+        alpha=0.6,
+        label=["background", "signal (μ = 1)"],
     )
-    ax_h.stairs(b + s, edges, color="black", linewidth=0.8)
+    histplot(ax_h, h_b + h_s, histtype="step", color="black", linewidth=0.8, errors=False)
     for e in edges:
-        ax_h.axvline(e, color="grey", linewidth=0.4, alpha=0.5)
-    if np.any(b + s > 0) and np.all(b + s >= 0):
+        ax_h.axvline(e, color=PALETTE[8], linewidth=0.4, alpha=0.5)
+    total = h_b.values() + h_s.values()
+    if np.any(total > 0) and np.all(total >= 0) and np.all(b >= 0):
         ax_h.set_yscale("log")
     ax_h.set_xlabel("score (bins of the statistical model)")
     ax_h.set_ylabel("events per bin")
     title = "expected result"
     if z_expected is not None and np.isfinite(_num(z_expected)):
         title += f": Z = {float(z_expected):.3g}σ"
-    ax_h.set_title(title, fontsize=10)
-    ax_h.legend(fontsize=8, frameon=False)
-    _style(ax_h)
+    ax_h.legend(fontsize=8)
+    exp_label(ax_h, rlabel=title)
     if ax_l is not None:
         band = {k: _num(v) for k, v in (band or {}).items()}
         med = float(limit_median)
         lo2, lo1 = band.get("-2", np.nan), band.get("-1", np.nan)
         hi1, hi2 = band.get("+1", np.nan), band.get("+2", np.nan)
         if np.isfinite(lo2) and np.isfinite(hi2):
-            ax_l.barh(0, hi2 - lo2, left=lo2, height=0.8, color="#ffdf00", label="±2σ")
+            ax_l.barh(0, hi2 - lo2, left=lo2, height=0.8, color=BAND_2SIGMA_COLOR, label="±2σ")
         if np.isfinite(lo1) and np.isfinite(hi1):
-            ax_l.barh(0, hi1 - lo1, left=lo1, height=0.8, color="#00cc00", label="±1σ")
+            ax_l.barh(0, hi1 - lo1, left=lo1, height=0.8, color=BAND_1SIGMA_COLOR, label="±1σ")
         ax_l.axvline(med, color="black", linestyle="--", linewidth=1.5)
         ax_l.set_yticks([])
         ax_l.set_xlabel(
             f"expected 95% CL limit on μ (CLs): median {med:.3g} (dashed), ±1σ green, ±2σ yellow",
             fontsize=8,
         )
-        _style(ax_l)
         ax_l.tick_params(axis="y", which="both", left=False, right=False)
     return fig

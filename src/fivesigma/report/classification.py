@@ -1,0 +1,555 @@
+"""The event-classification report: a :class:`~fivesigma.report.ReportInput` as sections.
+
+:func:`classification_report` checks the input and assembles a
+:class:`~fivesigma.report.builder.Report` with the sections of :data:`SECTIONS`, every
+one always present (a note says when a run has nothing for it); :func:`write_report`
+renders it into one self-contained ``report.html``, atomically.  Figures are handed to
+the builder as callables, so a figure that fails shows an error note in its place and
+the rest of the report is still written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fivesigma.errors import close_matches
+from fivesigma.report import ModelReport, ReportError, ReportInput, _as_dict
+from fivesigma.report.builder import (
+    Box,
+    Cell,
+    Details,
+    Figure,
+    Grid,
+    Group,
+    Html,
+    KeyValues,
+    Report,
+    Row,
+    Section,
+    Table,
+    Text,
+    fmt_number,
+    markup,
+)
+
+__all__ = ["KS_ALARM", "SECTIONS", "classification_report", "render_html", "write_report"]
+
+#: (anchor id, heading) of the report's sections, in order; every one is always present.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("summary", "Summary"),
+    ("inputs", "Input distributions"),
+    ("correlations", "Correlation matrices"),
+    ("roc", "ROC curves"),
+    ("models", "Models"),
+    ("ranking", "Variable ranking"),
+    ("cut-scan", "Significance scan"),
+    ("stats", "Statistical result"),
+    ("config", "Configuration"),
+    ("provenance", "Provenance"),
+)
+
+#: KS p-values below this are flagged as possible overtraining.
+KS_ALARM = 0.05
+
+_SUMMARY_COLUMNS = (
+    "#",
+    "model",
+    "kind",
+    "AUC test",
+    "AUC train",
+    "εS @ εB=1%",
+    "εS @ εB=10%",
+    "εS @ εB=30%",
+    "1/εB @ εS=30%",
+    "1/εB @ εS=50%",
+    "KS p (S)",
+    "KS p (B)",
+    "separation",
+    "parameters",
+    "train time [s]",
+)
+
+
+def write_report(report: ReportInput, path: str | os.PathLike) -> Path:
+    """Render ``report`` and write it to ``path`` (usually ``report.html``) atomically.
+
+    Returns the path written.  Raises :class:`~fivesigma.report.ReportError` when the
+    input is inconsistent (array shapes, unknown ``best_model``).
+    """
+    return classification_report(report).write(path)
+
+
+def render_html(report: ReportInput) -> str:
+    """The report as one HTML string (figures embedded)."""
+    return classification_report(report).render()
+
+
+def classification_report(report: ReportInput) -> Report:
+    """Check ``report`` and assemble its sections (figures are drawn when rendered)."""
+    _validate(report)
+    slugs = _slugs(report.models)
+    class_names = {1: "signal", 0: "background", **dict(report.class_names or {})}
+    stats = _stats(report)
+    scan = _as_dict(report.cut_scan)
+    generated = str((report.provenance or {}).get("time", ""))
+    subtitle = markup(
+        "fivesigma event-classification report{} · best model: <strong>{}</strong>",
+        f" · {generated}" if generated else "",
+        report.best_model,
+    )
+    rep = Report(report.title, subtitle=subtitle)
+    builders = {
+        "summary": lambda: _summary(report, slugs, stats, scan),
+        "inputs": lambda: _inputs(report, class_names),
+        "correlations": lambda: _correlations(report),
+        "roc": lambda: _roc(report),
+        "models": lambda: _models(report, slugs, class_names),
+        "ranking": lambda: _ranking(report),
+        "cut-scan": lambda: _cut_scan(report, scan),
+        "stats": lambda: _stats_blocks(stats),
+        "config": lambda: [Text(report.config_text or "", pre=True)],
+        "provenance": lambda: [KeyValues(report.provenance or {})],
+    }
+    for anchor, heading in SECTIONS:
+        rep.add(Section(heading, list(builders[anchor]()), anchor=anchor))
+    return rep
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate(report: ReportInput) -> None:
+    X = np.asarray(report.X)
+    if X.ndim != 2 or X.shape[1] != len(report.features):
+        raise ReportError(
+            f"report X has shape {X.shape}, expected (n_events, {len(report.features)}) "
+            f"for features {list(report.features)[:6]}"
+        )
+    for name in ("y", "w"):
+        n = np.asarray(getattr(report, name)).reshape(-1).size
+        if n != X.shape[0]:
+            raise ReportError(f"report {name} has {n} entries, X has {X.shape[0]} events")
+    if not report.models:
+        raise ReportError("report has no models; give at least one ModelReport")
+    names = [m.name for m in report.models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ReportError(f"model names must be unique, repeated: {', '.join(dupes)}")
+    if report.best_model not in names:
+        raise ReportError(
+            f"best_model '{report.best_model}' is not a model of the report; "
+            f"{close_matches(report.best_model, names)}"
+        )
+    nf = len(report.features)
+    for cls, mat in (report.correlation or {}).items():
+        if np.asarray(mat).shape != (nf, nf):
+            raise ReportError(
+                f"correlation['{cls}'] has shape {np.asarray(mat).shape}, expected ({nf}, {nf})"
+            )
+    for m in report.models:
+        for split in ("train", "test"):
+            sizes = {
+                k: np.asarray(getattr(m, f"{k}_{split}")).reshape(-1).size
+                for k in ("score", "y", "w")
+            }
+            if len(set(sizes.values())) != 1:
+                raise ReportError(
+                    f"model '{m.name}': score/y/w of the {split} split differ in length {sizes}"
+                )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _lookup(d: Any, key: str, target: float) -> Any:
+    """``d[key][target]`` where the inner keys are numbers or strings like "0.01" / "1%"."""
+    sub = d.get(key) if isinstance(d, Mapping) else None
+    if not isinstance(sub, Mapping):
+        return None
+    for k, v in sub.items():
+        try:
+            x = float(str(k).rstrip("%")) / (100.0 if str(k).endswith("%") else 1.0)
+        except ValueError:
+            continue
+        if math.isclose(x, target, rel_tol=1e-9, abs_tol=1e-12):
+            return v
+    return None
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _slugs(models: Sequence[ModelReport]) -> dict[str, str]:
+    """``model-<name>`` ids, unique."""
+    used: set[str] = set()
+    out = {}
+    for m in models:
+        base = "model-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", m.name).strip("-") or "x")
+        slug, i = base, 2
+        while slug in used:
+            slug, i = f"{base}-{i}", i + 1
+        used.add(slug)
+        out[m.name] = slug
+    return out
+
+
+def _ks_cell(p: Any) -> Cell:
+    f = _num(p)
+    if math.isfinite(f) and f < KS_ALARM:
+        return Cell(f, "alarm", f"KS p < {KS_ALARM}: possible overtraining", digits=3)
+    return Cell(p, digits=3)
+
+
+def _overtrained(m: ModelReport) -> bool:
+    ks = [_num(m.metrics.get("ks_pvalue_signal")), _num(m.metrics.get("ks_pvalue_background"))]
+    return any(math.isfinite(p) and p < KS_ALARM for p in ks)
+
+
+def _note(text: str) -> Text:
+    return Text(text, cls="note")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _summary(
+    report: ReportInput, slugs: dict[str, str], stats: dict | None, scan: dict | None
+) -> list[Any]:
+    blocks: list[Any] = []
+    if report.n_events:
+        parts = Html(
+            " · ".join(
+                markup("{} <strong>{}</strong>", k, fmt_number(v))
+                for k, v in report.n_events.items()
+            )
+        )
+        blocks.append(Text(markup("Events: {} · {} features.", parts, len(report.features))))
+    result: list[Any] = [
+        Text(
+            markup(
+                'Best model: <strong>{}</strong> <span class="badge">best</span>',
+                report.best_model,
+            )
+        )
+    ]
+    if stats:
+        band = ""
+        if stats["has_band"]:
+            b = stats["band"]
+            band = markup("(±1σ: {} – {}, ±2σ: {} – {}) ", b["-1"], b["+1"], b["-2"], b["+2"])
+        result.append(
+            Text(
+                markup(
+                    "Expected discovery significance <strong>Z = {}σ</strong>; expected 95% "
+                    "CL upper limit on the signal strength <strong>μ &lt; {}</strong> {}"
+                    "(CLs, asymptotic).",
+                    stats["z"],
+                    stats["limit"],
+                    band,
+                )
+            )
+        )
+    if scan is not None:
+        best = _as_dict(scan.get("best")) or {}
+        result.append(
+            Text(
+                markup(
+                    "Best cut on the {} score: score ≥ {} keeps s = {}, b = {}, "
+                    "Z<sub>A</sub> = {}.",
+                    report.best_model,
+                    fmt_number(best.get("threshold"), 4),
+                    fmt_number(best.get("s"), 4),
+                    fmt_number(best.get("b"), 4),
+                    fmt_number(best.get("z"), 3),
+                )
+            )
+        )
+    if not stats and scan is None:
+        result.append(_note("No statistical result in this run."))
+    blocks.append(Box(result))
+    blocks.append(_summary_table(report, slugs))
+    blocks.append(
+        Text(
+            markup(
+                "Ranked by test AUC; ★ marks the best model (used for the physics result). "
+                "εS @ εB: signal efficiency at the given background efficiency; 1/εB @ εS: "
+                "background rejection at the given signal efficiency. KS p: "
+                "Kolmogorov–Smirnov p-value of train vs test score distributions; "
+                '<span class="alarm">red</span> when below {} (possible overtraining).',
+                KS_ALARM,
+            ),
+            cls="note",
+        )
+    )
+    return blocks
+
+
+def _summary_table(report: ReportInput, slugs: dict[str, str]) -> Table:
+    # Rank by test AUC, best first; models without one go last in their given order.
+    def key(m: ModelReport) -> float:
+        a = _num(m.metrics.get("auc_test"))
+        return -a if math.isfinite(a) else math.inf
+
+    rows = []
+    for rank, m in enumerate(sorted(report.models, key=key), start=1):
+        mt = m.metrics
+        best = m.name == report.best_model
+        cells = [
+            Cell(str(rank)),
+            Cell(m.name + (" ★" if best else ""), "name", href=f"#{slugs[m.name]}"),
+            Cell(m.kind),
+            Cell(mt.get("auc_test")),
+            Cell(mt.get("auc_train")),
+            *[Cell(_lookup(mt, "eff_s_at_eff_b", t), digits=3) for t in (0.01, 0.1, 0.3)],
+            *[Cell(_lookup(mt, "rejection_at_eff_s", t)) for t in (0.3, 0.5)],
+            _ks_cell(mt.get("ks_pvalue_signal")),
+            _ks_cell(mt.get("ks_pvalue_background")),
+            Cell(mt.get("separation"), digits=3),
+            Cell(mt.get("n_parameters")),
+            Cell(mt.get("train_time_s"), digits=3),
+        ]
+        rows.append(Row(cells, id=f"summary-{slugs[m.name]}", cls="best" if best else ""))
+    return Table(list(_SUMMARY_COLUMNS), rows, left=(1,), scroll=True)
+
+
+def _inputs(report: ReportInput, class_names: dict[int, str]) -> list[Any]:
+    from fivesigma.report import plots
+
+    return [
+        Figure(
+            lambda: plots.input_distributions_figure(
+                report.X, report.y, report.w, report.features, class_names
+            ),
+            caption="Weighted, normalised distributions per class (error bars: √Σw²); "
+            "under- and overflow are in the edge bins.",
+            alt="input feature distributions, signal vs background",
+        )
+    ]
+
+
+def _correlations(report: ReportInput) -> list[Any]:
+    from fivesigma.report import plots
+
+    if not report.correlation:
+        return [_note("No correlation matrices in this run.")]
+    figures = [
+        Figure(
+            lambda mat=mat, cls=cls: plots.correlation_figure(
+                mat, report.features, f"correlation: {cls}"
+            ),
+            caption=f"{cls}: linear correlation coefficients in %.",
+            alt=f"correlation matrix: {cls}",
+        )
+        for cls, mat in report.correlation.items()
+    ]
+    return [Grid(figures)]
+
+
+def _roc(report: ReportInput) -> list[Any]:
+    from fivesigma.report import plots
+
+    curves = [(m.name, m.roc_test, m.roc_train) for m in report.models]
+    return [
+        Figure(
+            lambda: plots.roc_figure(curves, report.best_model),
+            caption="Left: signal efficiency vs background efficiency (test solid, train "
+            "dashed). Right: background rejection 1/εB vs signal efficiency, log scale.",
+            alt="ROC curves of all models",
+        )
+    ]
+
+
+def _models(report: ReportInput, slugs: dict[str, str], class_names: dict[int, str]) -> list[Any]:
+    from fivesigma.report import plots
+
+    groups = []
+    for m in report.models:
+        mt = m.metrics
+        blocks: list[Any] = []
+        if _overtrained(m):
+            blocks.append(
+                Text(
+                    f"KS p-value below {KS_ALARM}: train and test scores differ, possible "
+                    "overtraining.",
+                    cls="alarm",
+                )
+            )
+        figures = [
+            Figure(
+                lambda m=m: plots.score_distribution_figure(
+                    m.name,
+                    m.score_train,
+                    m.y_train,
+                    m.w_train,
+                    m.score_test,
+                    m.y_test,
+                    m.w_test,
+                    m.metrics.get("ks_pvalue_signal"),
+                    m.metrics.get("ks_pvalue_background"),
+                    class_names,
+                ),
+                caption="Score distributions: test (filled) vs train (points, √Σw² errors), "
+                "per class.",
+                alt=f"{m.name}: score distributions, train vs test",
+            )
+        ]
+        if m.history:
+            figures.append(
+                Figure(
+                    lambda m=m: plots.training_history_figure(m.name, m.history),
+                    caption="Loss per epoch.",
+                    alt=f"{m.name}: training history",
+                )
+            )
+        blocks.append(Grid(figures))
+        blocks.append(Details(f"All metrics of {m.name}", [KeyValues(mt, header=None, mono=False)]))
+        groups.append(
+            Group(
+                m.name,
+                blocks,
+                anchor=slugs[m.name],
+                note=f"({m.kind})",
+                badge="best" if m.name == report.best_model else "",
+            )
+        )
+    return groups
+
+
+def _ranking(report: ReportInput) -> list[Any]:
+    from fivesigma.report import plots
+
+    figures = [
+        Figure(
+            lambda m=m: plots.ranking_figure(m.name, m.ranking),
+            caption=f"{m.name}: feature importance (error bar: spread over repeats).",
+            alt=f"{m.name}: variable ranking",
+        )
+        for m in report.models
+        if m.ranking
+    ]
+    return [Grid(figures)] if figures else [_note("No variable ranking in this run.")]
+
+
+def _cut_scan(report: ReportInput, scan: dict | None) -> list[Any]:
+    from fivesigma.report import plots
+
+    if scan is None:
+        return [_note("No significance scan in this run.")]
+    best = _as_dict(scan.get("best")) or {}
+    return [
+        Figure(
+            lambda: plots.cut_scan_figure(scan, report.best_model),
+            caption=markup(
+                "Significance after keeping events with score ≥ threshold ({}); the "
+                "dash-dotted line marks the optimal cut (threshold {}, Z<sub>A</sub> = {}).",
+                report.best_model,
+                fmt_number(best.get("threshold"), 4),
+                fmt_number(best.get("z"), 3),
+            ),
+            alt="significance vs cut on the score",
+        )
+    ]
+
+
+def _stats(report: ReportInput) -> dict[str, Any] | None:
+    """The numbers and per-bin yields of the statistical result, or None."""
+    from fivesigma.report.histograms import weighted_hist
+
+    stats = _as_dict(report.stats)
+    if stats is None:
+        return None
+    band = {str(k): v for k, v in (stats.get("cls_band") or {}).items()}
+    edges = stats.get("bin_edges", stats.get("binning"))
+    s = stats.get("s", stats.get("signal"))
+    b = stats.get("b", stats.get("background"))
+    note = ""
+    if isinstance(edges, Sequence | np.ndarray) and len(edges) >= 2:
+        edges = np.asarray(edges, dtype=np.float64)
+        if s is None or b is None:
+            # Yields not handed over: show the best model's test-score histogram in the
+            # same bins, unscaled, and say so.
+            best = next(m for m in report.models if m.name == report.best_model)
+            sc = np.asarray(best.score_test, dtype=np.float64).reshape(-1)
+            yt = np.asarray(best.y_test).reshape(-1)
+            wt = np.asarray(best.w_test, dtype=np.float64).reshape(-1)
+            s = weighted_hist(sc[yt == 1], wt[yt == 1], edges).values()
+            b = weighted_hist(sc[yt != 1], wt[yt != 1], edges).values()
+            note = (
+                "per-bin yields were not given: histogram of the best model's test "
+                "scores (test split, not scaled to the full sample)"
+            )
+    else:
+        edges = None
+    skip = {"cls_band", "bin_edges", "binning", "s", "b", "signal", "background"}
+    return {
+        "z": fmt_number(stats.get("z_expected"), 3),
+        "limit": fmt_number(stats.get("cls_upper_limit_expected"), 3),
+        "z_value": stats.get("z_expected"),
+        "limit_value": stats.get("cls_upper_limit_expected"),
+        "band": {k: fmt_number(band.get(k), 3) for k in ("-2", "-1", "+1", "+2")},
+        "band_values": band,
+        "has_band": bool(band),
+        "edges": edges,
+        "s": s,
+        "b": b,
+        "rows": [(k, v) for k, v in stats.items() if k not in skip and not isinstance(v, Mapping)],
+        "note": note,
+    }
+
+
+def _stats_blocks(stats: dict[str, Any] | None) -> list[Any]:
+    from fivesigma.report import plots
+
+    if stats is None:
+        return [_note("No statistical analysis in this run.")]
+    blocks: list[Any] = [
+        Text(
+            markup(
+                "Expected discovery significance <strong>Z = {}σ</strong>; expected 95% CL "
+                "upper limit <strong>μ &lt; {}</strong> (pyhf, CLs, asymptotic, Asimov data).",
+                stats["z"],
+                stats["limit"],
+            )
+        )
+    ]
+    if stats["has_band"]:
+        b = stats["band"]
+        blocks.append(
+            Table(
+                ["−2σ", "−1σ", "median", "+1σ", "+2σ"],
+                [[b["-2"], b["-1"], stats["limit"], b["+1"], b["+2"]]],
+                left=(),
+            )
+        )
+    if stats["edges"] is not None:
+        blocks.append(
+            Figure(
+                lambda: plots.stats_figure(
+                    stats["edges"],
+                    stats["s"],
+                    stats["b"],
+                    stats["z_value"],
+                    stats["limit_value"],
+                    stats["band_values"],
+                ),
+                caption="Score histogram of the statistical model: signal (μ = 1) stacked on "
+                "background, bins as fitted; below, the expected limit with its ±1σ/±2σ band.",
+                alt="score histogram used in the statistical model, and expected limit",
+            )
+        )
+    if stats["note"]:
+        blocks.append(_note(stats["note"]))
+    if stats["rows"]:
+        blocks.append(KeyValues(stats["rows"], header=None))
+    return blocks
