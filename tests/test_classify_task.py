@@ -259,3 +259,27 @@ def test_negative_event_weights_run_end_to_end(tmp_path):
         assert 0.7 < row["auc_test"] < 1.0
         assert np.isfinite(row["ks_pvalue_signal"]) and np.isfinite(row["separation"])
     assert result.metrics["stats"]["z_expected"] > 0
+
+
+@pytest.mark.parametrize(
+    "weight, match",
+    [
+        ("w * 0", "sample 'sig': every training event has weight 0"),
+        ("-w", "weights sum to"),
+    ],
+)
+def test_weights_that_leave_nothing_to_learn_are_named_before_training(
+    toy_config_file, tmp_path, capsys, weight, match
+):
+    import yaml
+
+    from fivesigma.cli import main
+
+    path = toy_config_file(n=200)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["samples"][0]["weight"] = weight
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

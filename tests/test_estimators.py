@@ -1,5 +1,8 @@
 """Event-classification estimators: optimality on toys with known answers, weights,
-bundles (no pickle), reproducibility, resume, ONNX export and bad input."""
+bundles (no pickle), reproducibility, resume, ONNX export and bad input.
+
+The contract every registered estimator follows is checked in test_estimator_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from fivesigma.estimators import (
     load,
     make_estimator,
 )
+
+#: the event classifiers: the registered estimators that take a table of features
+TABLE = ESTIMATORS.names(inputs="table")
 
 # small, fast settings (the machine is shared); single-threaded for reproducible timing
 FAST = {
@@ -66,10 +72,8 @@ def fitted(gauss_data) -> dict[str, object]:
     X, y = gauss_data["train"]
     Xv, yv = gauss_data["valid"]
     return {
-        kind: make_estimator(kind, **FAST[kind]).fit(
-            X, y, X_val=Xv, y_val=yv, feature_names=["a", "b"]
-        )
-        for kind in ESTIMATORS
+        kind: make_estimator(kind, **FAST[kind]).fit(X, y, valid=(Xv, yv), feature_names=["a", "b"])
+        for kind in TABLE
     }
 
 
@@ -82,8 +86,10 @@ def test_auc_is_close_to_the_likelihood_ratio_optimum(fitted, gauss_data, kind) 
     Xt, yt = gauss_data["test"]
     log_lr = multivariate_normal(MU_S, COV).logpdf(Xt) - multivariate_normal(MU_B, COV).logpdf(Xt)
     optimal = roc_auc_score(yt, log_lr)
-    auc = roc_auc_score(yt, fitted[kind].score(Xt))
+    auc = roc_auc_score(yt, fitted[kind].decision_function(Xt))
     assert optimal - 0.005 < auc <= optimal + 1e-3  # cannot beat Neyman-Pearson (up to noise)
+    # score(X, y) is that metric, as in scikit-learn
+    assert fitted[kind].score(Xt, yt) == pytest.approx(auc, abs=1e-9)
 
 
 def test_non_linear_boundary_beats_logistic() -> None:
@@ -92,7 +98,8 @@ def test_non_linear_boundary_beats_logistic() -> None:
     r2 = (Xt**2).sum(1)
     optimal = roc_auc_score(yt, -r2)  # log LR is decreasing in r^2
     aucs = {
-        k: roc_auc_score(yt, make_estimator(k, **FAST[k]).fit(X, y).score(Xt)) for k in ESTIMATORS
+        k: roc_auc_score(yt, make_estimator(k, **FAST[k]).fit(X, y).decision_function(Xt))
+        for k in TABLE
     }
     assert aucs["logistic"] < 0.6  # a line cannot separate concentric classes
     for kind in ("bdt", "mlp"):
@@ -105,14 +112,17 @@ def test_multiclass_probabilities(tmp_path) -> None:
     y = rng.integers(0, 3, 1500)
     centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     X = centres[y] + rng.normal(size=(1500, 2))
-    for kind in ESTIMATORS:
+    for kind in TABLE:
         clf = make_estimator(kind, **FAST[kind]).fit(X, y)
         p = clf.predict_proba(X)
         assert p.shape == (1500, 3)
         np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
         assert np.mean(clf.predict(X) == y) > 0.85  # Bayes accuracy here is about 0.93
         with pytest.raises(ModelError, match="binary"):
-            clf.score(X)
+            clf.decision_function(X)
+        # score: the mean one-vs-rest AUC, as sklearn's roc_auc_score(multi_class="ovr")
+        ovr = roc_auc_score(y, p, multi_class="ovr", average="macro")
+        assert clf.score(X, y) == pytest.approx(ovr, abs=1e-9)
         back = load(clf.save(tmp_path / kind))
         np.testing.assert_allclose(back.predict_proba(X), p, atol=1e-6)
 
@@ -130,7 +140,7 @@ def test_logistic_duplicated_events_equal_integer_weight_two(gauss_data) -> None
     dup = LogisticClassifier().fit(np.vstack([X, X[:200]]), np.concatenate([y, y[:200]]))
     np.testing.assert_allclose(weighted.coef_, dup.coef_, rtol=1e-5)
     np.testing.assert_allclose(weighted.intercept_, dup.intercept_, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(weighted.score(X), dup.score(X), atol=1e-7)
+    np.testing.assert_allclose(weighted.decision_function(X), dup.decision_function(X), atol=1e-7)
 
 
 def test_logistic_matches_sklearn_on_same_inputs(gauss_data) -> None:
@@ -154,13 +164,13 @@ def test_balanced_class_weight_equalises_class_totals() -> None:
     plain = LogisticClassifier().fit(X, y)
     balanced = LogisticClassifier(class_weight="balanced").fit(X, y)
     w_bal = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    assert np.mean(plain.score(X)) == pytest.approx(y.mean(), abs=2e-3)
-    assert np.average(balanced.score(X), weights=w_bal) == pytest.approx(0.5, abs=2e-3)
+    assert np.mean(plain.decision_function(X)) == pytest.approx(y.mean(), abs=2e-3)
+    assert np.average(balanced.decision_function(X), weights=w_bal) == pytest.approx(0.5, abs=2e-3)
     # the MLP defaults to balanced: its mean score sits near 0.5, not near 10%
     mlp_bal = MLPClassifier(**FAST["mlp"]).fit(X, y)
     mlp_none = MLPClassifier(**FAST["mlp"] | {"class_weight": None}).fit(X, y)
-    assert np.average(mlp_bal.score(X), weights=w_bal) == pytest.approx(0.5, abs=0.06)
-    assert np.mean(mlp_none.score(X)) == pytest.approx(y.mean(), abs=0.03)
+    assert np.average(mlp_bal.decision_function(X), weights=w_bal) == pytest.approx(0.5, abs=0.06)
+    assert np.mean(mlp_none.decision_function(X)) == pytest.approx(y.mean(), abs=0.03)
 
 
 def test_negative_weights_do_not_crash_and_bdt_warns_about_its_policy(gauss_data) -> None:
@@ -168,11 +178,11 @@ def test_negative_weights_do_not_crash_and_bdt_warns_about_its_policy(gauss_data
     rng = np.random.default_rng(8)
     w = rng.normal(1.0, 0.6, len(y))
     assert (w < 0).mean() > 0.03
-    for kind in ESTIMATORS:
+    for kind in TABLE:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             clf = make_estimator(kind, **FAST[kind]).fit(X, y, sample_weight=w)
-        assert np.all(np.isfinite(clf.score(X)))
+        assert np.all(np.isfinite(clf.decision_function(X)))
         if kind == "bdt":
             assert any("negative" in str(c.message) for c in caught)
 
@@ -230,9 +240,9 @@ def test_mlp_same_seed_identical_other_seed_different(gauss_data) -> None:
     X, y = gauss_data["train"]
     Xt, _ = gauss_data["test"]
     params = FAST["mlp"] | {"epochs": 4, "dropout": 0.1}
-    a = MLPClassifier(**params, seed=3).fit(X, y).score(Xt)
-    b = MLPClassifier(**params, seed=3).fit(X, y).score(Xt)
-    c = MLPClassifier(**params, seed=4).fit(X, y).score(Xt)
+    a = MLPClassifier(**params, seed=3).fit(X, y).decision_function(Xt)
+    b = MLPClassifier(**params, seed=3).fit(X, y).decision_function(Xt)
+    c = MLPClassifier(**params, seed=4).fit(X, y).decision_function(Xt)
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
 
@@ -261,7 +271,7 @@ def test_mlp_interrupted_training_resumes_identically(gauss_data, tmp_path, monk
     monkeypatch.setattr(Trainer, "_train_epoch", original)
 
     resumed = MLPClassifier(**params, checkpoint_dir=ck).fit(X, y)
-    assert np.array_equal(resumed.score(Xt), straight.score(Xt))
+    assert np.array_equal(resumed.decision_function(Xt), straight.decision_function(Xt))
     assert resumed.history_.to_dict() == straight.history_.to_dict()
 
 
@@ -293,7 +303,7 @@ def test_mlp_options_batch_norm_and_activation_train(gauss_data) -> None:
             "scheduler": "onecycle",
         }
     ).fit(X, y)
-    assert roc_auc_score(y, clf.score(X)) > 0.7
+    assert clf.score(X, y) > 0.7
     assert clf.history_.epochs_run == 3
 
 
@@ -302,7 +312,9 @@ def test_mlp_options_batch_norm_and_activation_train(gauss_data) -> None:
 
 
 def test_make_estimator_rejects_unknown_kind_and_parameter() -> None:
-    with pytest.raises(ModelError, match="unknown model kind 'xgb'; accepted: bdt, logistic, mlp"):
+    with pytest.raises(
+        ModelError, match="unknown model kind 'xgb'; registered: logistic, bdt, mlp, cnn1d, pfn"
+    ):
         make_estimator("xgb")
     with pytest.raises(ModelError, match="unknown hyper-parameter 'depth'.*accepted: .*max_depth"):
         make_estimator("bdt", depth=3)
@@ -335,7 +347,7 @@ def test_bad_input_gives_one_line_domain_errors(kind, fitted) -> None:
     with pytest.raises(DataError, match=r"X has 3 features but .* trained on 2 \(a, b\)"):
         fitted[kind].predict_proba(np.zeros((4, 3)))
     with pytest.raises(DataError, match="2-D"):
-        fitted[kind].score(np.zeros(4))
+        fitted[kind].decision_function(np.zeros(4))
     with pytest.raises(DataError, match="0..K-1"):
         clf.fit(X, np.where(y == 1, 2, 0))
     for err in (ModelError, DataError):
@@ -366,4 +378,5 @@ def test_real_atlas_higgs_subset_bdt_beats_chance() -> None:
     clf.fit(df[features].iloc[tr], y[tr], sample_weight=w[tr])
     assert clf.feature_names_in_ == features  # taken from the DataFrame columns
     # published BDTs reach AUC ~0.9 on all features; four good ones give well above 0.8
-    assert roc_auc_score(y[te], clf.score(df[features].iloc[te])) > 0.8
+    assert roc_auc_score(y[te], clf.decision_function(df[features].iloc[te])) > 0.8
+    assert clf.score(df[features].iloc[te], y[te]) > 0.8

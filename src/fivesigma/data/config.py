@@ -118,6 +118,17 @@ class DataConfig(StrictModel):
     ] = "error"
     chunk_size: Annotated[int, Field(gt=0, description="entries read per chunk")] = 200_000
     split: SplitConfig = Field(default_factory=SplitConfig)
+    features_module: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description=(
+                "Python file (relative to the config file) whose public functions become "
+                "expression functions; fivesigma imports it, so its code runs with your "
+                "rights: name only your own code"
+            ),
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _unique_sample_names(self) -> DataConfig:

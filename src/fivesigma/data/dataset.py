@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 from fivesigma.core.config import TaskConfig
 from fivesigma.data.config import DataConfig, SampleConfig
 from fivesigma.data.expressions import Expression
+from fivesigma.data.features_module import load_features_module
 from fivesigma.data.split import SPLIT_NAMES, split_codes
 from fivesigma.errors import DataError, ExpressionError, close_matches
 from fivesigma.io.events import Chunk, expand_files, iter_chunks, list_columns, num_entries
@@ -39,6 +40,9 @@ __all__ = ["Dataset", "concatenate", "load_dataset", "needed_columns", "process_
 log = logging.getLogger("fivesigma.data")
 
 Column = np.ndarray | ak.Array
+
+#: User functions for expressions (``data.features_module``), by name.
+Functions = Mapping[str, Callable[..., Any]]
 
 
 @dataclass
@@ -178,9 +182,22 @@ class Dataset:
 
 
 @functools.lru_cache(maxsize=1024)
-def _expr(text: str, what: str) -> Expression:
-    """Parse once per (text, role); chunks of the same config reuse the parsed expression."""
-    return Expression(text, what)
+def _parsed(
+    text: str, what: str, functions: tuple[tuple[str, Callable[..., Any]], ...]
+) -> Expression:
+    return Expression(text, what, dict(functions) or None)
+
+
+def _expr(text: str, what: str, functions: Functions | None = None) -> Expression:
+    """Parse once per (text, role, user functions); chunks of a config reuse the result."""
+    return _parsed(text, what, tuple(sorted(functions.items())) if functions else ())
+
+
+def user_functions(cfg: TaskConfig) -> dict[str, Callable[..., Any]]:
+    """The functions of ``data.features_module`` (resolved from the config's directory),
+    or none; see :mod:`fivesigma.data.features_module`."""
+    path = cfg.data.features_module
+    return load_features_module(cfg.resolve(path)) if path else {}
 
 
 def _is_jagged(col: Any) -> bool:
@@ -216,7 +233,10 @@ def _to_column(value: Any, n: int, what: str) -> Column:
                 raise DataError(f"{what} gives {len(value)} values for {n} events")
             if value.ndim == 1:
                 content = value.type.content
-                if isinstance(content, ak.types.OptionType):
+                if isinstance(content, ak.types.OptionType) and not isinstance(
+                    content.content, ak.types.RecordType
+                ):
+                    # (a missing four-vector stays None: its .mass etc. become NaN later)
                     inner = content.content
                     is_bool = isinstance(inner, ak.types.NumpyType) and inner.primitive == "bool"
                     # Missing values of a flat column become NaN (or False for booleans).
@@ -276,7 +296,10 @@ def _expressions(
 
 
 def needed_columns(
-    data_cfg: DataConfig, sample: SampleConfig, extra_columns: Iterable[str] = ()
+    data_cfg: DataConfig,
+    sample: SampleConfig,
+    extra_columns: Iterable[str] = (),
+    functions: Functions | None = None,
 ) -> set[str]:
     """Branches to read for ``sample``: every name used by the selections, weight, derived
     columns, features and split key, minus the derived names.
@@ -287,7 +310,7 @@ def needed_columns(
     needed: set[str] = set()
     defined: set[str] = set()
     for role, text, derived_name in _expressions(data_cfg, sample, extra_columns):
-        needed |= set(_expr(text, role).names) - defined
+        needed |= set(_expr(text, role, functions).names) - defined
         if derived_name is not None:
             defined.add(derived_name)
     key = data_cfg.split.key
@@ -312,13 +335,15 @@ def process_chunk(
     data_cfg: DataConfig,
     seed: int,
     extra_columns: Iterable[str] = (),
+    functions: Functions | None = None,
 ) -> Dataset:
     """Turn one chunk of raw branches into a :class:`Dataset` (no normalisation yet).
 
     Order: derived columns (in config order), weight, split codes (on all entries), then
     the selection.  Kept columns: ``data.features`` plus ``extra_columns``.  The result's
     ``events_read`` / ``sum_weights_read`` count the chunk's events before selection, so
-    :func:`load_dataset` can normalise after concatenation.
+    :func:`load_dataset` can normalise after concatenation.  ``functions`` are the user's
+    expression functions (:func:`user_functions`).
     """
     n = len(chunk)
     where = _where(data_cfg, sample)
@@ -326,12 +351,14 @@ def process_chunk(
 
     for name, text in data_cfg.derived.items():
         role = f"data.derived.{name}"
-        cols[name] = _to_column(_expr(text, role).evaluate(cols, n), n, f"derived column '{name}'")
+        cols[name] = _to_column(
+            _expr(text, role, functions).evaluate(cols, n), n, f"derived column '{name}'"
+        )
 
     if sample.weight:
         role = f"{where}.weight"
         weight = _flat_numbers(
-            _expr(sample.weight, role).evaluate(cols, n),
+            _expr(sample.weight, role, functions).evaluate(cols, n),
             n,
             f"{role} '{sample.weight}'",
             "an event weight must be one number per event",
@@ -366,7 +393,7 @@ def process_chunk(
         if not text:
             continue
         passed = _flat_numbers(
-            _expr(text, role).evaluate(cols, n),
+            _expr(text, role, functions).evaluate(cols, n),
             n,
             f"{role} '{text}'",
             "reduce it to one true/false per event (e.g. with nth(...) or counts(...))",
@@ -384,7 +411,9 @@ def process_chunk(
         else:
             # A feature may be an expression (e.g. "nth(lep_pt, 0)"), stored under its text.
             value = _to_column(
-                _expr(name, f"data.features[{j}]").evaluate(cols, n), n, f"feature '{name}'"
+                _expr(name, f"data.features[{j}]", functions).evaluate(cols, n),
+                n,
+                f"feature '{name}'",
             )
         if name in data_cfg.features and _is_jagged(value):
             raise DataError(_jagged_feature_message(name))
@@ -438,14 +467,18 @@ def concatenate(parts: Sequence[Dataset]) -> Dataset:
 
 
 def check_file(
-    file: Path, sample: SampleConfig, data_cfg: DataConfig, extra_columns: Sequence[str]
+    file: Path,
+    sample: SampleConfig,
+    data_cfg: DataConfig,
+    extra_columns: Sequence[str],
+    functions: Functions | None = None,
 ) -> None:
     """Fail fast, before reading data, if an expression names a column the file lacks."""
     branches = list_columns(file, sample.tree)
     available = set(branches)
     for role, text, derived_name in _expressions(data_cfg, sample, extra_columns):
         try:
-            _expr(text, role).check_names(available)
+            _expr(text, role, functions).check_names(available)
         except ExpressionError as err:
             raise ExpressionError(f"sample '{sample.name}', '{file}': {err}") from None
         if derived_name is not None:
@@ -523,6 +556,7 @@ def load_dataset(
     """
     data_cfg = cfg.data
     extra = list(dict.fromkeys(extra_columns))
+    functions = user_functions(cfg)
 
     # 1. Resolve files and check every expression against every file before reading data.
     plan: list[tuple[int, SampleConfig, list[Path], list[str]]] = []
@@ -531,8 +565,8 @@ def load_dataset(
             _resolve_patterns(cfg, sample, generated_dir), cfg.base_dir, sample=sample.name
         )
         for file in files:
-            check_file(file, sample, data_cfg, extra)
-        plan.append((i, sample, files, sorted(needed_columns(data_cfg, sample, extra))))
+            check_file(file, sample, data_cfg, extra, functions)
+        plan.append((i, sample, files, sorted(needed_columns(data_cfg, sample, extra, functions))))
 
     totals = []
     for _, sample, files, _ in plan:
@@ -553,7 +587,9 @@ def load_dataset(
             for file in files:
                 bar.update(task, description=f"{sample.name}: {file.name}")
                 for chunk in iter_chunks(file, sample.tree, columns, data_cfg.chunk_size):
-                    parts.append(process_chunk(chunk, i, sample, data_cfg, cfg.seed, extra))
+                    parts.append(
+                        process_chunk(chunk, i, sample, data_cfg, cfg.seed, extra, functions)
+                    )
                     bar.advance(task, len(chunk))
     if not parts:
         raise DataError("the input files hold no events")

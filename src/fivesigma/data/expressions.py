@@ -6,6 +6,9 @@ Users write expressions in YAML configs, e.g.::
     derived:
       m4l: "inv_mass(lep_pt, lep_eta, lep_phi, lep_mass)"
       ht: "sum(select(jet_pt, jet_pt > 30))"
+      leptons: "sort(concatenate(p4(Muon_pt, Muon_eta, Muon_phi, Muon_mass),
+                                 p4(Electron_pt, Electron_eta, Electron_phi, Electron_mass)))"
+      m4l_vec: "sum(leading(leptons, 4)).mass"
 
 The text is parsed with :func:`ast.parse` and checked against a whitelist of syntax;
 it is then evaluated by walking the tree -- Python's ``eval``/``exec`` never see user
@@ -15,13 +18,55 @@ text.  Allowed:
   constants ``pi``, ``inf``, ``nan``; numbers and ``True``/``False``;
 * ``+ - * / // % **``, ``& | ^ ~`` (elementwise logic), ``== != < <= > >=`` (chained
   comparisons are ANDed), ``and``/``or``/``not`` (mapped to elementwise logic);
+* text constants only in ``==``/``!=`` comparisons with a text column (``Label == "s"``)
+  and as ``by="pt"`` of ``sort``/``argsort``;
 * subscripts with constant integers and slices: ``x[:, 0]``, ``x[:, :2]``, ``x[:, -1]``;
-  ``x[:, k]`` gives NaN for events with fewer than ``k + 1`` objects;
-* calls of the functions in :data:`FUNCTIONS` with positional arguments and constant
-  keyword arguments (``nth(jet_pt, 0, fill=-1)``).
+  ``x[:, k]`` gives NaN (None for four-vectors) for events with fewer than ``k + 1``
+  objects;
+* the attributes in :data:`ATTRIBUTES` (``leptons.pt``, ``pairs.a``) and the methods in
+  :data:`METHODS` (``a.deltaR(b)``) -- nothing else after a dot;
+* calls of the functions in :data:`FUNCTIONS` (plus those of a user features module, see
+  :mod:`fivesigma.data.features_module`) with positional arguments and constant keyword
+  arguments (``nth(jet_pt, 0, fill=-1)``); the keywords ``charge=``/``pdgid=`` of
+  ``p4``/``p4_cartesian`` and ``by=`` of ``sort``/``argsort`` take expressions.
+
+Functions
+---------
+========================================================  =================================
+``abs sqrt exp log log10 sin cos tan arcsin arccos``      numpy's elementwise functions
+``arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh``
+``minimum maximum isnan isfinite``
+``where(c, a, b)``, ``clip(x, lo, hi)``                   elementwise choice, limits
+``sum min max mean any all count``                        per-event reductions over objects;
+                                                          ``sum`` of four-vectors is their
+                                                          vector sum (zero if none)
+``nth(x, n, fill=nan)``                                   n-th object per event, else fill
+``select(x, cond)``                                       keep objects where ``cond``
+``mask(x, cond)``                                         None where ``cond`` is false
+                                                          (objects keep their places)
+``inv_mass pt_sum delta_phi delta_r mz1 mz2``             kinematics of (pt, eta, phi, m)
+``p4(pt, eta, phi, mass, charge=, pdgid=)``               four-vectors (``vector``
+``p4_cartesian(px, py, pz, E, charge=, pdgid=)``          ``Momentum4D`` records), flat
+                                                          or per object
+``concatenate(a, b, ...)``                                objects of a, then b, per event
+``sort(x, by=None, ascending=False)``                     objects ordered by ``by`` (an
+                                                          attribute name such as ``"pt"``
+                                                          or a per-object expression;
+                                                          default: the value, or pT of
+                                                          four-vectors)
+``argsort(x, by=None, ascending=False)``                  the order itself (indices)
+``take(x, idx)``                                          ``x[idx]`` per event
+``leading(x, n)``                                         the first n objects; None (so
+                                                          NaN downstream) with fewer
+``firsts(x)``                                             the first object; NaN/None if none
+``num(x)``                                                objects per event
+``combinations(x, n=2)``                                  n-tuples of distinct objects as
+                                                          records ``.a .b [.c .d]``
+``cartesian(a, b[, c, d])``                               one of each as records ``.a .b``
+========================================================  =================================
 
 Division by zero gives inf/nan as in numpy.  Flat results are numpy arrays (bool for
-conditions, float64 for numbers); per-object results stay awkward arrays.
+conditions, float64 for numbers); per-object results and four-vectors stay awkward arrays.
 
 >>> import numpy as np
 >>> Expression("(a > 1) and not (b == 2)").evaluate({"a": np.array([0, 2, 3]),
@@ -40,12 +85,24 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import vector
+from vector.backends.awkward import VectorAwkward
+from vector.backends.numpy import VectorNumpy
 
 from fivesigma.data import jagged
-from fivesigma.errors import ExpressionError, FivesigmaError, close_matches, shorten
+from fivesigma.errors import (
+    DataError,
+    ExpressionError,
+    FivesigmaError,
+    close_matches,
+    describe_exception,
+    shorten,
+)
 from fivesigma.physics import kinematics
 
-__all__ = ["CONSTANTS", "FUNCTIONS", "Expression", "ExpressionError"]
+__all__ = ["ATTRIBUTES", "CONSTANTS", "FUNCTIONS", "METHODS", "Expression", "ExpressionError"]
+
+vector.register_awkward()  # Momentum4D records get .pt, .mass, +, ak.sum, ...
 
 #: Named constants usable in expressions; they are not columns.
 CONSTANTS: dict[str, float] = {"pi": float(np.pi), "inf": float(np.inf), "nan": float(np.nan)}
@@ -104,6 +161,8 @@ def _reduction(name: str, ak_fn: Callable, empty: Any) -> Callable[[Any], Any]:
             arr = x if isinstance(x, ak.Array) else jagged.as_jagged(x)
             with np.errstate(all="ignore"):
                 out = ak_fn(arr, axis=1)
+            if out.ndim == 1 and _record_fields(out) is not None:
+                return out  # sum of four-vectors: one vector per event
             if out.ndim == 1:
                 out = _flat_out(out, empty)
                 # ak.sum/any/all have a natural value for empty lists; min/max/mean do not
@@ -111,6 +170,8 @@ def _reduction(name: str, ak_fn: Callable, empty: Any) -> Callable[[Any], Any]:
                     out = np.where(jagged.counts(arr) > 0, out, empty)
             return out
         # a flat column is one object per event: reducing it returns it unchanged
+        if isinstance(x, ak.Array) and _record_fields(x) is not None:
+            return x
         arr = np.asarray(_flat_out(x))
         if name == "any" or name == "all":
             return arr.astype(bool)
@@ -141,6 +202,311 @@ def _mz2(pt: Any, eta: Any, phi: Any, mass: Any, pdgid: Any, charge: Any) -> np.
     return kinematics.z_pairing(pt, eta, phi, mass, pdgid, charge)[1]
 
 
+# ---------------------------------------------------------------------------------------
+# object collections and four-vectors
+# ---------------------------------------------------------------------------------------
+
+#: Names of the members of the records made by combinations() and cartesian().
+_TUPLE_FIELDS = ("a", "b", "c", "d")
+
+#: Attributes of four-vectors, computed by ``vector`` whatever the stored coordinates.
+_VECTOR_ATTRIBUTES = frozenset(
+    {"pt", "eta", "phi", "mass", "m", "px", "py", "pz", "E", "energy", "rapidity", "p", "mt"}
+)
+#: Stored fields that expressions may read: the extras of p4() and the tuple members.
+_FIELD_ATTRIBUTES = frozenset({"charge", "pdgid", *_TUPLE_FIELDS})
+
+#: Every name allowed after a dot (``x.pt``); nothing else is ever looked up.
+ATTRIBUTES: frozenset[str] = _VECTOR_ATTRIBUTES | _FIELD_ATTRIBUTES
+
+#: Four-vector methods allowed as ``a.deltaR(b)``; each takes one other four-vector.
+METHODS: frozenset[str] = frozenset({"deltaR", "deltaphi", "deltaeta"})
+
+#: Sort keys that ``by="..."`` may name.
+_SORT_ATTRIBUTES = _VECTOR_ATTRIBUTES | {"charge", "pdgid"}
+
+
+def _record_fields(x: Any) -> tuple[str, ...] | None:
+    """Field names of the records in ``x`` (through lists and options); None if not records."""
+    if isinstance(x, ak.Array):
+        fields = x.fields
+        if fields:
+            return tuple(fields)
+    return None
+
+
+def _is_vector(x: Any) -> bool:
+    return isinstance(x, VectorAwkward | VectorNumpy)
+
+
+def _describe(x: Any) -> str:
+    fields = _record_fields(x)
+    if fields is not None:
+        return "records with fields " + ", ".join(fields)
+    if isinstance(x, ak.Array | np.ndarray):
+        return "numbers"
+    return f"the constant {shorten(repr(x), 40)}"
+
+
+def _n_events(x: Any) -> int | None:
+    if isinstance(x, ak.Array):
+        return len(x)
+    return len(x) if isinstance(x, np.ndarray) and x.ndim >= 1 else None
+
+
+def _same_events(fname: str, arrays: Iterable[Any]) -> None:
+    lengths = {n for n in (_n_events(a) for a in arrays) if n is not None}
+    if len(lengths) > 1:
+        raise DataError(
+            f"{fname}(): the arguments have different numbers of events "
+            f"({', '.join(map(str, sorted(lengths)))})"
+        )
+
+
+def _collection(x: Any, fname: str) -> ak.Array:
+    """One list of objects per event; a flat column (or one object per event) is one object.
+
+    A missing per-event object (None, e.g. from ``firsts``) becomes an empty list.
+    """
+    if isinstance(x, ak.Array):
+        if x.ndim >= 2:
+            return ak.from_regular(x, axis=1)
+        if x.ndim == 1:
+            return ak.singletons(x)
+    elif isinstance(x, np.ndarray) and x.ndim >= 1:
+        return jagged.as_jagged(x)
+    raise DataError(f"{fname}(): expected a column or a collection of objects, got {_describe(x)}")
+
+
+def _flat_result(x: ak.Array) -> Any:
+    """Per-event numbers -> numpy (None -> NaN, or False for booleans); records unchanged."""
+    if x.ndim != 1 or _record_fields(x) is not None:
+        return x
+    is_bool = str(ak.type(x).content).endswith("bool")
+    return _flat_out(x, False if is_bool else np.nan)
+
+
+def _vectors(fname: str, fields: dict[str, Any], charge: Any, pdgid: Any) -> ak.Array:
+    """``Momentum4D`` records from coordinate columns (jagged, flat or constants)."""
+    if charge is not None:
+        fields["charge"] = charge
+    if pdgid is not None:
+        fields["pdgid"] = pdgid
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(
+            value, ak.Array | np.ndarray | int | float | np.number
+        ):
+            raise DataError(f"{fname}(): {name} must be numbers, got {_describe(value)}")
+        if isinstance(value, ak.Array | np.ndarray) and _record_fields(value) is not None:
+            raise DataError(f"{fname}(): {name} must be numbers, got {_describe(value)}")
+    arrays = [v for v in fields.values() if isinstance(v, ak.Array | np.ndarray)]
+    if not arrays:
+        raise DataError(f"{fname}(): needs at least one column, got only constants")
+    _same_events(fname, arrays)
+    try:
+        out = ak.zip(fields, with_name="Momentum4D")
+    except ValueError as exc:  # awkward: lists of unequal length in some event
+        raise DataError(
+            f"{fname}(): {', '.join(fields)} have different numbers of objects in some events; "
+            "they must come from the same collection"
+        ) from exc
+    return ak.from_regular(out, axis=1) if out.ndim >= 2 else out
+
+
+def _p4(pt: Any, eta: Any, phi: Any, mass: Any, charge: Any = None, pdgid: Any = None) -> Any:
+    """``p4(pt, eta, phi, mass, charge=None, pdgid=None)``: four-vectors (GeV, radians).
+
+    Jagged inputs give one vector per object, flat ones one per event; constants broadcast
+    (``p4(Muon_pt, Muon_eta, Muon_phi, 0.1057)``).  ``charge``/``pdgid`` are stored as the
+    fields ``.charge``/``.pdgid``.
+    """
+    fields = {"pt": pt, "eta": eta, "phi": phi, "mass": mass}
+    return _vectors("p4", fields, charge, pdgid)
+
+
+def _p4_cartesian(px: Any, py: Any, pz: Any, E: Any, charge: Any = None, pdgid: Any = None) -> Any:
+    """``p4_cartesian(px, py, pz, E, charge=None, pdgid=None)``: four-vectors from momenta."""
+    fields = {"px": px, "py": py, "pz": pz, "E": E}
+    return _vectors("p4_cartesian", fields, charge, pdgid)
+
+
+def _attribute(value: Any, name: str) -> Any:
+    """``value.name`` for a whitelisted ``name``: a stored field or a ``vector`` property."""
+    fields = _record_fields(value)
+    if fields is not None and name in fields:
+        return value[name]
+    if name in _VECTOR_ATTRIBUTES and _is_vector(value):
+        return getattr(value, name)
+    if fields is None:
+        raise DataError(
+            f"'.{name}' needs four-vectors or pairs (p4(...), combinations(...)), "
+            f"got {_describe(value)}"
+        )
+    if name in _VECTOR_ATTRIBUTES:
+        raise DataError(f"'.{name}' needs four-vectors (p4(...)), got {_describe(value)}")
+    raise DataError(f"these objects have no '.{name}'; they are {_describe(value)}")
+
+
+def _method(value: Any, name: str, other: Any) -> Any:
+    """``value.name(other)`` for a four-vector method in :data:`METHODS`."""
+    if name not in METHODS:  # validated away; kept as a second lock
+        raise DataError(f"'.{name}(...)' is not allowed")
+    if not (_is_vector(value) and _is_vector(other)):
+        raise DataError(
+            f"'.{name}(...)' needs four-vectors (p4(...)) on both sides, got "
+            f"{_describe(value)} and {_describe(other)}"
+        )
+    return getattr(value, name)(other)
+
+
+def _concatenate(first: Any, *others: Any) -> ak.Array:
+    """``concatenate(a, b, ...)``: per event, the objects of ``a`` then those of ``b`` ..."""
+    _same_events("concatenate", (first, *others))
+    parts = [_collection(x, "concatenate") for x in (first, *others)]
+    kinds = [_record_fields(p) for p in parts]
+    for part, kind in zip(parts[1:], kinds[1:], strict=True):
+        if kind != kinds[0]:
+            raise DataError(
+                f"concatenate(): cannot merge {_describe(parts[0])} with {_describe(part)}; "
+                "build the collections alike (e.g. each with p4(pt, eta, phi, mass, charge=...))"
+            )
+    if len(parts) == 1:
+        return parts[0]
+    out = ak.concatenate(parts, axis=1)
+    if "union[" in str(out.type):
+        raise DataError("concatenate(): the collections have incompatible types; build them alike")
+    return out
+
+
+def _check_ascending(fname: str, ascending: Any) -> bool:
+    if not isinstance(ascending, bool):
+        raise DataError(f"{fname}(): ascending must be True or False, got {ascending!r}")
+    return ascending
+
+
+def _sort_key(coll: ak.Array, by: Any, fname: str) -> ak.Array:
+    """The per-object key that sort/argsort order by."""
+    if by is None:
+        if _record_fields(coll) is None:
+            return coll
+        if _is_vector(coll):
+            return coll.pt
+        raise DataError(
+            f"{fname}(): the objects are {_describe(coll)}; say what to sort by, e.g. "
+            "by=abs((pairs.a + pairs.b).mass - 91.1876)"
+        )
+    if isinstance(by, str):
+        if by not in _SORT_ATTRIBUTES:  # validated away; kept as a second lock
+            raise DataError(f"{fname}(): by={by!r} is not an attribute")
+        return _attribute(coll, by)
+    key = _collection(by, fname)
+    if _record_fields(key) is not None:
+        raise DataError(f"{fname}(): by= must be numbers per object, got {_describe(key)}")
+    _same_events(fname, (coll, key))
+    same = ak.fill_none(ak.num(coll, axis=1) == ak.num(key, axis=1), True)
+    if not ak.all(same):
+        raise DataError(
+            f"{fname}(): by= has a different number of objects than the collection in some "
+            "events; compute it from the same collection"
+        )
+    return key
+
+
+def _argsort(x: Any, by: Any = None, ascending: bool = False) -> ak.Array:
+    """``argsort(x, by=None, ascending=False)``: per-event object indices in sorted order."""
+    ascending = _check_ascending("argsort", ascending)
+    coll = _collection(x, "argsort")
+    return ak.argsort(_sort_key(coll, by, "argsort"), axis=1, ascending=ascending, stable=True)
+
+
+def _sort(x: Any, by: Any = None, ascending: bool = False) -> ak.Array:
+    """``sort(x, by=None, ascending=False)``: the objects of each event, ordered.
+
+    ``by`` is an attribute name (``by="pt"``) or a per-object expression
+    (``by=abs(x.eta)``); by default numbers sort by value and four-vectors by pT.
+    Descending (leading first) unless ``ascending=True``.
+    """
+    ascending = _check_ascending("sort", ascending)
+    coll = _collection(x, "sort")
+    key = _sort_key(coll, by, "sort")
+    return coll[ak.argsort(key, axis=1, ascending=ascending, stable=True)]
+
+
+def _take(x: Any, idx: Any) -> ak.Array:
+    """``take(x, idx)``: ``x[idx]`` per event, with ``idx`` a list of indices per event."""
+    if not (isinstance(idx, ak.Array) and idx.ndim >= 2):
+        raise DataError(
+            "take(): idx must be a list of object indices per event (e.g. argsort(...)); "
+            "for one constant index write x[:, k]"
+        )
+    content = str(ak.type(idx).content)
+    if not any(t in content for t in ("int", "uint")) or _record_fields(idx) is not None:
+        raise DataError(f"take(): idx must hold integer indices, got {content}")
+    coll = _collection(x, "take")
+    _same_events("take", (coll, idx))
+    return coll[idx]
+
+
+def _positive_int(fname: str, name: str, value: Any, lo: int = 1, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise DataError(f"{fname}(): {name} must be an integer constant, got {_describe(value)}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        accepted = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise DataError(f"{fname}(): {name} must be {accepted}, got {value}")
+    return value
+
+
+def _leading(x: Any, n: int) -> ak.Array:
+    """``leading(x, n)``: the first ``n`` objects; None for events with fewer than ``n``."""
+    n = _positive_int("leading", "n", n)
+    coll = _collection(x, "leading")
+    enough = ak.to_numpy(ak.fill_none(ak.num(coll, axis=1), 0)) >= n
+    return ak.mask(coll[:, :n], enough)
+
+
+def _firsts(x: Any) -> Any:
+    """``firsts(x)``: the first object of each event; NaN (None for records) if none."""
+    if isinstance(x, ak.Array) and x.ndim >= 2:
+        return _flat_result(ak.firsts(x, axis=1))
+    if isinstance(x, np.ndarray) and x.ndim >= 2:
+        return jagged.nth(x, 0)
+    return x  # a flat column is one object per event
+
+
+def _num(x: Any) -> np.ndarray:
+    """``num(x)``: number of objects per event (0 where the event's list is None)."""
+    if isinstance(x, ak.Array) and x.ndim >= 2:
+        return np.asarray(ak.to_numpy(ak.fill_none(ak.num(x, axis=1), 0)), dtype=np.int64)
+    return jagged.counts(x)
+
+
+def _mask(x: Any, cond: Any) -> Any:
+    """``mask(x, cond)``: None (NaN when flat) where ``cond`` is false; objects keep places."""
+    if _is_ak(x, cond):
+        if not isinstance(x, ak.Array):
+            x = ak.Array(np.asarray(x))
+        return ak.mask(x, cond)
+    return np.where(cond, x, np.nan)
+
+
+def _combinations(x: Any, n: int = 2) -> ak.Array:
+    """``combinations(x, n=2)``: every set of ``n`` distinct objects of an event, as records
+    with members ``.a .b`` (``.c .d`` for n = 3, 4), in object order."""
+    n = _positive_int("combinations", "n", n, lo=2, hi=len(_TUPLE_FIELDS))
+    coll = _collection(x, "combinations")
+    return ak.combinations(coll, n, axis=1, fields=list(_TUPLE_FIELDS[:n]))
+
+
+def _cartesian(a: Any, b: Any, c: Any = None, d: Any = None) -> ak.Array:
+    """``cartesian(a, b[, c, d])``: every choice of one object from each collection, per
+    event, as records with members ``.a .b`` (``.c .d``)."""
+    given = [x for x in (a, b, c, d) if x is not None]
+    _same_events("cartesian", given)
+    colls = {k: _collection(x, "cartesian") for k, x in zip(_TUPLE_FIELDS, given, strict=False)}
+    return ak.cartesian(colls, axis=1)
+
+
 #: The whitelist of functions callable from expressions.  All accept numpy and awkward
 #: arrays; reductions work over the objects of each event.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -160,6 +526,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sinh": np.sinh,
     "cosh": np.cosh,
     "tanh": np.tanh,
+    "arcsinh": np.arcsinh,
+    "arccosh": np.arccosh,
+    "arctanh": np.arctanh,
     "minimum": np.minimum,
     "maximum": np.maximum,
     "where": _where,
@@ -183,6 +552,31 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "delta_r": kinematics.delta_r,
     "mz1": _mz1,
     "mz2": _mz2,
+    # four-vectors (scikit-hep vector Momentum4D records)
+    "p4": _p4,
+    "p4_cartesian": _p4_cartesian,
+    # object collections (awkward, per event)
+    "concatenate": _concatenate,
+    "sort": _sort,
+    "argsort": _argsort,
+    "take": _take,
+    "leading": _leading,
+    "firsts": _firsts,
+    "num": _num,
+    "mask": _mask,
+    "combinations": _combinations,
+    "cartesian": _cartesian,
+}
+
+#: Keyword arguments that take expressions (not only constants): (function, keyword) ->
+#: "array" (any expression) or "key" (an attribute name in quotes, or any expression).
+_KEYWORD_KINDS: dict[tuple[str, str], str] = {
+    ("p4", "charge"): "array",
+    ("p4", "pdgid"): "array",
+    ("p4_cartesian", "charge"): "array",
+    ("p4_cartesian", "pdgid"): "array",
+    ("sort", "by"): "key",
+    ("argsort", "by"): "key",
 }
 
 _REDUCTIONS = {"sum", "min", "max", "mean", "any", "all", "count"}
@@ -222,7 +616,6 @@ _CMPOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
 
 # names of rejected constructs, for messages that say what was written
 _CONSTRUCT_NAMES: dict[type, str] = {
-    ast.Attribute: "attribute access",
     ast.Lambda: "lambda",
     ast.ListComp: "list comprehension",
     ast.SetComp: "set comprehension",
@@ -244,7 +637,12 @@ _CONSTRUCT_NAMES: dict[type, str] = {
 
 _ALLOWED = (
     "allowed: column names, numbers, + - * / // % ** & | ^ ~, comparisons, and/or/not, "
-    "x[:, i] subscripts and the functions listed in fivesigma.data.expressions.FUNCTIONS"
+    "x[:, i] subscripts, four-vector attributes such as x.pt and calls of named functions"
+)
+
+_TEXT_HINT = (
+    'text is allowed only in == / != comparisons with a text column (Label == "s") '
+    'and as by="pt" of sort()/argsort()'
 )
 
 
@@ -269,6 +667,10 @@ class Expression:
         The expression as written by the user.
     what
         How errors name it, e.g. ``"selection"`` or ``"derived 'm4l'"``.
+    functions
+        Extra functions callable by name (a user features module, see
+        :func:`fivesigma.data.features_module.load_features_module`); their names must
+        not clash with :data:`FUNCTIONS` or :data:`CONSTANTS`.
 
     Attributes
     ----------
@@ -284,8 +686,21 @@ class Expression:
         At construction, if the text is not valid or uses anything outside the whitelist.
     """
 
-    def __init__(self, text: str, what: str = "expression") -> None:
+    def __init__(
+        self,
+        text: str,
+        what: str = "expression",
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.what = what
+        self._functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
+        if functions:
+            clash = sorted(set(functions) & (set(FUNCTIONS) | set(CONSTANTS)))
+            if clash:
+                raise ExpressionError(
+                    f"{what}: user function {clash[0]!r} clashes with a built-in name; rename it"
+                )
+            self._functions = {**FUNCTIONS, **functions}
         if not isinstance(text, str):
             raise ExpressionError(f"{what}: expected an expression string, got {text!r}")
         self.text = text
@@ -350,7 +765,9 @@ class Expression:
         elif isinstance(node, ast.Constant):
             value = node.value
             if isinstance(value, str):
-                raise _Reject(f"string constant {value!r} is not allowed; {_ALLOWED}")
+                raise _Reject(
+                    f"string constant {shorten(repr(value))} is not allowed; {_TEXT_HINT}"
+                )
             if not isinstance(value, bool | int | float):
                 raise _Reject(f"constant {value!r} is not allowed; only int, float, True/False")
         elif isinstance(node, ast.BinOp):
@@ -372,6 +789,13 @@ class Expression:
                         "use == != < <= > >="
                     )
             for operand in [node.left, *node.comparators]:
+                if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+                    if not all(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops):
+                        raise _Reject(
+                            f"text {shorten(repr(operand.value))} can only be compared with "
+                            "== or !="
+                        )
+                    continue
                 # `a > 1 & b < 2` parses as `a > (1 & b) < 2`: catch this classic slip
                 if (
                     isinstance(operand, ast.BinOp)
@@ -389,11 +813,23 @@ class Expression:
         elif isinstance(node, ast.Subscript):
             self._index(node.slice)  # validates
             self._check(node.value, names)
+        elif isinstance(node, ast.Attribute):
+            self._check_attribute(node.attr)
+            self._check(node.value, names)
         else:
             construct = _CONSTRUCT_NAMES.get(type(node), type(node).__name__)
-            if isinstance(node, ast.Attribute):
-                construct = f"attribute access '.{node.attr}'"
             raise _Reject(f"{construct} is not allowed; {_ALLOWED}")
+
+    @staticmethod
+    def _check_attribute(attr: str) -> None:
+        if attr in ATTRIBUTES:
+            return
+        if attr in METHODS:
+            raise _Reject(f"'.{attr}' is a method: call it as a.{attr}(b)")
+        raise _Reject(
+            f"attribute access '.{shorten(attr)}' is not allowed; attributes: "
+            + " ".join(f".{a}" for a in sorted(ATTRIBUTES, key=str.lower))
+        )
 
     @staticmethod
     def _check_name(name: str) -> None:
@@ -401,18 +837,28 @@ class Expression:
             raise _Reject(f"name {name!r} is not allowed (no dunder names); use column names")
 
     def _check_call(self, node: ast.Call, names: set[str]) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in METHODS:
+            self._check_method(node, node.func, names)
+            return
         if not isinstance(node.func, ast.Name):
-            what = (
-                f"method call '.{node.func.attr}(...)'"
-                if isinstance(node.func, ast.Attribute)
-                else f"calling {self._segment(node.func)!r}"
-            )
-            raise _Reject(f"{what} is not allowed; call functions by name: {_function_list()}")
-        fname = node.func.id
-        if fname not in FUNCTIONS:
+            if isinstance(node.func, ast.Attribute):
+                attr = shorten(node.func.attr)
+                hint = (
+                    f"'.{attr}' is an attribute: write x.{attr}"
+                    if attr in ATTRIBUTES
+                    else "methods: " + ", ".join(f".{m}(b)" for m in sorted(METHODS))
+                )
+                raise _Reject(f"method call '.{attr}(...)' is not allowed; {hint}")
             raise _Reject(
-                f"unknown function {fname!r}; {close_matches(fname, FUNCTIONS)} "
-                "(see fivesigma.data.expressions.FUNCTIONS)"
+                f"calling {self._segment(node.func)!r} is not allowed; call functions by name: "
+                f"{self._function_list()}"
+            )
+        fname = node.func.id
+        if fname not in self._functions:
+            matches = close_matches(fname, self._functions)
+            hint = f"{matches} " if matches.startswith("did you mean") else ""
+            raise _Reject(
+                f"unknown function {shorten(fname)!r}; {hint}functions: {self._function_list()}"
             )
         for arg in node.args:
             if isinstance(arg, ast.Starred):
@@ -423,7 +869,19 @@ class Expression:
                 raise _Reject(
                     f"keyword splat '**' in {fname}() is not allowed; write name=constant"
                 )
-            self._constant(kw.value, f"keyword argument {kw.arg}= of {fname}()")
+            kind = _KEYWORD_KINDS.get((fname, kw.arg)) if fname in FUNCTIONS else None
+            value = kw.value
+            if kind == "key" and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                if value.value not in _SORT_ATTRIBUTES:
+                    raise _Reject(
+                        f"{fname}(by={shorten(repr(value.value))}): not an attribute; use one of "
+                        + ", ".join(repr(a) for a in sorted(_SORT_ATTRIBUTES, key=str.lower))
+                        + " or an expression such as by=abs(x.eta)"
+                    )
+            elif kind is not None:
+                self._check(value, names)
+            else:
+                self._constant(value, f"keyword argument {kw.arg}= of {fname}()")
         if fname in _REDUCTIONS and (len(node.args) != 1 or node.keywords):
             hint = ""
             if fname in ("min", "max"):
@@ -431,7 +889,22 @@ class Expression:
             raise _Reject(
                 f"{fname}() takes exactly one argument, the per-event list to reduce{hint}"
             )
-        _check_arity(fname, len(node.args), [kw.arg for kw in node.keywords if kw.arg])
+        _check_arity(
+            fname,
+            self._functions[fname],
+            len(node.args),
+            [kw.arg for kw in node.keywords if kw.arg],
+        )
+
+    def _check_method(self, node: ast.Call, func: ast.Attribute, names: set[str]) -> None:
+        """``a.deltaR(b)``: one of :data:`METHODS` with exactly one positional argument."""
+        if len(node.args) != 1 or node.keywords or isinstance(node.args[0], ast.Starred):
+            raise _Reject(f".{func.attr}() takes exactly one argument, the other four-vector(s)")
+        self._check(func.value, names)
+        self._check(node.args[0], names)
+
+    def _function_list(self) -> str:
+        return ", ".join(sorted(self._functions))
 
     def _constant(self, node: ast.AST, where: str) -> Any:
         """Value of a constant keyword argument: number, bool, None, -number, pi/inf/nan."""
@@ -515,13 +988,24 @@ class Expression:
             raise
         except FivesigmaError as exc:
             raise self._error(_one_line(exc)) from exc
-        except (TypeError, ValueError, IndexError, ArithmeticError) as exc:
+        except (
+            TypeError,
+            ValueError,
+            IndexError,
+            ArithmeticError,
+            AttributeError,
+            KeyError,
+        ) as exc:
             # e.g. `~` on floats, nth(x, col), lists of unequal length; one line only
             raise self._error(f"cannot evaluate: {_one_line(exc)}") from exc
         return self._finish(result, n_events)
 
     def _finish(self, result: Any, n_events: int | None) -> Any:
         if isinstance(result, ak.Array):
+            if result.ndim == 1 and _record_fields(result) is not None:
+                # one four-vector (or pair) per event, e.g. sum(leptons): stays awkward
+                self._check_length(len(result), n_events)
+                return result
             if result.ndim == 1:
                 is_bool = str(ak.type(result).content).endswith("bool")
                 result = _flat_out(result, False if is_bool else np.nan)
@@ -593,28 +1077,53 @@ class Expression:
             for op, comp in zip(node.ops, node.comparators, strict=True):
                 right = self._eval(comp, columns)
                 _, fn = _CMPOPS[type(op)]
-                this = fn(left, right)
+                if isinstance(right, str) or isinstance(left, str):
+                    this = _compare_text(fn, left, right)
+                else:
+                    this = fn(left, right)
                 result = this if result is None else np.logical_and(result, this)
                 left = right
             return result
         if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):  # validated: a.deltaR(b) and the like
+                value = self._eval(node.func.value, columns)
+                return _method(value, node.func.attr, self._eval(node.args[0], columns))
             fname = node.func.id  # type: ignore[attr-defined]  # validated: a Name
             args = [self._eval(arg, columns) for arg in node.args]
-            kwargs = {kw.arg: self._constant(kw.value, kw.arg) for kw in node.keywords}
+            kwargs = {kw.arg: self._keyword(fname, kw, columns) for kw in node.keywords}
             try:
-                return FUNCTIONS[fname](*args, **kwargs)
+                return self._functions[fname](*args, **kwargs)
             except (FivesigmaError, TypeError) as exc:
                 message = _one_line(exc)
                 if not message.startswith(f"{fname}()"):
                     message = f"{fname}(): {message}"
                 raise self._error(message) from exc
+            except Exception as exc:
+                if fname in FUNCTIONS:
+                    raise
+                # a user function (features module): any failure is one line naming it
+                raise self._error(f"{fname}() raised {describe_exception(exc)}") from exc
         if isinstance(node, ast.Subscript):
             return _subscript(self._eval(node.value, columns), self._index(node.slice))
+        if isinstance(node, ast.Attribute):  # validated: node.attr is in ATTRIBUTES
+            return _attribute(self._eval(node.value, columns), node.attr)
         raise self._error(f"{type(node).__name__} cannot be evaluated")  # validated away
+
+    def _keyword(self, fname: str, kw: ast.keyword, columns: Mapping[str, Any]) -> Any:
+        """Value of a keyword argument: a constant, or an expression where the function
+        takes one (:data:`_KEYWORD_KINDS`)."""
+        key = (fname, kw.arg or "")
+        kind = _KEYWORD_KINDS.get(key) if fname in FUNCTIONS else None
+        if kind is None:
+            return self._constant(kw.value, kw.arg or "")
+        if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+            return kw.value.value  # an attribute name, validated against _SORT_ATTRIBUTES
+        return self._eval(kw.value, columns)
 
 
 def _subscript(value: Any, index: Any) -> Any:
-    """``value[index]``, safe for ``x[:, k]`` on jagged data (NaN where too short)."""
+    """``value[index]``, safe for ``x[:, k]`` on jagged data (NaN, or None for records,
+    where too short)."""
     if (
         isinstance(value, ak.Array)
         and isinstance(index, tuple)
@@ -623,29 +1132,62 @@ def _subscript(value: Any, index: Any) -> Any:
         and isinstance(index[1], int)
         and value.ndim == 2
     ):
-        return jagged.nth(value, index[1])
+        k = index[1]
+        if _record_fields(value) is not None:
+            # a one-wide window is empty (not an IndexError) when the event is too short
+            window = value[:, k : k + 1] if k != -1 else value[:, -1:]
+            return ak.firsts(window, axis=1)
+        return jagged.nth(value, k)
     if not isinstance(value, ak.Array | np.ndarray):
         raise TypeError(f"cannot subscript a constant ({value!r})")
     return value[index]
 
 
-def _function_list() -> str:
-    return ", ".join(sorted(FUNCTIONS))
+def _is_text(x: Any) -> bool:
+    """Whether ``x`` holds text: numpy str/object, or awkward strings (flat or per object)."""
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "USO"
+    if isinstance(x, ak.Array):
+        t = x.type.content
+        while isinstance(t, ak.types.ListType | ak.types.RegularType | ak.types.OptionType):
+            if t.parameters.get("__array__") == "string":
+                return True
+            t = t.content
+    return False
 
 
-def _check_arity(fname: str, n_args: int, keywords: list[str]) -> None:
+def _compare_text(fn: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    """``Label == "s"``: only a text column compares with text."""
+    column = right if isinstance(left, str) else left
+    text = left if isinstance(left, str) else right
+    if not isinstance(column, str) and not _is_text(column):
+        raise DataError(
+            f"comparing {_describe(column)} with the text {shorten(repr(text), 40)}; "
+            "the column does not hold text"
+        )
+    return fn(left, right)
+
+
+def _check_arity(fname: str, fn: Callable[..., Any], n_args: int, keywords: list[str]) -> None:
     """Reject wrong argument counts / unknown keywords before any data is read."""
-    fn = FUNCTIONS[fname]
     if isinstance(fn, np.ufunc):
         if n_args != fn.nin or keywords:
             plural = "s" if fn.nin != 1 else ""
             raise _Reject(f"{fname}() takes {fn.nin} positional argument{plural}, got {n_args}")
         return
     try:
-        inspect.signature(fn).bind(*([None] * n_args), **dict.fromkeys(keywords))
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a user's builtin or C function without a signature: checked when called
+    try:
+        signature.bind(*([None] * n_args), **dict.fromkeys(keywords))
     except TypeError as exc:
         params = ", ".join(
-            p.name if p.default is p.empty else f"{p.name}={p.default!r}"
-            for p in inspect.signature(fn).parameters.values()
+            f"*{p.name}"
+            if p.kind is p.VAR_POSITIONAL
+            else p.name
+            if p.default is p.empty
+            else f"{p.name}={p.default!r}"
+            for p in signature.parameters.values()
         )
         raise _Reject(f"{fname}(): {exc}; signature: {fname}({params})") from None

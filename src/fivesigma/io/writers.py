@@ -7,6 +7,7 @@ computed, so inputs larger than memory are fine, and the file appears only when 
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def check_apply_paths(out: str | Path, patterns: Sequence[str]) -> Path:
         raise OutputError(f"output '{out}' is an existing directory; give a file name")
     target = out.resolve()
     for pattern in patterns:
-        for path in expand_files([pattern], Path.cwd()):
+        # missing inputs are the reader's to report: look only at what exists
+        for path in [pattern, *glob.glob(pattern)]:
             if Path(path).resolve() == target:
                 raise OutputError(
                     f"output '{out}' is one of the input files; writing there would replace "

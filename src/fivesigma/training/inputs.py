@@ -1,7 +1,8 @@
 """Input checks shared by every estimator (event classifiers, jet taggers, ...).
 
-Labels, event weights and class weights are validated the same way everywhere, with the
-same one-line errors.  numpy only (``torch_threads`` imports torch when used).
+Inputs (tables of features, padded jet constituents), labels, event weights and class
+weights are validated the same way everywhere, with the same one-line errors.  numpy only
+(``torch_threads`` imports torch when used).
 """
 
 from __future__ import annotations
@@ -14,7 +15,151 @@ import numpy as np
 
 from fivesigma.errors import DataError, ModelError
 
-__all__ = ["apply_class_weight", "as_labels", "as_weights", "stratified_holdout", "torch_threads"]
+__all__ = [
+    "CONSTITUENT_KEYS",
+    "apply_class_weight",
+    "as_constituents",
+    "as_labels",
+    "as_table",
+    "as_weights",
+    "class_count",
+    "feature_names_of",
+    "stratified_holdout",
+    "torch_threads",
+]
+
+#: the arrays of a batch of padded jet constituents, in the order models take them
+CONSTITUENT_KEYS = ("x", "v", "mask")
+
+
+def feature_names_of(X: Any) -> list[str] | None:
+    """Column names of a DataFrame-like ``X`` (its ``columns``), else None."""
+    cols = getattr(X, "columns", None)
+    return [str(c) for c in cols] if cols is not None else None
+
+
+def as_table(X: Any, name: str = "X") -> np.ndarray:
+    """``X`` as a finite float64 matrix ``(n_events, n_features)`` with at least one row."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name} cannot be read as a numeric matrix: {err}") from None
+    if arr.ndim != 2:
+        hint = "; use X.reshape(-1, 1) for a single feature" if arr.ndim == 1 else ""
+        raise DataError(f"{name} must be 2-D (n_events, n_features), got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} has no events")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        cols = np.flatnonzero(bad.any(axis=0)).tolist()
+        raise DataError(
+            f"{name} contains {int(bad.sum())} NaN/inf values (in feature columns {cols[:10]}); "
+            "remove or fill them before training or scoring"
+        )
+    return arr
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # a torch tensor
+        a = a.detach().cpu().numpy()
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"input cannot be read as an array: {err}") from None
+
+
+def as_constituents(
+    inputs: Any, name: str = "inputs", n_features: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate padded jet constituents and return ``(x, v, mask)`` (float32, float32, bool).
+
+    ``inputs`` is a dict of arrays (numpy or torch): ``x`` (n_jets, P, F) particle
+    features, ``v`` (n_jets, P, 4) four-momenta, ``mask`` (n_jets, P), True (or 1) for
+    real particles.  Padded entries of ``x`` and ``v`` are set to 0 whatever they held;
+    NaN/inf in a real particle raise :class:`DataError`.
+    """
+    if not isinstance(inputs, Mapping):
+        raise DataError(
+            f"{name} must be a dict with keys 'x', 'v', 'mask', got {type(inputs).__name__}"
+        )
+    missing = [k for k in CONSTITUENT_KEYS if k not in inputs]
+    if missing:
+        raise DataError(
+            f"{name} lacks {', '.join(repr(m) for m in missing)}; it needs 'x' (n_jets, P, F), "
+            "'v' (n_jets, P, 4) and 'mask' (n_jets, P)"
+        )
+
+    def numeric(key: str) -> np.ndarray:
+        arr = _to_numpy(inputs[key])
+        if arr.dtype.kind not in "fiub":
+            raise DataError(f"{name}['{key}'] has dtype {arr.dtype}; expected a float array")
+        return arr.astype(np.float32, copy=False)
+
+    x, v = numeric("x"), numeric("v")
+    mask = _to_numpy(inputs["mask"])
+    if x.ndim != 3:
+        raise DataError(f"{name}['x'] must be 3-D (n_jets, P, n_features), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise DataError(f"{name} has no jets")
+    n, p = x.shape[:2]
+    if v.shape != (n, p, 4):
+        raise DataError(
+            f"{name}['v'] has shape {v.shape}; expected {(n, p, 4)} (px, py, pz, E per particle, "
+            "same jets and particles as 'x')"
+        )
+    if mask.shape != (n, p):
+        raise DataError(
+            f"{name}['mask'] has shape {mask.shape}; expected {(n, p)} like x's first two axes"
+        )
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iuf" or not np.all((mask == 0) | (mask == 1)):
+            raise DataError(
+                f"{name}['mask'] has dtype {mask.dtype} with values other than 0/1; "
+                "expected a bool array (True = real particle)"
+            )
+        mask = mask.astype(bool)
+    if n_features is not None and x.shape[2] != n_features:
+        raise DataError(
+            f"{name}['x'] has {x.shape[2]} features per particle but the tagger was trained "
+            f"on {n_features}"
+        )
+    keep = mask[..., None]
+    x = np.where(keep, x, np.float32(0))
+    v = np.where(keep, v, np.float32(0))
+    for key, arr in (("x", x), ("v", v)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise DataError(
+                f"{name}['{key}'] has {int(bad.sum())} NaN/inf values in real particles; "
+                "fill or remove them first"
+            )
+    return np.ascontiguousarray(x), np.ascontiguousarray(v), np.ascontiguousarray(mask)
+
+
+def class_count(y: np.ndarray, n_classes: int | None = None, what: str = "model") -> int:
+    """The number of classes K of training labels ``y`` (0..K-1 with every class present).
+
+    ``n_classes`` (an estimator's fixed class count, e.g. a tagger's) allows labels that
+    miss some classes.
+    """
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise DataError(
+            f"training labels contain only class {int(classes[0])}; need both signal (1) and "
+            "background (0), or classes 0..K-1"
+        )
+    if n_classes is None:
+        if classes[-1] != classes.size - 1:
+            raise DataError(
+                f"training labels are {classes.tolist()}; classes must be 0..K-1 with every "
+                "class present"
+            )
+        return int(classes.size)
+    if not isinstance(n_classes, int | np.integer) or isinstance(n_classes, bool) or n_classes < 2:
+        raise ModelError(f"{what} n_classes must be an integer >= 2 or None, got {n_classes!r}")
+    if classes[-1] >= n_classes:
+        raise DataError(f"training labels go up to {int(classes[-1])} but n_classes is {n_classes}")
+    return int(n_classes)
 
 
 def as_labels(y: Any, n: int, name: str, xname: str) -> np.ndarray:

@@ -8,7 +8,7 @@ Output, one row per input event, in input order (file after file, entry after en
 
 ``file_index``  position of the input file in the command line
 ``entry``       entry number inside that file
-``score``       the model's signal probability; NaN where a feature is NaN/inf (e.g. an
+``score``       the model's signal probability (``decision_function``); NaN where a feature is NaN/inf (e.g. an
                 event with fewer leptons than a feature needs)
 ``selected``    whether the event passes the training selection
 
@@ -26,7 +26,8 @@ import numpy as np
 
 from fivesigma.data import check_file, iter_chunks, needed_columns, process_chunk
 from fivesigma.data.config import DataConfig, SampleConfig
-from fivesigma.estimators.tabular import BaseClassifier, load
+from fivesigma.errors import ModelError
+from fivesigma.estimators import Estimator, load
 from fivesigma.io.writers import check_output_path, ordered_inputs, write_columns
 
 __all__ = ["apply_bundle", "score_chunks"]
@@ -49,7 +50,7 @@ def _data_config(
 
 
 def score_chunks(
-    est: BaseClassifier,
+    est: Estimator,
     data: dict[str, Any],
     files: Sequence[Path],
     tree: str,
@@ -68,7 +69,7 @@ def score_chunks(
             good = np.isfinite(X).all(axis=1)
             score = np.full(len(X), np.nan)
             if good.any():
-                score[good] = est.score(X[good])
+                score[good] = est.decision_function(X[good])
             selected = (
                 np.asarray(part.columns[_SELECTED], dtype=bool)
                 if extra
@@ -103,6 +104,11 @@ def apply_bundle(
     Returns a small summary: events scored, selected, output path.
     """
     est = load(bundle)
+    if est.inputs != "table":
+        raise ModelError(
+            f"model bundle '{bundle}' holds a {est.kind!r} model, which does not take a table "
+            "of event features"
+        )
     data = getattr(est, "bundle_data_", {}) or {}
     tree = tree or data.get("tree") or "Events"
     files = ordered_inputs(inputs)

@@ -111,6 +111,24 @@ def _check_split_has_both_classes(y: np.ndarray, split: np.ndarray) -> None:
             )
 
 
+def _check_training_weights(dataset, y: np.ndarray, w: np.ndarray, train: np.ndarray) -> None:
+    """Weights that leave nothing to learn from are named before any training."""
+    for i, name in enumerate(dataset.sample_names):
+        in_sample = train & (dataset.sample == i)
+        if in_sample.any() and not np.any(w[in_sample] != 0):
+            raise DataError(
+                f"sample {name!r}: every training event has weight 0 (check its weight "
+                "expression or normalisation); a model cannot learn from it"
+            )
+    for cls, what in ((1, "signal"), (0, "background")):
+        total = float(w[train & (y == cls)].sum())
+        if not total > 0:
+            raise DataError(
+                f"the {what} training events' weights sum to {total:g}; the models need a "
+                f"positive total weight for each class (check the {what} samples' weights)"
+            )
+
+
 def _make_model(spec, index: int, cfg: ClassifyConfig, out: Path, progress: bool) -> BaseClassifier:
     params = dict(spec.params)
     try:
@@ -130,13 +148,8 @@ def _make_model(spec, index: int, cfg: ClassifyConfig, out: Path, progress: bool
 
 
 def _n_parameters(est: BaseClassifier) -> int | None:
-    net = getattr(est, "net_", None)
-    if net is not None:
-        return int(sum(p.numel() for p in net.parameters()))
-    coef = getattr(est, "coef_", None)
-    if coef is not None:
-        return int(np.size(coef) + np.size(getattr(est, "intercept_", 0)))
-    return None
+    """Network weights, logistic coefficients or BDT tree nodes (``est.n_parameters()``)."""
+    return est.n_parameters()
 
 
 def _model_metrics(cfg: ClassifyConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> dict[str, Any]:
@@ -193,6 +206,7 @@ def run(
     w = dataset.weight.astype(np.float64)
     split = dataset.split
     _check_split_has_both_classes(y, split)
+    _check_training_weights(dataset, y, w, split == SPLIT_TRAIN)
     tr, va, te = (split == SPLIT_TRAIN), (split == SPLIT_VALID), (split == SPLIT_TEST)
     has_valid = bool(va.any()) and set(np.unique(y[va]).tolist()) == {0, 1}
 
@@ -201,11 +215,11 @@ def run(
     for spec, est in zip(cfg.models, estimators, strict=True):
         t0 = time.perf_counter()
         if has_valid:
-            est.fit(X[tr], y[tr], w[tr], X[va], y[va], w[va], feature_names=names)
+            est.fit(X[tr], y[tr], w[tr], valid=(X[va], y[va], w[va]), feature_names=names)
         else:
             est.fit(X[tr], y[tr], w[tr], feature_names=names)
         train_time = time.perf_counter() - t0
-        s_tr, s_te = est.score(X[tr]), est.score(X[te])
+        s_tr, s_te = est.decision_function(X[tr]), est.decision_function(X[te])
         m = _model_metrics(cfg, y[tr], w[tr], s_tr, y[te], w[te], s_te)
         m["n_parameters"] = _n_parameters(est)
         m["train_time_s"] = train_time
@@ -218,7 +232,7 @@ def run(
     ranking = None
     if cfg.evaluation.ranking_repeats > 0:
         ranking = M.permutation_importance(
-            best.estimator.score,
+            best.estimator.decision_function,
             X[te],
             y_te,
             w_te,

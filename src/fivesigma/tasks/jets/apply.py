@@ -64,9 +64,14 @@ def apply_tagger(
     bundle: str | Path, inputs: Sequence[str], out: str | Path, chunk_jets: int = 100_000
 ) -> dict[str, Any]:
     """Score the jets in ``inputs`` (files or glob patterns, in the order given)."""
-    from fivesigma.tasks.jets.tagger import load
+    from fivesigma.estimators import load
 
     tagger = load(bundle)
+    if getattr(tagger, "inputs", None) != "constituents":
+        raise ModelError(
+            f"model bundle '{bundle}' holds a {tagger.kind!r} model, which does not take jet "
+            "constituents"
+        )
     files = ordered_inputs(inputs)
     out = check_output_path(out)
     n = write_columns(_score_chunks(tagger, files, chunk_jets), out)

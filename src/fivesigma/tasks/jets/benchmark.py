@@ -20,14 +20,13 @@ Numbers are reported as mean +- std over the seeds (std is 0 for one seed).  The
 classical baseline is a BDT (xgboost) on jet observables: mass, pT, number of
 constituents and the N-subjettiness ratios tau21 and tau32 (with tau1..3).
 
-Outputs in ``out``: ``benchmark.md`` (the table), ``benchmark.json`` (everything) and
-``benchmark.html`` (table, ROC curves as rejection vs efficiency on a log scale, score
+Outputs in ``out``: ``benchmark.md`` (the table), ``metrics.json`` (everything) and
+``report.html`` (table, ROC curves as rejection vs efficiency on a log scale, score
 distributions), each written atomically.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from fivesigma import metrics as M
 from fivesigma.core.files import atomic_file, check_writable_dir, ensure_writable_dir
 from fivesigma.errors import ConfigError, DataError, close_matches
+from fivesigma.physics.labels import FLAVOUR, TOP_VS_QCD
 
 __all__ = ["TAGGER_ORDER", "BenchmarkSettings", "run_benchmark"]
 
@@ -62,12 +62,9 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "top": Task(
-        ("QCD", "top"), {0: 0, 1: 0, 2: 0, 3: 0, 4: 1}, ("top", "qcd"), "top vs QCD jets", "qcd"
-    ),
+    "top": Task(*TOP_VS_QCD, ("top", "qcd"), "top vs QCD jets", "qcd"),
     "flavour": Task(
-        ("b", "c", "uds", "g", "top"),
-        {3: 0, 2: 1, 0: 2, 1: 3, 4: 4},
+        *FLAVOUR,
         ("qcd", "qcd_bb", "qcd_cc", "top"),
         "5 classes: b, c, light-quark, gluon and top jets (one-vs-rest numbers per class)",
     ),
@@ -163,6 +160,9 @@ class BenchmarkSettings:
                 "max_particles": 100,
             }
         )
+        if kw.get("data"):
+            # the files' own jets and split: extra generated test jets do not belong there
+            sizes.pop("test_background", None)
         return cls(
             **{
                 **sizes,
@@ -251,18 +251,26 @@ def _split_codes(n: int, seed: int, fractions: tuple[float, float, float]) -> np
 
 
 def load_task_jets(settings: BenchmarkSettings):
-    """(JetSample, class indices, split codes) for the task's classes."""
-    from fivesigma.io.jets import concatenate, read_jets
+    """(JetSample, class indices, split codes) for the task's classes.
+
+    With ``data``, the split the files give is used as it is (the published
+    ``train``/``val``/``test`` files of the Top Quark Tagging Reference Dataset, or their
+    ``ttv`` column; :func:`fivesigma.io.jets.read_jets_with_split`): train for training,
+    validation for early stopping, test for every number.  Only files that give no split
+    get the seeded random one (``settings.split``).
+    """
+    from fivesigma.io.jets import concatenate, read_jets, read_jets_with_split
 
     task = TASKS[settings.task]
     if settings.data:
-        sample = read_jets(settings.data)
-        ttv = sample.meta.get("ttv") if isinstance(sample.meta, dict) else None
-        split = (
-            np.asarray(ttv, dtype=np.int8)
-            if ttv is not None
-            else _split_codes(len(sample), settings.seed, settings.split)
-        )
+        sample, split = read_jets_with_split(settings.data)
+        if split is None:
+            split = _split_codes(len(sample), settings.seed, settings.split)
+        elif not np.any(split == 1):
+            raise DataError(
+                "the files give a train/validation/test split but no validation jets (val.h5 "
+                f"of the published dataset) to stop the training on: add them to {settings.data}"
+            )
     else:
         from fivesigma.generate import cached_sample
 
@@ -377,16 +385,14 @@ def _train_bdt(sample, y, split, seed: int, params: dict[str, Any]):
     est = make_estimator(
         "bdt", **{"n_estimators": 400, "max_depth": 4, "learning_rate": 0.1, "seed": seed, **params}
     )
-    est.fit(X[tr], y[tr], X_val=X[va], y_val=y[va], feature_names=names)
+    est.fit(X[tr], y[tr], valid=(X[va], y[va]), feature_names=names)
     prob, t = _predict_timed(est.predict_proba, X[te], int(te.sum()))
     return est, prob, _bdt_nodes(est), t
 
 
 def _bdt_nodes(est) -> int | None:
-    booster = getattr(est, "booster_", None)
-    if booster is None:
-        return None
-    return int(sum(d.count("leaf") + d.count("[f") for d in booster.get_dump()))
+    """The BDT's size: its tree nodes, splits and leaves (``est.n_parameters()``)."""
+    return est.n_parameters()
 
 
 def _train_tagger(
@@ -504,12 +510,12 @@ def run_benchmark(settings: BenchmarkSettings, out: str | Path) -> dict[str, Any
             est.save(
                 out / "models" / name, data=spec, metadata={"benchmark": result["taggers"][name]}
             )
-    write_metrics_json(result, out / "benchmark.json")
+    write_metrics_json(result, out / "metrics.json")
     classes = TASKS[settings.task].classes
     table = markdown_table(summary, classes, device=result["device"])
     with atomic_file(out / "benchmark.md") as tmp:
         tmp.write_text(table + "\n")
-    _write_html(out / "benchmark.html", classes, summary, y_test, probs, result)
+    _write_html(out / "report.html", classes, summary, y_test, probs, result)
     result["table"] = table
     return result
 
@@ -619,7 +625,7 @@ def statistics_note(summary: dict[str, dict[str, Any]], classes: tuple[str, ...]
     interval = (
         "[brackets]: 68% interval from that count (Clopper-Pearson)"
         if runs == 1
-        else "68% intervals from that count are in benchmark.json"
+        else "68% intervals from that count are in metrics.json"
     )
     return (
         f"{n_bkg[0]} test background jets: a rejection R rests on {n_bkg[0]}/R of them, so "
@@ -636,58 +642,80 @@ def _write_html(
     probs: dict[str, np.ndarray],
     result: dict,
 ) -> None:
-    from fivesigma.report.plots import fig_to_data_uri, roc_figure, score_distribution_figure
+    """The benchmark's HTML report, built with :class:`fivesigma.report.Report`.
+
+    Sections: the results table (as in benchmark.md) with its statistics note; the test
+    ROC curves (efficiency, and rejection 1/eps_B vs eps_S on a log scale; multi-class:
+    one figure per class against the rest); the test score distributions per class
+    (binary tasks); the settings and the provenance of the run.
+    """
+    from fivesigma.core.bundle import library_versions
+    from fivesigma.report import Figure, Grid, KeyValues, Report, Table, Text, fmt_number
+    from fivesigma.report import plots as P
 
     best = max(result["taggers"], key=lambda n: result["taggers"][n]["auc"])
-    images = []
+    device = result.get("device", "CPU")
+    n = result["n_jets"]
+    jets = {k: fmt_number(v) for k, v in n.items()}
+    n_extra = n.get("extra_test_background", 0)
+    extra = f" (of which {fmt_number(n_extra)} extra generated background jets)"
+    report = Report(
+        f"Jet tagging benchmark: {result['task']} ({', '.join(classes)})",
+        subtitle=f"fivesigma jet-tagging benchmark · {device} · best AUC: {best}",
+    )
+    results = report.section("Results", "results").add(
+        Text(
+            f"Data: {result['data']}. Jets: train {jets['train']}, validation "
+            f"{jets['validation']}, test {jets['test']}{extra if n_extra else ''}. Mean ± std "
+            f"over {result['settings']['seeds']} training(s). Rejection: "
+            f"{result['definitions']['rejection']}."
+        ),
+        Table(table_header(classes, device), table_rows(summary, classes), scroll=True),
+    )
+    note = statistics_note(summary, classes)
+    if note:
+        results.add(Text(note, cls="note"))
+
+    roc = report.section("ROC curves", "roc")
     # Binary: the signal class; multi-class: each class against the rest.
     for c in range(1, 2) if len(classes) == 2 else range(len(classes)):
         is_c = (y_test == c).astype(np.int64)
         curves = [(name, tuple(M.roc_curve(is_c, p[:, c])[:2]), None) for name, p in probs.items()]
         label = classes[c] if len(classes) == 2 else f"{classes[c]} vs rest"
-        images.append(
-            (
-                f"ROC curves (test, {label}): efficiency and rejection 1/eps_B vs eps_S (log)",
-                fig_to_data_uri(roc_figure(curves, best=best)),
+        roc.add(
+            Figure(
+                lambda curves=curves, label=label: P.roc_figure(
+                    curves, best=best, title=f"test, {label}"
+                ),
+                caption=f"ROC curves (test, {label}): signal vs background efficiency, and "
+                "background rejection 1/εB vs signal efficiency εS on a log scale.",
+                alt=f"ROC curves (test, {label})",
             )
         )
     if len(classes) == 2:
-        w = np.ones_like(y_test, dtype=float)
-        for name, p in probs.items():
-            fig = score_distribution_figure(
-                name,
-                p[:, 1],
-                y_test,
-                w,
-                p[:, 1],
-                y_test,
-                w,
-                class_names={1: classes[1], 0: classes[0]},
+        names = {1: classes[1], 0: classes[0]}
+        figures = [
+            Figure(
+                lambda name=name, p=p: P.score_distribution_figure(
+                    name, None, None, None, p[:, 1], y_test, None, class_names=names
+                ),
+                caption=f"{name}: test score distributions per class, normalised "
+                "(error bars: √Σw²).",
+                alt=f"{name}: test score distributions",
             )
-            images.append((f"{name}: test score distributions", fig_to_data_uri(fig)))
-    rows = table_rows(summary, classes)
-    head = "".join(
-        f"<th>{html.escape(h)}</th>" for h in table_header(classes, result.get("device", "CPU"))
-    )
-    note_text = statistics_note(summary, classes)
-    note = f"<p>{html.escape(note_text)}</p>" if note_text else ""
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    figs = "".join(
-        f"<figure><img src='{uri}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}</figcaption></figure>"
-        for t, uri in images
-    )
-    n = result["n_jets"]
-    n_extra = n.get("extra_test_background", 0)
-    extra = f" (of which {n_extra} extra generated background jets)" if n_extra else ""
-    text = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fivesigma jet-tagging benchmark</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style></head>
-<body><h1>Jet tagging benchmark: {html.escape(result["task"])} ({html.escape(", ".join(classes))})</h1>
-<p>Data: {html.escape(str(result["data"]))}. Jets: train {n["train"]}, validation {n["validation"]}, test {n["test"]}{extra}.
-Mean ± std over {result["settings"]["seeds"]} training(s). Rejection: {html.escape(result["definitions"]["rejection"])}.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}{figs}</body></html>
-"""
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)
+            for name, p in probs.items()
+        ]
+        report.section("Score distributions", "scores").add(Grid(figures))
+
+    report.section("Settings", "settings").add(KeyValues(result["settings"]))
+    provenance = {
+        "data": result["data"],
+        "jets": n,
+        "device": device,
+        "particle_features": result.get("particle_features"),
+        "definitions": result.get("definitions", {}),
+        "wall_seconds": result.get("wall_seconds"),
+        "versions": library_versions(),
+    }
+    report.section("Provenance", "provenance").add(KeyValues(provenance))
+    report.write(path)

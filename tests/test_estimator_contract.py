@@ -1,0 +1,369 @@
+"""The estimator contract, checked on every registered estimator.
+
+In the manner of scikit-learn's ``parametrize_with_checks``: every check runs on every
+name in :data:`fivesigma.core.registry.ESTIMATORS`, so a newly registered estimator is
+checked without touching this file.  It is built with ``make_estimator(name, **params)``
+from tiny settings: ``TINY[name]`` where given, plus generic speed-ups for whichever of
+the hyper-parameters in ``GENERIC`` it has (1-3 epochs, few trees, one thread).
+
+Checks: the registry entry; ``fit`` returns ``self``; the shapes of ``predict_proba``
+(rows sum to 1), ``predict`` and ``decision_function``; ``score(X, y)`` is the weighted
+ROC AUC of the decision function (mean one-vs-rest AUC for three classes); validation
+data; save -> load gives bit-identical predictions; ONNX agrees with the estimator or
+is refused with one line; seeds; mask invariance for constituent inputs; one-line
+errors for bad input; ``get_params`` / ``set_params`` and clone-style reconstruction.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fivesigma.core.registry import BUNDLE_KINDS, ESTIMATORS
+from fivesigma.errors import FivesigmaError, ModelError
+from fivesigma.estimators import Estimator, TorchEstimator, load, make_estimator
+from fivesigma.metrics import auc
+from fivesigma.training.estimator import INPUT_KINDS
+
+NAMES = ESTIMATORS.names()
+CONSTITUENT_NAMES = ESTIMATORS.names(inputs="constituents")
+
+#: applied to whichever of these hyper-parameters an estimator has
+GENERIC: dict[str, Any] = {
+    "epochs": 2,
+    "batch_size": 32,
+    "progress": False,
+    "num_threads": 1,
+    "n_estimators": 20,
+    "n_jobs": 1,
+    "early_stopping_patience": None,
+}
+#: tiny settings of the built-in estimators (networks of a few hundred weights)
+TINY: dict[str, dict[str, Any]] = {
+    "bdt": {"max_depth": 2},
+    "mlp": {"hidden": (8,), "dropout": 0.1},
+    "cnn1d": {"model_params": {"channels": (8, 8), "hidden": (8,)}},
+    "pfn": {"model_params": {"phi": (8, 8), "f": (8,)}},
+    "particlenet": {"model_params": {"k": 3, "conv": ((8, 8), (8, 8)), "fc": (8,)}},
+    "part": {
+        "model_params": {
+            "embed_dims": (8,),
+            "pair_embed_dims": (4,),
+            "num_heads": 2,
+            "num_layers": 1,
+            "num_cls_layers": 1,
+            "dropout": 0.1,
+        }
+    },
+}
+#: estimators whose export_onnx refuses with a one-line ModelError
+NO_ONNX = {"bdt"}
+
+N_EVENTS = 96
+
+
+def params_for(name: str, **overrides: Any) -> dict[str, Any]:
+    accepted = ESTIMATORS.get(name)._param_names()
+    params = {k: v for k, v in GENERIC.items() if k in accepted}
+    return params | TINY.get(name, {}) | overrides
+
+
+def build(name: str, **overrides: Any) -> Estimator:
+    return make_estimator(name, **params_for(name, **overrides))
+
+
+def input_kind(name: str) -> str:
+    return ESTIMATORS.entry(name).metadata["inputs"]
+
+
+def toy(kind: str, n: int = N_EVENTS, seed: int = 0, n_classes: int = 2) -> tuple[Any, Any]:
+    """Inputs of the estimator's kind and labels 0..n_classes-1 that they separate."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    if kind == "table":
+        return rng.normal(size=(n, 3)) + 1.5 * (y[:, None] == np.arange(3)), y
+    assert kind == "constituents", kind
+    slots = 10
+    ns = 2 + 3 * y + rng.integers(0, 3, n)  # the multiplicity tells the classes apart
+    mask = np.arange(slots) < np.minimum(ns, slots)[:, None]
+    pt = np.sort(rng.uniform(1, 50, (n, slots)), axis=1)[:, ::-1]
+    eta, phi = rng.normal(0, 0.3, (n, slots)), rng.normal(0, 0.3, (n, slots))
+    v = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], -1)
+    x = np.stack([eta, phi, np.log(pt)], -1)
+    keep = mask[..., None]
+    return {"x": (x * keep).astype(np.float32), "v": (v * keep).astype(np.float32), "mask": mask}, y
+
+
+def subset(X: Any, idx: Any) -> Any:
+    return {k: a[idx] for k, a in X.items()} if isinstance(X, dict) else X[idx]
+
+
+@cache
+def fitted(name: str) -> Estimator:
+    """One binary fit per estimator, shared by the checks (which never change it)."""
+    X, y = toy(input_kind(name))
+    return build(name).fit(X, y)
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert msg and "\n" not in msg, repr(msg)
+    return msg
+
+
+# --------------------------------------------------------------------------------------
+# the registry
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_entry(name):
+    entry = ESTIMATORS.entry(name)
+    cls = entry.load()
+    assert issubclass(cls, Estimator)
+    assert entry.metadata["inputs"] in INPUT_KINDS
+    assert cls.inputs == entry.metadata["inputs"]
+    assert cls.kind in BUNDLE_KINDS  # its bundles can be read back
+    est = make_estimator(name)
+    for key, value in entry.metadata.get("params", {}).items():
+        assert est.get_params()[key] == value
+
+
+def test_unknown_names_are_one_line_errors_listing_the_registered_ones():
+    with pytest.raises(ModelError) as err:
+        make_estimator("particle_net")
+    msg = one_line(err)
+    assert all(name in msg for name in NAMES) and "did you mean 'particlenet'" in msg
+    with pytest.raises(ModelError) as err:
+        make_estimator("pfn", model="part")  # fixed by the registry entry
+    one_line(err)
+
+
+def test_importing_the_estimators_imports_neither_torch_nor_xgboost():
+    code = (
+        "import sys, fivesigma.estimators, fivesigma.training.estimator; "
+        "print(sorted(m for m in ('torch', 'xgboost', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# fit, predict, score
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_returns_self_and_sets_the_fitted_attributes(name):
+    X, y = toy(input_kind(name), n=48)
+    est = build(name)
+    assert est.fit(X, y, feature_names=["a", "b", "c"]) is est
+    assert est.n_features_in_ == 3 and est.feature_names_in_ == ["a", "b", "c"]
+    assert est.n_classes_ == 2 and est.classes_.tolist() == [0, 1]
+    assert isinstance(est.data_fingerprint_, str) and est.data_fingerprint_
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prediction_shapes(name):
+    est = fitted(name)
+    X, _ = toy(input_kind(name), n=17, seed=1)
+    p = est.predict_proba(X)
+    assert p.shape == (17, 2) and p.dtype == np.float64
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert np.all((p >= 0) & (p <= 1))
+    labels = est.predict(X)
+    assert labels.shape == (17,) and np.array_equal(labels, p.argmax(axis=1))
+    d = est.decision_function(X)
+    assert d.shape == (17,) and np.array_equal(d, p[:, 1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_score_is_the_weighted_auc_of_the_decision_function(name):
+    est = fitted(name)
+    X, y = toy(input_kind(name), n=64, seed=2)
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    for weight in (None, w):
+        s = est.score(X, y, weight)
+        assert isinstance(s, float) and 0.0 <= s <= 1.0
+        assert s == auc(y, est.decision_function(X), weight)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_three_classes(name):
+    X, y = toy(input_kind(name), n=90, n_classes=3)
+    est = build(name).fit(X, y)
+    p = est.predict_proba(X)
+    assert p.shape == (90, 3) and est.n_classes_ == 3
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert est.predict(X).shape == (90,)
+    with pytest.raises(ModelError) as err:
+        est.decision_function(X)
+    assert "binary" in one_line(err)
+    mean_ovr = np.mean([auc((y == k).astype(int), p[:, k]) for k in range(3)])
+    assert est.score(X, y) == pytest.approx(mean_ovr, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_validation_data(name):
+    X, y = toy(input_kind(name), n=64)
+    Xv, yv = toy(input_kind(name), n=32, seed=5)
+    wv = np.ones(32)
+    for valid in ((Xv, yv), (Xv, yv, wv)):
+        assert build(name).fit(X, y, valid=valid).predict_proba(Xv).shape == (32, 2)
+    for bad in ((Xv,), (Xv, yv[:-1]), (Xv, np.full(32, 2))):
+        with pytest.raises(FivesigmaError) as err:
+            build(name).fit(X, y, valid=bad)
+        one_line(err)
+
+
+# --------------------------------------------------------------------------------------
+# bundles and ONNX
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_gives_bit_identical_predictions(name, tmp_path):
+    est = fitted(name)
+    X, _ = toy(input_kind(name), n=33, seed=4)
+    path = est.save(tmp_path / name, data={"note": "contract"}, metadata={"m": 1})
+    for back in (load(path), type(est).load(path), Estimator.load(path)):
+        assert type(back) is type(est)
+        assert back.get_params() == est.get_params()
+        assert back.feature_names_in_ == est.feature_names_in_
+        assert back.n_classes_ == est.n_classes_
+        assert back.bundle_data_["note"] == "contract" and back.bundle_metadata_["m"] == 1
+        assert np.array_equal(back.predict_proba(X), est.predict_proba(X))
+        assert back.n_parameters() == est.n_parameters()
+
+
+def onnx_feeds(name: str, X: Any) -> dict[str, np.ndarray]:
+    if input_kind(name) == "table":
+        return {"features": np.asarray(X, dtype=np.float32)}
+    return {k: np.asarray(a, dtype=np.float32) for k, a in X.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_onnx_export_agrees_or_is_refused_in_one_line(name, tmp_path):
+    est = fitted(name)
+    if name in NO_ONNX:
+        with pytest.raises(ModelError) as err:
+            est.export_onnx(tmp_path / f"{name}.onnx")
+        one_line(err)
+        assert not (tmp_path / f"{name}.onnx").exists()
+        return
+    ort = pytest.importorskip("onnxruntime")
+    path = est.export_onnx(tmp_path / f"{name}.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 13):  # dynamic batch axis
+        X, _ = toy(input_kind(name), n=n, seed=6)
+        got = session.run(["probabilities"], onnx_feeds(name, X))[0]
+        np.testing.assert_allclose(got, est.predict_proba(X), rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# seeds and padding
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_model_other_seed_other_network(name):
+    X, y = toy(input_kind(name))
+    Xt, _ = toy(input_kind(name), n=20, seed=7)
+    # clone-style: the fitted estimator's parameters (and seed) on the same data
+    a = type(fitted(name))(**fitted(name).get_params()).fit(X, y).predict_proba(Xt)
+    assert np.array_equal(a, fitted(name).predict_proba(Xt))
+    if isinstance(fitted(name), TorchEstimator):
+        b = build(name, seed=1).fit(X, y).predict_proba(Xt)
+        assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", CONSTITUENT_NAMES)
+def test_padded_entries_do_not_change_predictions(name):
+    est = fitted(name)
+    X, _ = toy("constituents", n=30, seed=8)
+    p = est.predict_proba(X)
+    rng = np.random.default_rng(9)
+    pad = ~X["mask"]
+    noisy = {k: a.copy() for k, a in X.items()}
+    noisy["x"][pad] = rng.normal(size=(pad.sum(), 3)) * 100
+    noisy["v"][pad] = rng.normal(size=(pad.sum(), 4)) * 100
+    noisy["x"][pad.nonzero()[0][:3], pad.nonzero()[1][:3]] = np.nan  # even NaN
+    assert np.array_equal(est.predict_proba(noisy), p)
+    extra = 6
+    wider = {
+        "x": np.concatenate([X["x"], rng.normal(size=(30, extra, 3)).astype(np.float32)], 1),
+        "v": np.concatenate([X["v"], rng.normal(size=(30, extra, 4)).astype(np.float32)], 1),
+        "mask": np.concatenate([X["mask"], np.zeros((30, extra), bool)], 1),
+    }
+    assert np.array_equal(est.predict_proba(wider), p)
+
+
+# --------------------------------------------------------------------------------------
+# bad input and parameters
+
+
+def bad_features(name: str, X: Any) -> Any:
+    if input_kind(name) == "table":
+        return X[:, :2]
+    return dict(X, x=X["x"][..., :2])
+
+
+def with_nan(name: str, X: Any) -> Any:
+    if input_kind(name) == "table":
+        X = X.copy()
+        X[1, 0] = np.nan
+        return X
+    x = X["x"].copy()
+    x[1, 0, 0] = np.nan  # a real particle (every jet has at least two)
+    return dict(X, x=x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_gives_one_line_errors(name):
+    X, y = toy(input_kind(name), n=24)
+    est = fitted(name)
+    with pytest.raises(FivesigmaError) as err:
+        est.predict_proba(bad_features(name, X))
+    assert "trained on 3" in one_line(err)
+    for call in (
+        lambda: est.predict_proba(with_nan(name, X)),
+        lambda: build(name).fit(with_nan(name, X), y),
+    ):
+        with pytest.raises(FivesigmaError) as err:
+            call()
+        assert "NaN" in one_line(err)
+    with pytest.raises(FivesigmaError) as err:
+        build(name).fit(X, np.ones(24, dtype=int))
+    assert "only class 1" in one_line(err)
+    with pytest.raises(FivesigmaError) as err:
+        build(name).fit(X, y[:-1])
+    one_line(err)
+    with pytest.raises(ModelError) as err:
+        build(name).predict_proba(X)
+    assert "not fitted" in one_line(err)
+    with pytest.raises(ModelError) as err:
+        build(name).decision_function(X)
+    one_line(err)
+    with pytest.raises(ModelError) as err:
+        make_estimator(name, no_such_parameter=1)
+    assert "no_such_parameter" in one_line(err)
+    with pytest.raises(ModelError) as err:
+        build(name).set_params(no_such_parameter=1)
+    one_line(err)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_params_set_params_and_clone(name):
+    est = build(name)
+    params = est.get_params()
+    assert set(params) == set(type(est)._param_names())
+    assert est.set_params(**params) is est and est.get_params() == params
+    clone = type(est)(**est.get_params())
+    assert clone.get_params() == params and repr(clone) == repr(est)
+    # a clone of a fitted estimator is unfitted (refitting it: the seed check)
+    fit = fitted(name)
+    again = type(fit)(**fit.get_params())
+    assert again.get_params() == fit.get_params()
+    with pytest.raises(ModelError):
+        again.predict_proba(toy(input_kind(name), n=4)[0])
