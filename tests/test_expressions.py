@@ -36,6 +36,14 @@ def cols():
         ),
         ("arctan2(a, b) + tanh(a)", lambda c: np.arctan2(c["a"], c["b"]) + np.tanh(c["a"])),
         (
+            "arcsinh(a) + arctanh(clip(b, -0.5, 0.5)) + arccosh(abs(a) + 1)",
+            lambda c: (
+                np.arcsinh(c["a"])
+                + np.arctanh(np.clip(c["b"], -0.5, 0.5))
+                + np.arccosh(np.abs(c["a"]) + 1)
+            ),
+        ),
+        (
             "minimum(a, b) - maximum(a, 0)",
             lambda c: np.minimum(c["a"], c["b"]) - np.maximum(c["a"], 0),
         ),
@@ -153,7 +161,9 @@ def test_constant_expression_broadcasts_to_events(cols):
         ("__import__('os')", "'__import__'"),
         ("lambda: 1", "lambda"),
         ("[v for v in x]", "list comprehension"),
-        ("'abc' == x", "string constant 'abc'"),
+        ("'abc' + x", "string constant 'abc'"),
+        ("'abc' < x", "text 'abc' can only be compared with == or !="),
+        ("sqrt('abc')", "string constant 'abc'"),
         ("eval('1')", "'eval'"),
         ("sqrt(**kw)", "keyword splat '**'"),
         ("sqrt(*x)", "star-argument '*'"),
@@ -207,6 +217,31 @@ def test_unknown_function_suggests_close_match():
         Expression("sqr(x)")
 
 
+def test_unknown_function_lists_the_available_functions():
+    with pytest.raises(ExpressionError) as info:
+        Expression("frobnicate(x)")
+    message = str(info.value)
+    assert "\n" not in message and "fivesigma.data.expressions" not in message
+    listed = message.split("functions: ", 1)[1].split(", ")
+    assert listed == sorted(FUNCTIONS)
+    assert {"p4", "concatenate", "combinations", "arcsinh"} <= set(listed)
+
+
+def test_text_constants_compare_with_text_columns_only():
+    cols = {
+        "Label": ak.Array(["s", "b", "s"]),  # a CSV text column as the reader hands it over
+        "kind": np.array(["b", "s", "s"], dtype=object),
+        "x": np.array([1.0, 2.0, 3.0]),
+    }
+    np.testing.assert_array_equal(Expression('Label == "s"').evaluate(cols), [True, False, True])
+    np.testing.assert_array_equal(Expression("'s' != kind").evaluate(cols), [True, False, False])
+    got = Expression('(Label == "s") & (kind == "s") & (x > 2)').evaluate(cols)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, [False, False, True])
+    with pytest.raises(ExpressionError, match="does not hold text"):
+        Expression('x == "s"').evaluate(cols)
+
+
 def test_names_are_columns_only():
     expr = Expression("sum(jet_pt) > 100 and inv_mass(pt, eta, phi, m, n=2) > pi * w")
     assert expr.names == frozenset({"jet_pt", "pt", "eta", "phi", "m", "w"})
@@ -250,6 +285,15 @@ def test_a_huge_unknown_column_name_is_not_echoed_whole():
     with pytest.raises(ExpressionError) as err:
         Expression(f"{name} > 0", "selection").evaluate({"x": np.zeros(3)})
     assert len(str(err.value)) < 1000 and "1000000 characters" in str(err.value)
+
+
+def test_expressions_pickle_and_evaluate_the_same(cols):
+    import pickle
+
+    expr = Expression("sum(select(lep_pt, lep_pt > 30)) + a", what="derived 'x'")
+    again = pickle.loads(pickle.dumps(expr))
+    np.testing.assert_array_equal(again.evaluate(cols), expr.evaluate(cols))
+    assert again.names == expr.names and again.what == expr.what
 
 
 def test_the_cli_caps_an_error_line(capsys):

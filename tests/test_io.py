@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fivesigma.errors import ConfigError, DataError
+from fivesigma.errors import DataError
 from fivesigma.io.jets import (
     SPLIT_FILE_NAMES,
     TTV_SPLITS,

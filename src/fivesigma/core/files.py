@@ -334,8 +334,10 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def remap(path: Path, staging: Path, out: Path) -> Path:
+def remap(path: Path | None, staging: Path, out: Path) -> Path | None:
     """``path`` inside ``staging`` as it is called once swapped into ``out``."""
+    if path is None:
+        return None
     try:
         return out / Path(path).relative_to(staging)
     except ValueError:

@@ -35,7 +35,14 @@ from fivesigma.data.split import SPLIT_NAMES, split_codes
 from fivesigma.errors import DataError, ExpressionError, close_matches
 from fivesigma.io.events import Chunk, expand_files, iter_chunks, list_columns, num_entries
 
-__all__ = ["Dataset", "concatenate", "load_dataset", "needed_columns", "process_chunk"]
+__all__ = [
+    "Dataset",
+    "concatenate",
+    "load_dataset",
+    "needed_columns",
+    "process_chunk",
+    "user_functions",
+]
 
 log = logging.getLogger("fivesigma.data")
 

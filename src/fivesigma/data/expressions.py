@@ -184,6 +184,9 @@ def _reduction(name: str, ak_fn: Callable, empty: Any) -> Callable[[Any], Any]:
 
 def _count(x: Any) -> np.ndarray:
     """``count(x)``: number of objects per event (e.g. ``count(lep_pt)``)."""
+    if isinstance(x, ak.Array) and x.ndim >= 2:
+        # 0 where an event's list is missing (leading(x, n) with fewer than n objects)
+        return np.asarray(ak.to_numpy(ak.fill_none(ak.num(x, axis=1), 0)), dtype=np.int64)
     return jagged.counts(x)
 
 
@@ -440,7 +443,7 @@ def _take(x: Any, idx: Any) -> ak.Array:
             "for one constant index write x[:, k]"
         )
     content = str(ak.type(idx).content)
-    if not any(t in content for t in ("int", "uint")) or _record_fields(idx) is not None:
+    if "int" not in content or _record_fields(idx) is not None:
         raise DataError(f"take(): idx must hold integer indices, got {content}")
     coll = _collection(x, "take")
     _same_events("take", (coll, idx))
@@ -475,10 +478,8 @@ def _firsts(x: Any) -> Any:
 
 
 def _num(x: Any) -> np.ndarray:
-    """``num(x)``: number of objects per event (0 where the event's list is None)."""
-    if isinstance(x, ak.Array) and x.ndim >= 2:
-        return np.asarray(ak.to_numpy(ak.fill_none(ak.num(x, axis=1), 0)), dtype=np.int64)
-    return jagged.counts(x)
+    """``num(x)``: number of objects per event (awkward's name for ``count``)."""
+    return _count(x)
 
 
 def _mask(x: Any, cond: Any) -> Any:
@@ -731,6 +732,18 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r}, what={self.what!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the built-in table is restored on unpickling (its closures do not pickle)
+        state = dict(self.__dict__)
+        if self._functions is FUNCTIONS:
+            state["_functions"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._functions is None:
+            self._functions = FUNCTIONS
 
     # ---------------------------------------------------------------- errors
     def _error(self, message: str) -> ExpressionError:

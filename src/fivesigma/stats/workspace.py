@@ -17,6 +17,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -377,7 +378,8 @@ def validate_workspace(spec: dict) -> Any:
         raise StatsError(f"workspace does not match pyhf's schema: {first}") from None
 
 
-def save_workspace(spec: dict, path: str | os.PathLike) -> None:
-    """Write ``spec`` as JSON to ``path`` atomically (never a half-written file)."""
+def save_workspace(spec: dict, path: str | os.PathLike) -> Path:
+    """Write ``spec`` as JSON to ``path`` atomically (never a half-written file); the path."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    return Path(path)
