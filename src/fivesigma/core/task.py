@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal  # noqa: F401  (Literal: the doctest)
 
 from fivesigma.errors import ConfigError
 

@@ -31,10 +31,8 @@ This module imports numpy only; torch is imported when a torch estimator is used
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +40,7 @@ import numpy as np
 
 from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
 from fivesigma.errors import DataError, ModelError
+from fivesigma.export.onnx import OnnxGraph
 from fivesigma.training.inputs import (
     apply_class_weight,
     as_constituents,
@@ -105,27 +104,6 @@ INPUT_KINDS: dict[str, InputKind] = {
 
 def _take(data: Arrays, idx: Any) -> Arrays:
     return tuple(a[idx] for a in data)
-
-
-# --------------------------------------------------------------------------------------
-# ONNX export description
-
-
-@dataclass
-class OnnxGraph:
-    """What :meth:`Estimator.export_onnx` exports.
-
-    Attributes
-    ----------
-    module : a torch module mapping the raw inputs to class probabilities.
-    inputs : input name -> (example tensor, dimensions); a string dimension is a dynamic
-        axis (``"batch"``, ``"particles"``), an integer a fixed size.
-    metadata : extra ``metadata_props`` entries of the ONNX model.
-    """
-
-    module: Any
-    inputs: dict[str, tuple[Any, list[int | str]]]
-    metadata: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -424,6 +402,7 @@ class Estimator(HyperParameters):
     # -- ONNX -----------------------------------------------------------------------------
 
     def _onnx_graph(self) -> OnnxGraph:
+        """The torch module and example inputs to export (estimators that can export)."""
         raise ModelError(f"{self._what()} models cannot be exported to ONNX")
 
     def export_onnx(self, path: str | Path, opset: int = 17) -> Path:
@@ -436,58 +415,11 @@ class Estimator(HyperParameters):
         ``probabilities`` (batch, n_classes).  The batch and particle axes are dynamic.
         The feature names are in the model's metadata (``fivesigma.features``).
         Estimators that cannot be exported raise a one-line :class:`ModelError`.
+        See :func:`fivesigma.export.onnx.export_onnx`.
         """
-        from fivesigma.core import extras
-        from fivesigma.core.files import atomic_file
+        from fivesigma.export.onnx import export_onnx
 
-        self._check_fitted()
-        graph = self._onnx_graph()
-        onnx = extras.onnx()
-        torch = extras.torch()
-        names = list(graph.inputs)
-        dummies = tuple(example for example, _ in graph.inputs.values())
-        dynamic = {
-            name: {i: d for i, d in enumerate(dims) if isinstance(d, str)}
-            for name, (_, dims) in graph.inputs.items()
-        }
-        dynamic["probabilities"] = {0: "batch"}
-        path = Path(path)
-        with atomic_file(path) as tmp, warnings.catch_warnings():
-            # the TorchScript exporter is deprecated but, unlike the dynamo one, needs no
-            # onnxscript
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph.module.eval(),
-                dummies,
-                str(tmp),
-                dynamo=False,
-                opset_version=opset,
-                input_names=names,
-                output_names=["probabilities"],
-                dynamic_axes=dynamic,
-            )
-            model = onnx.load(str(tmp))
-            # the exporter drops inputs a network ignores (the CNN and PFN never read v);
-            # keep every declared input so that all models of a kind are called the same way
-            present = {i.name for i in model.graph.input}
-            for pos, name in enumerate(names):
-                if name not in present:
-                    model.graph.input.insert(
-                        pos,
-                        onnx.helper.make_tensor_value_info(
-                            name, onnx.TensorProto.FLOAT, graph.inputs[name][1]
-                        ),
-                    )
-            meta = {
-                "fivesigma.features": json.dumps(self.feature_names_in_),
-                "fivesigma.kind": self.kind,
-                **graph.metadata,
-            }
-            for key, value in meta.items():
-                prop = model.metadata_props.add()
-                prop.key, prop.value = key, value
-            onnx.save(model, str(tmp))
-        return path
+        return export_onnx(self, path, opset=opset)
 
 
 # --------------------------------------------------------------------------------------
