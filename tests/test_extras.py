@@ -31,6 +31,7 @@ EXPECTED = {
     "mplhep": ("mplhep", "report"),
     "hist": ("hist", "report"),
     "jinja2": ("jinja2", "report"),
+    "torch_geometric": ("torch-geometric", "graph"),
 }
 
 

@@ -336,7 +336,12 @@ def test_validation_loss_does_not_depend_on_its_batch_size() -> None:
     assert big == 130 and small == 32
     np.testing.assert_allclose(hist_a.val_loss, hist_b.val_loss, rtol=1e-6)
     assert state_equal(net_a, net_b)
-    ids = [Trainer(cfg(eval_batch_size=s))._run_id(net_a, (x, y, w), valid) for s in (None, 32)]
+    from fivesigma.training.trainer import _as_data
+
+    train_data, valid_data = _as_data((x, y, w), "t", True), _as_data(valid, "v", True)
+    ids = [
+        Trainer(cfg(eval_batch_size=s))._run_id(net_a, train_data, valid_data) for s in (None, 32)
+    ]
     assert ids[0] == ids[1]
     with pytest.raises(ConfigError, match="eval_batch_size must be a positive integer"):
         Trainer(cfg(eval_batch_size=0))
@@ -449,3 +454,125 @@ def test_training_on_the_gpu_learns_and_keeps_the_model_there() -> None:
     hist = Trainer(cfg(epochs=4, device="cuda")).fit(model, (x, y, w), (x, y, w), bce)
     assert next(model.parameters()).is_cuda
     assert hist.train_loss[-1] < hist.train_loss[0]
+
+
+# -- what the coming tasks need: no target, streams, graphs ------------------------------
+
+
+def _reconstruction(model, batch):
+    return ((model(batch["x"]) - batch["x"]) ** 2).mean(dim=1)
+
+
+def test_an_autoencoder_trains_on_a_reconstruction_objective_without_target():
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(512, 1, generator=gen)
+    x = torch.cat([latent, 2 * latent, -latent], dim=1) + 0.01 * torch.randn(512, 3, generator=gen)
+    torch.manual_seed(0)
+    ae = torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Linear(1, 3))
+    config = TrainerConfig(epochs=30, batch_size=64, lr=0.02, progress=False)
+    hist = Trainer(config).fit(ae, {"x": x[:400]}, {"x": x[400:]}, objective=_reconstruction)
+    assert hist.val_loss[-1] < 0.05 * hist.val_loss[0]
+    with pytest.raises(ModelError, match="exactly one of loss_fn"):
+        Trainer(config).fit(ae, {"x": x}, None)
+
+
+def test_a_density_objective_returns_its_own_weights():
+    """A Gaussian fitted by negative log-likelihood; weights from the objective count."""
+    x = torch.randn(2000, generator=torch.Generator().manual_seed(1)) * 2.0 + 3.0
+
+    class Gaussian(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = torch.nn.Parameter(torch.zeros(()))
+            self.log_sigma = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, v):
+            z = (v - self.mu) / self.log_sigma.exp()
+            return 0.5 * z**2 + self.log_sigma  # -log p up to a constant
+
+    model = Gaussian()
+
+    def nll(m, batch):
+        return m(batch["x"]), torch.ones_like(batch["x"])
+
+    config = TrainerConfig(epochs=60, batch_size=256, lr=0.05, scheduler="none", progress=False)
+    Trainer(config).fit(model, {"x": x}, None, objective=nll)
+    assert float(model.mu) == pytest.approx(float(x.mean()), abs=0.05)
+    assert float(model.log_sigma.exp()) == pytest.approx(float(x.std()), rel=0.05)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A training set produced chunk by chunk, never held in memory as a whole."""
+
+    def __init__(self, chunks: int, seed: int):
+        self.chunks, self.seed = chunks, seed
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.chunks):
+            x = torch.randn(64, 2, generator=gen)
+            yield {"x": x, "target": (x[:, 0] > 0).float(), "weight": torch.ones(64)}
+
+
+def test_a_streaming_loader_trains_and_is_reproducible():
+    def run():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+        loader = torch.utils.data.DataLoader(_Stream(20, seed=3), batch_size=None)
+        config = TrainerConfig(epochs=4, lr=0.05, progress=False)
+
+        def bce(out, target):
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                out, target, reduction="none"
+            )
+
+        def call(m, batch):
+            return bce(m(batch["x"]), batch["target"])
+
+        hist = Trainer(config).fit(model, loader, _Stream(4, seed=9), objective=call)
+        return model, hist
+
+    (a, hist_a), (b, hist_b) = run(), run()
+    assert hist_a.train_loss == hist_b.train_loss and state_equal(a, b)
+    assert hist_a.val_loss[-1] < hist_a.val_loss[0]
+    with pytest.raises(ConfigError, match="onecycle"):
+        config = TrainerConfig(epochs=1, scheduler="onecycle", progress=False)
+        Trainer(config).fit(a, _Stream(2, 0), None, objective=lambda m, b: m(b["x"]) ** 2)
+
+
+def test_graph_batches_of_variable_size_train_through_pyg_loader():
+    pyg = pytest.importorskip("torch_geometric")
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+    from torch_geometric.nn import global_mean_pool
+
+    gen = torch.Generator().manual_seed(0)
+    graphs = []
+    for i in range(120):
+        n = int(torch.randint(3, 12, (1,), generator=gen))
+        label = i % 2
+        x = torch.randn(n, 2, generator=gen) + (1.5 if label else 0.0)
+        edges = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
+        graphs.append(Data(x=x, edge_index=edges, y=torch.tensor([float(label)])))
+
+    class GraphNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = pyg.nn.GraphConv(2, 8)
+            self.head = torch.nn.Linear(8, 1)
+
+        def forward(self, batch):
+            h = torch.relu(self.conv(batch.x, batch.edge_index))
+            return self.head(global_mean_pool(h, batch.batch)).squeeze(-1)
+
+    torch.manual_seed(0)
+    model = GraphNet()
+    train = DataLoader(graphs[:100], batch_size=16, shuffle=True,
+                       generator=torch.Generator().manual_seed(1))  # fmt: skip
+    valid = DataLoader(graphs[100:], batch_size=20)
+
+    def bce(out, target):
+        return torch.nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none")
+
+    hist = Trainer(TrainerConfig(epochs=15, lr=0.02, progress=False)).fit(model, train, valid, bce)
+    assert hist.val_loss[hist.best_epoch - 1] < 0.5 * hist.val_loss[0]

@@ -14,7 +14,7 @@ stays light::
 
 The install extras are those of ``pyproject.toml``: ``generate`` (pythia8mc, fastjet),
 ``ml`` (torch, xgboost, scikit-learn, safetensors, onnx, onnxruntime), ``stats`` (pyhf,
-scipy) and ``report`` (matplotlib, mplhep, hist, jinja2).
+scipy), ``report`` (matplotlib, mplhep, hist, jinja2) and ``graph`` (torch-geometric).
 
 >>> from fivesigma.core import extras
 >>> extras.scipy("special").expit(0.0)
@@ -47,6 +47,7 @@ __all__ = [
     "scipy",
     "sklearn",
     "torch",
+    "torch_geometric",
     "xgboost",
 ]
 
@@ -121,6 +122,13 @@ DEPENDENCIES: dict[str, Dependency] = {
         _dep("mplhep", "mplhep", "for HEP-style plots", "report", "mplhep==1.3.3"),
         _dep("hist", "hist", "for histograms in reports", "report", "hist==2.12.1"),
         _dep("jinja2", "jinja2", "to write HTML reports", "report", "jinja2==3.1.6"),
+        _dep(
+            "torch_geometric",
+            "torch-geometric",
+            "for graph neural networks",
+            "graph",
+            "torch-geometric==2.8.1",
+        ),
     )
 }
 
@@ -214,3 +222,8 @@ def hist(submodule: str = "") -> ModuleType:
 def jinja2(submodule: str = "") -> ModuleType:
     """``jinja2``, for the HTML reports."""
     return _load("jinja2", submodule)
+
+
+def torch_geometric(submodule: str = "") -> ModuleType:
+    """``torch_geometric`` (PyTorch Geometric), for graph neural networks."""
+    return _load("torch_geometric", submodule)

@@ -14,9 +14,22 @@ Data
 * a dict of tensors with keys ``"target"`` and ``"weight"``: every other entry is passed to
   the model by keyword, e.g. ``model(x=..., mask=...)`` for padded jet constituents.
 
+* any re-iterable of batches, e.g. a :class:`~torch.utils.data.DataLoader` over an
+  ``IterableDataset`` that streams a training set larger than memory, or PyTorch
+  Geometric's ``DataLoader`` of variable-size graphs: each epoch iterates it once, each
+  batch is moved to the device (tensors, dicts and tuples of them, or anything with
+  ``.to(device)``, such as a PyG ``Batch``).  Shuffling is then the loader's: give it a
+  generator seeded from the config to keep runs reproducible.
+
 All tensors share their first (example) dimension.  ``loss_fn(output, target)`` must return
 the *per-example* loss, shape ``(n,)`` (use ``reduction="none"``); the trainer multiplies it
-by the event weights and divides by the sum of the batch's weights.
+by the event weights and divides by the sum of the batch's weights.  A PyG batch is called
+as ``model(batch)`` with target ``batch.y`` (and weights ``batch.weight`` when present).
+
+Objectives without a target (the reconstruction loss of an autoencoder, the negative
+log-likelihood of a flow, a flow-matching loss) pass ``objective(model, batch)`` instead
+of ``loss_fn``: it returns the per-example loss, or ``(loss, weight)``; without weights
+from it the batch's ``"weight"`` entry is used, else every example weighs 1.
 
 >>> import torch
 >>> from fivesigma.training import Trainer, TrainerConfig
@@ -26,6 +39,13 @@ by the event weights and divides by the sum of the batch's weights.
 >>> hist = Trainer(TrainerConfig(epochs=2, progress=False)).fit(model, (x, y, w), None, loss)
 >>> len(hist.train_loss)
 2
+>>> ae = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Linear(1, 2))
+>>> def reconstruction(model, batch):  # no target: the input is the target
+...     return ((model(batch["x"]) - batch["x"]) ** 2).mean(dim=1)
+>>> hist = Trainer(TrainerConfig(epochs=2, progress=False)).fit(
+...     ae, {"x": x}, None, objective=reconstruction)
+>>> hist.train_loss[1] < hist.train_loss[0]
+True
 """
 
 from __future__ import annotations
@@ -261,12 +281,17 @@ class TrainHistory:
 # Data handling
 
 
-def _as_batchable(data: Any, role: str) -> Batch:
-    """Normalise ``train``/``valid`` to a tuple or dict of tensors with a common length."""
+def _as_batchable(data: Any, role: str, supervised: bool = True) -> Batch:
+    """Normalise in-memory ``train``/``valid`` to a tuple or dict of tensors of one length.
+
+    With an ``objective`` (``supervised`` False) a dict needs neither ``"target"`` nor
+    ``"weight"``.
+    """
     if isinstance(data, torch.utils.data.TensorDataset):
         data = tuple(data.tensors)
     if isinstance(data, Mapping):
-        missing = [k for k in ("target", "weight") if k not in data]
+        needed = ("target", "weight") if supervised else ()
+        missing = [k for k in needed if k not in data]
         if missing:
             raise DataError(
                 f"{role} data dict lacks {', '.join(repr(m) for m in missing)}; "
@@ -277,7 +302,7 @@ def _as_batchable(data: Any, role: str) -> Batch:
         }
         values = list(tensors.values())
     elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
-        if len(data) < 3:
+        if supervised and len(data) < 3:
             raise DataError(
                 f"{role} data has {len(data)} tensors; expected (inputs..., target, weight)"
             )
@@ -286,14 +311,128 @@ def _as_batchable(data: Any, role: str) -> Batch:
     else:
         raise DataError(
             f"{role} data of type {type(data).__name__} is not supported; pass a tuple "
-            "(inputs..., target, weight), a TensorDataset or a dict with 'target' and 'weight'"
+            "(inputs..., target, weight), a TensorDataset, a dict with 'target' and 'weight', "
+            "or a DataLoader"
         )
+    if not values:
+        raise DataError(f"{role} data is empty")
     lengths = {int(v.shape[0]) if v.ndim else -1 for v in values}
     if len(lengths) != 1 or -1 in lengths:
         raise DataError(f"{role} tensors have different lengths {sorted(lengths)}; they must agree")
     if lengths == {0}:
         raise DataError(f"{role} data is empty")
     return tensors
+
+
+def _is_loader(data: Any) -> bool:
+    """A re-iterable of batches rather than one in-memory batch of tensors."""
+    return (
+        hasattr(data, "__iter__")
+        and not isinstance(data, Mapping | Sequence | torch.Tensor | np.ndarray)
+        and not isinstance(data, torch.utils.data.TensorDataset)
+    )
+
+
+class _TensorData:
+    """In-memory tensors, cut into (shuffled) index batches every epoch."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.n = _length(batch)
+
+    def fingerprint(self) -> int:
+        return self.n
+
+    def steps(self, batch_size: int) -> int:
+        full, rest = divmod(self.n, batch_size)
+        # as in _batches: a trailing single-example batch is dropped (unless it is all there is)
+        return full + (1 if rest > 1 or (rest == 1 and self.n == 1) else 0)
+
+    def epoch(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+    ) -> Iterator[Batch]:
+        for idx in _batches(self.n, batch_size, generator):
+            yield _take(self.batch, idx, device)
+
+
+class _LoaderData:
+    """Any re-iterable of batches (a DataLoader, a PyG DataLoader, a streaming dataset)."""
+
+    def __init__(self, loader: Any, role: str) -> None:
+        self.loader = loader
+        self.role = role
+
+    def fingerprint(self) -> int:
+        try:
+            return len(self.loader)
+        except TypeError:  # a stream of unknown length
+            return -1
+
+    def steps(self, batch_size: int) -> int:
+        n = self.fingerprint()
+        if n < 0:
+            raise ConfigError(
+                f"the {self.role} loader has no length; the 'onecycle' schedule needs the "
+                "number of steps per epoch: use scheduler 'cosine' or give the loader a length"
+            )
+        return n
+
+    def epoch(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+    ) -> Iterator[Any]:
+        empty = True
+        for batch in self.loader:
+            empty = False
+            yield _to_device(batch, device)
+        if empty:
+            raise DataError(f"the {self.role} loader gave no batches")
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):  # e.g. a PyTorch Geometric Batch
+        return batch.to(device)
+    return batch
+
+
+def _as_data(data: Any, role: str, supervised: bool) -> _TensorData | _LoaderData:
+    if _is_loader(data):
+        return _LoaderData(data, role)
+    return _TensorData(_as_batchable(data, role, supervised))
+
+
+#: ``objective(model, batch) -> loss`` or ``(loss, weight)``, per example
+Objective = Callable[[torch.nn.Module, Any], Any]
+
+
+def _supervised_objective(loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> Objective:
+    """The objective of ``loss_fn(model(inputs), target)`` weighted by the batch's weights."""
+
+    def objective(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch, dict | tuple | list):
+            args, kwargs, target, weight = _split(batch)
+            return loss_fn(model(*args, **kwargs), target), weight
+        # a graph batch: the model takes it whole; its target is batch.y
+        loss = loss_fn(model(batch), batch.y)
+        weight = getattr(batch, "weight", None)
+        return loss, weight if weight is not None else torch.ones_like(loss)
+
+    return objective
+
+
+def _loss_and_weight(objective: Objective, model: torch.nn.Module, batch: Any) -> tuple:
+    out = objective(model, batch)
+    loss, weight = out if isinstance(out, tuple) else (out, None)
+    if weight is None:
+        weight = batch.get("weight") if isinstance(batch, Mapping) else None
+    if weight is None:
+        weight = torch.ones_like(loss)
+    return loss, weight
 
 
 def _as_tensor(v: Any, name: str) -> torch.Tensor:
@@ -445,7 +584,9 @@ class Trainer:
         model: torch.nn.Module,
         train: Any,
         valid: Any | None,
-        loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+        loss_fn: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+        *,
+        objective: Objective | None = None,
     ) -> TrainHistory:
         """Train ``model`` in place and return its :class:`TrainHistory`.
 
@@ -457,20 +598,30 @@ class Trainer:
         valid : the same structure, or ``None`` (then no early stopping: the last epoch's
             weights are kept).
         loss_fn : ``loss_fn(output, target)`` -> per-example loss of shape ``(n,)``.
+        objective : instead of ``loss_fn``, ``objective(model, batch)`` -> per-example loss
+            or ``(loss, weight)``, for objectives without a target.
 
         The process-wide RNG states and torch's thread count are restored afterwards.
         At the end the model holds the weights of ``history.best_epoch``.
         """
         cfg = self.config
-        train_data = _as_batchable(train, "training")
-        valid_data = _as_batchable(valid, "validation") if valid is not None else None
+        if (loss_fn is None) == (objective is None):
+            raise ModelError(
+                "Trainer.fit needs exactly one of loss_fn(output, target) and "
+                "objective(model, batch)"
+            )
+        supervised = objective is None
+        train_data = _as_data(train, "training", supervised)
+        valid_data = _as_data(valid, "validation", supervised) if valid is not None else None
+        if objective is None:
+            objective = _supervised_objective(loss_fn)
         device = resolve_device(cfg.device)
         with _GlobalRNG(cfg.num_threads):
-            return self._fit(model.to(device), train_data, valid_data, loss_fn, device)
+            return self._fit(model.to(device), train_data, valid_data, objective, device)
 
     # -- internals ----------------------------------------------------------------------
 
-    def _run_id(self, model: torch.nn.Module, train: Batch, valid: Batch | None) -> str:
+    def _run_id(self, model: torch.nn.Module, train: Any, valid: Any | None) -> str:
         """Fingerprint of what makes two runs the same run (for resuming)."""
         cfg = asdict(self.config)
         for key in ("progress", "checkpoint_dir", "num_threads", "device", "eval_batch_size"):
@@ -483,8 +634,8 @@ class Trainer:
             "config": cfg,
             "model": type(model).__name__,
             "shapes": shapes,
-            "n_train": _length(train),
-            "n_valid": _length(valid) if valid is not None else 0,
+            "n_train": train.fingerprint(),
+            "n_valid": valid.fingerprint() if valid is not None else 0,
         }
         return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -508,9 +659,9 @@ class Trainer:
     def _fit(
         self,
         model: torch.nn.Module,
-        train: Batch,
-        valid: Batch | None,
-        loss_fn: Callable,
+        train: _TensorData | _LoaderData,
+        valid: _TensorData | _LoaderData | None,
+        objective: Objective,
         device: torch.device,
     ) -> TrainHistory:
         cfg = self.config
@@ -519,10 +670,7 @@ class Trainer:
         random.seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
 
-        n_train = _length(train)
-        full, rest = divmod(n_train, cfg.batch_size)
-        # as in _batches: a trailing single-example batch is dropped (unless it is all there is)
-        steps_per_epoch = full + (1 if rest > 1 or (rest == 1 and n_train == 1) else 0)
+        steps_per_epoch = train.steps(cfg.batch_size) if cfg.scheduler == "onecycle" else 0
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch)
 
@@ -561,7 +709,7 @@ class Trainer:
             for epoch in range(start_epoch, cfg.epochs + 1):
                 lr_now = optimizer.param_groups[0]["lr"]
                 train_loss = self._train_epoch(
-                    model, train, loss_fn, optimizer, scheduler, generator, device
+                    model, train, objective, optimizer, scheduler, generator, device
                 )
                 if not math.isfinite(train_loss):
                     raise ModelError(
@@ -569,7 +717,7 @@ class Trainer:
                         "lower lr or check the inputs for extreme values"
                     )
                 val_loss = (
-                    self._evaluate(model, valid, loss_fn, device)
+                    self._evaluate(model, valid, objective, device)
                     if valid is not None
                     else float("nan")
                 )
@@ -629,8 +777,8 @@ class Trainer:
     def _train_epoch(
         self,
         model: torch.nn.Module,
-        data: Batch,
-        loss_fn: Callable,
+        data: _TensorData | _LoaderData,
+        objective: Objective,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         generator: torch.Generator,
@@ -640,9 +788,8 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
         wabs = torch.zeros((), dtype=torch.float64)
-        for idx in _batches(_length(data), self.config.batch_size, generator):
-            args, kwargs, target, weight = _split(_take(data, idx, device))
-            loss_vec = loss_fn(model(*args, **kwargs), target)
+        for batch in data.epoch(self.config.batch_size, generator, device):
+            loss_vec, weight = _loss_and_weight(objective, model, batch)
             loss = weighted_mean(loss_vec, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -657,16 +804,20 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate(
-        self, model: torch.nn.Module, data: Batch, loss_fn: Callable, device: torch.device
+        self,
+        model: torch.nn.Module,
+        data: _TensorData | _LoaderData,
+        objective: Objective,
+        device: torch.device,
     ) -> float:
         model.eval()
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
         wabs = torch.zeros((), dtype=torch.float64)
         size = self.config.eval_batch_size or max(self.config.batch_size, 4096)
-        for idx in _batches(_length(data), size, None):
-            args, kwargs, target, weight = _split(_take(data, idx, device))
-            loss_vec = loss_fn(model(*args, **kwargs), target).to(torch.float64).reshape(-1)
+        for batch in data.epoch(size, None, device):
+            loss_vec, weight = _loss_and_weight(objective, model, batch)
+            loss_vec = loss_vec.to(torch.float64).reshape(-1)
             w = weight.to(torch.float64).reshape(-1)
             total += (loss_vec * w).sum().cpu()
             wsum += w.sum().cpu()
