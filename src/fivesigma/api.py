@@ -94,6 +94,12 @@ def read_events(*args: Any, **kwargs: Any) -> Any:
     """Events from ROOT, RNTuple, Parquet, HDF5 or CSV files as an awkward array.
 
     See :func:`fivesigma.io.events.read_events` for the arguments.
+
+    >>> import pathlib, tempfile, fivesigma as fs
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.csv"
+    >>> _ = path.write_text("met,nlep\\n31.5,2\\n12.0,0\\n")
+    >>> fs.read_events([path], columns=["met"])["met"].tolist()
+    [31.5, 12.0]
     """
     from fivesigma.io.events import read_events as _read
 
@@ -103,7 +109,13 @@ def read_events(*args: Any, **kwargs: Any) -> Any:
 def read_jets(*args: Any, **kwargs: Any) -> Any:
     """Jets with their constituents (fivesigma ROOT, Top Tagging HDF5, EnergyFlow npz).
 
-    See :func:`fivesigma.io.jets.read_jets` for the arguments.
+    See :func:`fivesigma.io.jets.read_jets` for the arguments and an example.
+
+    >>> import fivesigma as fs
+    >>> fs.read_jets(["missing.h5"])
+    Traceback (most recent call last):
+    ...
+    fivesigma.errors.DataError: no file matches 'missing.h5' (looked in '.')
     """
     from fivesigma.io.jets import read_jets as _read
 

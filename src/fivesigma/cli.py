@@ -16,6 +16,8 @@ from typing import Any
 from fivesigma import __version__
 from fivesigma.errors import FivesigmaError, OutputError
 
+__all__ = ["build_parser", "main"]
+
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130

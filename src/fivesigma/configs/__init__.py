@@ -1,1 +1,3 @@
 """Configs shipped with fivesigma (the default analysis)."""
+
+__all__: list[str] = []

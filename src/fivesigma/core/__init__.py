@@ -3,3 +3,5 @@
 Everything here is light (no torch, no xgboost): the CLI imports it to list tasks,
 validate configs and dispatch ``fivesigma run``.
 """
+
+__all__: list[str] = []

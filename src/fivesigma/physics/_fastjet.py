@@ -12,6 +12,8 @@ import os
 import sys
 from types import ModuleType
 
+__all__ = ["import_fastjet"]
+
 _silenced = False
 
 

@@ -5,3 +5,5 @@ optionally ``apply`` for its bundles, and its report sections.  Tasks import the
 layers (io, data, physics, nn, training, estimators, metrics, stats, report) and never
 each other.
 """
+
+__all__: list[str] = []

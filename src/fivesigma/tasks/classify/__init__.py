@@ -4,3 +4,5 @@ Reads event samples, trains the configured estimators (logistic, BDT, MLP, ...),
 them with weighted metrics and overtraining checks, and turns the best score into an
 expected significance and CLs limit with pyhf.
 """
+
+__all__: list[str] = []
