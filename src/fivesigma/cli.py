@@ -40,7 +40,10 @@ def _err(message: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from fivesigma.core.registry import GENERATORS
     from fivesigma.generate import generate
+
+    GENERATORS.entry(args.process)  # an unknown sample: one line naming the registered ones
 
     options = None
     if args.process == "jets":
