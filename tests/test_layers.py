@@ -81,7 +81,7 @@ def _loaded_after(statement: str) -> set[str]:
     "statement",
     [
         "import fivesigma",
-        "import fivesigma as fs; fs.tasks()",
+        "import fivesigma as fs; fs.task_names()",
         "import fivesigma.metrics, fivesigma.stats",
         "from fivesigma.cli import build_parser; build_parser().format_help()",
         "import fivesigma.estimators",

@@ -232,8 +232,12 @@ def test_public_api_names_are_pinned():
             "read_events",
             "read_jets",
             "run",
-            "tasks",
+            "task_names",
         ]
     )
     for name in fs.__all__:
         assert getattr(fs, name) is not None
+    # the task packages do not shadow the API once imported
+    import fivesigma.tasks.classify.task  # noqa: F401
+
+    assert fs.task_names()[:2] == ["classify", "jets"]

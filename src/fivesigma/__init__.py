@@ -1,7 +1,7 @@
 """fivesigma: machine learning for particle physics, from event files to a physics result.
 
 >>> import fivesigma as fs
->>> fs.tasks()[:2]
+>>> fs.task_names()[:2]
 ['classify', 'jets']
 
 The API is small: :func:`run` a task from its config, :func:`load` a model bundle,
@@ -41,7 +41,7 @@ __all__ = [
     "read_events",
     "read_jets",
     "run",
-    "tasks",
+    "task_names",
 ]
 
 _LAZY = {
@@ -51,7 +51,7 @@ _LAZY = {
     "read_events": "fivesigma.api",
     "read_jets": "fivesigma.api",
     "run": "fivesigma.api",
-    "tasks": "fivesigma.api",
+    "task_names": "fivesigma.api",
 }
 
 

@@ -1,7 +1,7 @@
 """The small public API, re-exported by ``import fivesigma as fs``.
 
 >>> import fivesigma as fs
->>> fs.tasks()[:2]
+>>> fs.task_names()[:2]
 ['classify', 'jets']
 """
 
@@ -17,13 +17,13 @@ from fivesigma.core.registry import TASKS
 from fivesigma.core.task import Result, execute
 from fivesigma.errors import ConfigError
 
-__all__ = ["load", "make_estimator", "read_events", "read_jets", "run", "tasks"]
+__all__ = ["load", "make_estimator", "read_events", "read_jets", "run", "task_names"]
 
 
-def tasks() -> list[str]:
+def task_names() -> list[str]:
     """Names of the registered tasks (what a config's ``task:`` key accepts).
 
-    >>> "classify" in tasks()
+    >>> "classify" in task_names()
     True
     """
     return TASKS.names()
