@@ -124,3 +124,39 @@ def test_killing_a_run_at_random_points_never_mixes_two_runs(toy_config_file, tm
     # a run after the kills takes over the dead runs' lock and completes
     subprocess.run(command, check=True, capture_output=True)
     assert {p.name for p in out.iterdir()} == complete
+
+
+def test_temporaries_of_killed_processes_are_cleaned_up(tmp_path):
+    """A SIGKILL during `apply` leaves `.scores.tmp-<pid>-...`; the next write removes it."""
+    from fivesigma.core.files import atomic_file
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".scores.tmp-{dead}-abc123.parquet"
+    stale.write_bytes(b"x" * 1000)
+    live = tmp_path / f".scores.tmp-{os.getpid()}-def456.parquet"  # a run still writing
+    live.write_bytes(b"y")
+    with atomic_file(tmp_path / "scores.parquet") as tmp:
+        assert tmp.name.startswith(f".scores.tmp-{os.getpid()}-")
+        tmp.write_bytes(b"z")
+    assert not stale.exists() and live.exists()
+    assert (tmp_path / "scores.parquet").read_bytes() == b"z"
+
+
+def test_apply_killed_mid_write_leaves_a_temporary_that_the_next_apply_removes(tmp_path):
+    """Kill a process inside atomic_file, as SIGKILL during `apply` would."""
+    code = (
+        "import os, signal, sys\n"
+        "from fivesigma.core.files import atomic_file\n"
+        f"with atomic_file(r'{tmp_path / 'scores.parquet'}') as tmp:\n"
+        "    tmp.write_bytes(b'partial' * 1000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    leftovers = list(tmp_path.glob(".scores.tmp-*"))
+    assert len(leftovers) == 1 and not (tmp_path / "scores.parquet").exists()
+    from fivesigma.core.files import atomic_file
+
+    with atomic_file(tmp_path / "scores.parquet") as tmp:
+        tmp.write_bytes(b"ok")
+    assert not leftovers[0].exists()
