@@ -1,12 +1,15 @@
 """Model bundles: round trip, integrity checks, atomic writes, no pickle."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.core.bundle import ARRAYS, Bundle, data_fingerprint, load_bundle, save_bundle
 from fivesigma.errors import ModelError
+
+BOOSTER = "booster.json"
 
 
 def _bundle() -> Bundle:
@@ -154,3 +157,117 @@ def test_manifest_fields_of_the_wrong_type_are_one_line(tmp_path, field, value, 
     _edit_manifest(path, edit)
     with pytest.raises(ModelError, match=match):
         load_bundle(path)
+
+
+# --------------------------------------------------------------------------------------
+# damaged files whose checksums were recomputed (so the checksum passes): one line naming
+# the bundle and the file, never the reader's own error
+
+
+def _recompute_checksums(path) -> None:
+    """Make the manifest agree with the files as they are now (as a careless copy or a
+    hand edit would)."""
+    import hashlib
+
+    from fivesigma.core.bundle import _manifest_digest
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    manifest["checksum"] = _manifest_digest(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _fitted(kind: str, **params):
+    from fivesigma.estimators import make_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int)
+    fast = {
+        "mlp": {"hidden": (8,), "epochs": 1, "progress": False, "num_threads": 1},
+        "bdt": {"n_estimators": 5, "n_jobs": 1},
+        "logistic": {},
+    }
+    return make_estimator(kind, **{**fast[kind], **params}).fit(X, y)
+
+
+def _one_line_load_error(path) -> str:
+    from fivesigma.estimators import load
+
+    with pytest.raises(ModelError) as err:
+        load(path)
+    msg = str(err.value)
+    assert msg and "\n" not in msg, repr(msg)
+    assert f"model bundle '{path}'" in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "zeros"])
+@pytest.mark.parametrize(
+    ("kind", "name"), [("mlp", ARRAYS), ("logistic", ARRAYS), ("bdt", BOOSTER)]
+)
+def test_a_corrupt_file_with_a_recomputed_checksum_is_one_line(tmp_path, kind, name, damage):
+    path = _fitted(kind).save(tmp_path / kind)
+    data = (path / name).read_bytes()
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "garbage": b"\x00garbage" + data[20:],
+        "zeros": bytes(len(data)),
+    }[damage]
+    (path / name).write_bytes(damaged)
+    _recompute_checksums(path)
+    msg = _one_line_load_error(path)
+    assert name in msg and "corrupt" in msg
+    assert "Stack trace" not in msg and "[bt]" not in msg
+
+
+def test_arrays_of_the_wrong_shape_for_the_network_are_one_line(tmp_path):
+    """A valid safetensors file holding weights of another network (hidden 16, not 8)."""
+    path = _fitted("mlp", hidden=(8,)).save(tmp_path / "small")
+    other = _fitted("mlp", hidden=(16,)).save(tmp_path / "wide")
+    (path / ARRAYS).write_bytes((other / ARRAYS).read_bytes())
+    _recompute_checksums(path)
+    msg = _one_line_load_error(path)
+    assert ARRAYS in msg and "do not match the mlp network" in msg and "size mismatch" in msg
+
+
+def test_logistic_arrays_missing_or_of_the_wrong_shape_are_one_line(tmp_path):
+    from fivesigma.core import extras
+
+    save = extras.safetensors("numpy").save
+    path = _fitted("logistic").save(tmp_path / "lr")
+    for arrays, match in (
+        ({"coef": np.zeros((1, 3)), "mean": np.zeros(3)}, "'intercept' .*missing"),
+        ({"coef": np.zeros((1, 5)), "intercept": np.zeros(1)}, r"'coef' \(float \(1, 3\) expected"),
+    ):
+        (path / ARRAYS).write_bytes(save(arrays))
+        _recompute_checksums(path)
+        assert re.search(match, _one_line_load_error(path))
+
+
+def test_a_booster_over_other_features_is_one_line(tmp_path):
+    path = _fitted("bdt").save(tmp_path / "bdt")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["features"] = ["a", "b"]  # the trees use three
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    _recompute_checksums(path)
+    msg = _one_line_load_error(path)
+    assert BOOSTER in msg and "3 features" in msg
+
+
+@pytest.mark.parametrize(("kind", "name"), [("mlp", ARRAYS), ("bdt", BOOSTER)])
+def test_fivesigma_apply_with_a_corrupt_bundle_is_one_line(tmp_path, capsys, kind, name):
+    from fivesigma.cli import main
+
+    path = _fitted(kind).save(tmp_path / kind)
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[: len(data) // 2])
+    _recompute_checksums(path)
+    (tmp_path / "events.csv").write_text("x0,x1,x2\n1,2,3\n")
+    out = tmp_path / "scored.parquet"
+    assert main(["apply", str(path), str(tmp_path / "events.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"model bundle '{path}' is corrupt" in err and name in err
+    assert not out.exists()

@@ -11,13 +11,22 @@ Checks: the registry entry; ``fit`` returns ``self``; the shapes of ``predict_pr
 ROC AUC of the decision function (mean one-vs-rest AUC for three classes); validation
 data; save -> load gives bit-identical predictions; ONNX agrees with the estimator or
 is refused with one line; seeds; mask invariance for constituent inputs; one-line
-errors for bad input; ``get_params`` / ``set_params`` and clone-style reconstruction.
+errors for bad input; ``get_params`` / ``set_params`` and clone-style reconstruction;
+the typed schema of the hyper-parameters (``Params``, ``param_schema()``) and a seeded
+property test: values of the wrong type or out of range for any parameter are one-line
+errors naming it, from ``make_estimator`` and from ``fit`` before any training.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
+import random
+import re
 import subprocess
 import sys
+import typing
 from functools import cache
 from typing import Any
 
@@ -367,3 +376,251 @@ def test_get_params_set_params_and_clone(name):
     assert again.get_params() == fit.get_params()
     with pytest.raises(ModelError):
         again.predict_proba(toy(input_kind(name), n=4)[0])
+
+
+# --------------------------------------------------------------------------------------
+# typed hyper-parameters
+
+
+def _jsonish(value: Any) -> Any:
+    """Tuples as lists, for comparing defaults (JSON has no tuples)."""
+    if isinstance(value, tuple | list):
+        return [_jsonish(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_estimator_declares_a_typed_schema_of_its_parameters(name):
+    cls = ESTIMATORS.get(name)
+    assert cls.Params is not None, f"{name} has no Params schema"
+    fields = cls.Params.model_fields
+    assert list(fields) == [n for n in fields if n in cls._param_names()]
+    assert set(fields) == set(cls._param_names())
+    signature = inspect.signature(cls.__init__)
+    for pname, field in fields.items():
+        assert field.description and "accepted: " in field.description, pname
+        assert _jsonish(field.default) == _jsonish(signature.parameters[pname].default), pname
+    schema = cls.param_schema()
+    json.dumps(schema)
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(fields)
+    assert all("description" in p for p in schema["properties"].values())
+    # the defaults (and the registry's fixed values) pass, at make time and at fit time
+    est = make_estimator(name)
+    cls.check_params(est.get_params(), what=name)
+    fixed = ESTIMATORS.entry(name).metadata.get("params", {})
+    assert cls.check_params({**fixed, **params_for(name)}, what=name) is None
+
+
+def test_the_schemas_choices_are_those_of_the_code_behind_them():
+    from fivesigma.nn.mlp import ACTIVATIONS
+    from fivesigma.tasks.jets.models import MODELS
+    from fivesigma.training.trainer import TrainerConfig
+
+    schema = make_estimator("mlp").param_schema()["properties"]
+    assert schema["activation"]["enum"] == list(ACTIVATIONS)
+    scheduler = typing.get_args(typing.get_type_hints(TrainerConfig)["scheduler"])
+    assert schema["scheduler"]["enum"] == list(scheduler)
+    tagger = ESTIMATORS.get("pfn").param_schema()["properties"]
+    assert tagger["model"]["enum"] == list(MODELS) == CONSTITUENT_NAMES
+
+
+# -- the property: a value the schema refuses is a one-line error naming the parameter
+
+
+def _accepts(schema: dict[str, Any], value: Any) -> bool:
+    """Whether the JSON schema of one parameter accepts ``value`` (the subset pydantic
+    writes; "integer" excludes 1.0 and bools, "number" excludes bools, NaN and inf)."""
+    if "anyOf" in schema:
+        return any(_accepts(s, value) for s in schema["anyOf"])
+    if "const" in schema and not (
+        type(value) is type(schema["const"]) and value == schema["const"]
+    ):
+        return False
+    if "enum" in schema and not any(type(value) is type(e) and value == e for e in schema["enum"]):
+        return False
+    kind = schema.get("type")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer" and not (number and isinstance(value, int)):
+        return False
+    if kind == "number" and not (number and abs(value) < 1e308 and math.isfinite(value)):
+        return False
+    if kind in ("integer", "number"):
+        return (
+            value >= schema.get("minimum", -math.inf)
+            and value <= schema.get("maximum", math.inf)
+            and value > schema.get("exclusiveMinimum", -math.inf)
+            and value < schema.get("exclusiveMaximum", math.inf)
+        )
+    if kind == "string":
+        return (
+            isinstance(value, str)
+            and len(value) >= schema.get("minLength", 0)
+            and re.search(schema.get("pattern", ""), value) is not None
+        )
+    if kind == "array":
+        return (
+            isinstance(value, list | tuple)
+            and len(value) >= schema.get("minItems", 0)
+            and all(_accepts(schema.get("items", {}), v) for v in value)
+        )
+    if kind == "object":
+        extra = schema.get("additionalProperties", True)
+        if not isinstance(value, dict):
+            return False
+        return extra is True or all(_accepts(extra, v) for v in value.values())
+    return kind is None
+
+
+def _candidates(rng: random.Random) -> list[Any]:
+    """Values of every kind, wrong for most parameters: strings, bools, negative, zero and
+    huge numbers, floats where integers are needed, NaN/inf, None, (nested) lists, dicts."""
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 12)))
+    return [
+        word,
+        rng.choice(["", "64", "1e-3", "true", "None", "cpu ", "balanced ", "[64, 64]"]),
+        True,
+        False,
+        None,
+        0,
+        -rng.randint(1, 10**6),
+        rng.randint(2, 50),
+        10 ** rng.randint(19, 400),
+        -(10 ** rng.randint(19, 60)),
+        rng.uniform(-1e3, -1e-6),
+        rng.uniform(1e-6, 0.999),
+        rng.choice([1.5, 8.7, 2.5, 64.5]),
+        float(rng.randint(1, 9)),
+        rng.choice([float("nan"), float("inf"), -float("inf"), 1e300 * 10]),
+        [],
+        [rng.randint(1, 64)],
+        [rng.randint(1, 64) + 0.5],
+        ["64"],
+        [True],
+        [-rng.randint(1, 9)],
+        [[rng.randint(1, 9), rng.randint(1, 9)]],
+        [[[]]],
+        {},
+        {rng.randint(0, 3): -rng.uniform(0.1, 9)},
+        {-1: 2.0},
+        {"a": 1.0},
+        {1: "x"},
+        {rng.randint(0, 3): True},
+        {rng.randint(5, 9), rng.randint(10, 19)},
+        b"64",
+        object(),
+    ]
+
+
+def _wrong_network_values(model: str) -> list[dict[str, Any]]:
+    """``model_params`` a tagger's network config refuses: each field with a value of the
+    wrong type or out of range, and names it does not have."""
+    import dataclasses
+
+    from fivesigma.tasks.jets.models import MODELS
+
+    config_cls = MODELS[model][0]
+    hints = typing.get_type_hints(config_cls)
+    out: list[dict[str, Any]] = [{"no_such_field": 1}, {"n_features": 3}]
+    for field in dataclasses.fields(config_cls):
+        if field.name in ("n_features", "n_classes"):
+            continue
+        hint = str(hints[field.name])
+        if hint.startswith("tuple"):
+            bad = [64, "64", [8.7], [True], {8, 16}]
+        elif "int" in hint:
+            bad = ["3", True, 2.5, [3], -5]
+        elif "float" in hint:
+            bad = ["0.1", True, [0.1], -0.5, 1.5]
+        else:  # str
+            bad = [1, ["batch"], "no_such_choice"]
+        out += [{field.name: v} for v in bad]
+    return out
+
+
+def _refusal(name: str, pname: str, value: Any, via: str) -> str:
+    """The one-line error for ``pname=value``, made by make_estimator (``via="make"``) or
+    by fit (set afterwards: ``via="fit"``); fails the test for any other outcome."""
+    cls = ESTIMATORS.get(name)
+    fixed = ESTIMATORS.entry(name).metadata.get("params", {})
+    try:
+        if via == "make" and pname not in fixed:
+            make_estimator(name, **{pname: value})
+        elif via == "make":
+            cls.check_params({**fixed, pname: value}, what=name)
+        else:
+            est = make_estimator(name)
+            est.set_params(**{pname: value})
+            X, y = TOY_INPUTS[input_kind(name)]
+            est.fit(X, y)  # refused before any training
+    except FivesigmaError as err:
+        msg = str(err)
+        assert msg and "\n" not in msg, repr(msg)
+        assert f" {pname}: " in f" {msg}", f"{name} {pname}={value!r}: {msg}"
+        return msg
+    except Exception as err:  # an "internal error" in the CLI
+        pytest.fail(f"{name} {pname}={value!r} ({via}): {type(err).__name__}: {err}")
+    pytest.fail(f"{name} {pname}={value!r} ({via}) was accepted")
+
+
+TOY_INPUTS = {kind: toy(kind, n=8) for kind in INPUT_KINDS}
+
+
+def test_parameter_values_the_schema_refuses_are_one_line_errors_naming_the_parameter():
+    """A seeded property test over every registered estimator and every parameter: values
+    of the wrong type or out of range (drawn at random from strings, bools, negative, zero
+    and huge numbers, floats for integers, NaN, None, nested lists, dicts, sets) are refused
+    by make_estimator and by fit before any training, with one line naming the parameter;
+    values the schema accepts pass make_estimator.  Every tagger's model_params are
+    checked the same way against its network config."""
+    rng = random.Random(20240611)
+    refused = accepted = 0
+    for name in NAMES:
+        cls = ESTIMATORS.get(name)
+        properties = cls.param_schema()["properties"]
+        for pname, schema in properties.items():
+            pool = _candidates(rng)
+            bad = [v for v in pool if not _accepts(schema, v)]
+            good = [v for v in pool if _accepts(schema, v)]
+            assert bad, f"{name} {pname}: nothing to refuse"
+            for value in rng.sample(bad, min(4, len(bad))):
+                _refusal(name, pname, value, "make")
+                refused += 1
+            _refusal(name, pname, rng.choice(bad), "fit")
+            refused += 1
+            if schema.get("type") != "object" and pname not in ("model",):
+                for value in good:
+                    if isinstance(value, dict):
+                        continue  # JSON-schema objects do not say which keys are allowed
+                    try:
+                        cls.check_params({pname: value}, what=name)
+                    except FivesigmaError as err:
+                        pytest.fail(f"{name} {pname}={value!r} fits the schema but: {err}")
+                    accepted += 1
+    for name in CONSTITUENT_NAMES:
+        for model_params in _wrong_network_values(name):
+            msg = _refusal(name, "model_params", model_params, "make")
+            assert str(next(iter(model_params))) in msg, msg
+            refused += 1
+    assert refused > 300 and accepted > 50, (refused, accepted)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_saved_bundle_with_a_bad_parameter_is_refused_in_one_line(name, tmp_path):
+    """Parameters are checked when a bundle is read (a manifest written by hand)."""
+    from fivesigma.core.bundle import _manifest_digest
+
+    path = fitted(name).save(tmp_path / name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    pname = "seed" if "seed" in manifest["params"] else "C"
+    manifest["params"][pname] = "seven"
+    manifest["checksum"] = _manifest_digest(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError) as err:
+        load(path)
+    msg = one_line(err)
+    assert f"model bundle '{path}'" in msg and f"{pname}: expected" in msg and "'seven'" in msg

@@ -319,8 +319,12 @@ def test_make_estimator_rejects_unknown_kind_and_parameter() -> None:
     with pytest.raises(ModelError, match="unknown hyper-parameter 'depth'.*accepted: .*max_depth"):
         make_estimator("bdt", depth=3)
     assert make_estimator("mlp", hidden=(8,)).get_params()["hidden"] == (8,)
-    with pytest.raises(ModelError, match="activation 'sigmoidal'"):
-        make_estimator("mlp", activation="sigmoidal").fit(np.eye(4), [0, 1, 0, 1])
+    with pytest.raises(ModelError, match="mlp activation: expected one of relu, .*'sigmoidal'"):
+        make_estimator("mlp", activation="sigmoidal")
+    clf = make_estimator("mlp")
+    clf.activation = "sigmoidal"  # set afterwards: fit checks again, before training
+    with pytest.raises(ModelError, match="mlp activation: expected one of relu, .*'sigmoidal'"):
+        clf.fit(np.eye(4), [0, 1, 0, 1])
 
 
 @pytest.mark.parametrize("kind", ["logistic", "bdt", "mlp"])
@@ -352,6 +356,160 @@ def test_bad_input_gives_one_line_domain_errors(kind, fitted) -> None:
         clf.fit(X, np.where(y == 1, 2, 0))
     for err in (ModelError, DataError):
         assert issubclass(err, FivesigmaError)
+
+
+# --------------------------------------------------------------------------------------
+# typed hyper-parameters: what used to be parsed silently wrong
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        # a string was a list of characters: a [6, 4] network
+        (
+            "mlp",
+            {"hidden": "64"},
+            "mlp hidden: expected a list of positive integers such as [64, 64], got '64'",
+        ),
+        # a float width was truncated to 8
+        (
+            "mlp",
+            {"hidden": [8.7]},
+            "mlp hidden: expected a list of positive integers such as [64, 64], got [8.7]",
+        ),
+        # an int was an "internal error"
+        (
+            "mlp",
+            {"hidden": 64},
+            "mlp hidden: expected a list of positive integers such as [64, 64], got 64",
+        ),
+        ("mlp", {"dropout": 1.0}, "mlp dropout: expected a number in [0, 1), got 1.0"),
+        ("mlp", {"lr": 0}, "mlp lr: expected a number > 0, got 0"),
+        ("mlp", {"epochs": 0}, "mlp epochs: expected an integer >= 1, got 0"),
+        ("mlp", {"batch_size": 32.0}, "mlp batch_size: expected an integer >= 1, got 32.0"),
+        (
+            "mlp",
+            {"scheduler": "cosin"},
+            "mlp scheduler: expected one of none, cosine, plateau, onecycle, got 'cosin' (did you mean 'cosine'?)",
+        ),
+        ("mlp", {"device": 0}, "mlp device: expected cpu, cuda, cuda:N or auto, got 0"),
+        ("mlp", {"batch_norm": "yes"}, "mlp batch_norm: expected true or false, got 'yes'"),
+        # BDT: both trained a single tree
+        (
+            "bdt",
+            {"early_stopping_rounds": -1},
+            "bdt early_stopping_rounds: expected an integer >= 1 or null (no early stopping), got -1",
+        ),
+        ("bdt", {"n_estimators": True}, "bdt n_estimators: expected an integer >= 1, got True"),
+        ("bdt", {"max_depth": 0}, "bdt max_depth: expected an integer >= 1, got 0"),
+        ("bdt", {"learning_rate": -0.1}, "bdt learning_rate: expected a number > 0, got -0.1"),
+        ("bdt", {"subsample": 1.5}, "bdt subsample: expected a number in (0, 1], got 1.5"),
+        (
+            "bdt",
+            {"colsample_bytree": 0},
+            "bdt colsample_bytree: expected a number in (0, 1], got 0",
+        ),
+        (
+            "bdt",
+            {"negative_weights": "drop"},
+            "bdt negative_weights: expected one of clip, abs, got 'drop'",
+        ),
+        # a negative class weight was accepted
+        (
+            "bdt",
+            {"class_weight": {1: -5}},
+            "bdt class_weight: expected null, 'balanced' or {class: factor} (classes integers >= 0, factors > 0), got {1: -5}",
+        ),
+        # logistic: "internal error" for both
+        ("logistic", {"C": "1"}, "logistic C: expected a number > 0, got '1'"),
+        ("logistic", {"max_iter": -1}, "logistic max_iter: expected an integer >= 1, got -1"),
+        ("logistic", {"tol": 0.0}, "logistic tol: expected a number > 0, got 0.0"),
+    ],
+)
+def test_bad_parameter_values_are_one_line_errors_before_any_training(kind, params, message):
+    with pytest.raises(ModelError) as err:
+        make_estimator(kind, **params)
+    assert str(err.value) == message
+    # set afterwards, the same check runs at the start of fit (as scikit-learn's)
+    clf = make_estimator(kind, **FAST[kind]).set_params(**params)
+    with pytest.raises(ModelError) as err:
+        clf.fit(np.eye(4), [0, 1, 0, 1])
+    assert str(err.value) == message
+    assert not hasattr(clf, "n_features_in_")
+
+
+def test_values_the_schema_accepts_are_kept_as_given() -> None:
+    clf = make_estimator(
+        "mlp",
+        hidden=[8, 4],
+        class_weight={0: 1, "1": 2.5},
+        checkpoint_dir=Path("ck"),
+        seed=np.int64(3),
+    )
+    assert clf.hidden == [8, 4] and clf.class_weight == {0: 1, "1": 2.5}
+    assert clf.checkpoint_dir == Path("ck") and clf.seed == 3
+    assert (
+        make_estimator("bdt", n_estimators=np.int32(5), early_stopping_rounds=None).n_estimators
+        == 5
+    )
+    assert make_estimator("logistic", C=2, class_weight="balanced").C == 2
+
+
+def test_param_schema_is_the_json_schema_of_the_parameters() -> None:
+    schema = MLPClassifier.param_schema()
+    hidden = schema["properties"]["hidden"]
+    assert hidden["type"] == "array" and hidden["items"] == {"minimum": 1, "type": "integer"}
+    assert "a list of positive integers such as [64, 64]" in hidden["description"]
+    assert schema["properties"]["dropout"]["exclusiveMaximum"] == 1
+    bdt = BDTClassifier.param_schema()["properties"]
+    assert {"minimum": 1, "type": "integer"} in bdt["early_stopping_rounds"]["anyOf"]
+    assert LogisticClassifier.param_schema()["properties"]["C"]["exclusiveMinimum"] == 0
+
+
+def _write_config(tmp_path: Path, models: str) -> Path:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "version: 1\ndata: {samples: [{name: a, files: missing.root, label: 1}], features: [x]}\n"
+        f"models: {models}\noutput: {{dir: out}}\n"
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        (
+            "[{name: m, kind: mlp, params: {hidden: 64}}]",
+            "models[0] (m).params: mlp hidden: expected a list of positive integers such as "
+            "[64, 64], got 64",
+        ),
+        (
+            "[{name: l, kind: logistic}, {name: m, kind: mlp, params: {epoch: 3}}]",
+            "models[1] (m).params: unknown hyper-parameter 'epoch'",
+        ),
+        (
+            "[{name: b, kind: bdt, params: {n_estimators: true}}]",
+            "models[0] (b).params: bdt n_estimators: expected an integer >= 1, got True",
+        ),
+        (
+            "[{name: l, kind: logistic, params: {C: '1'}}]",
+            "models[0] (l).params: logistic C: expected a number > 0, got '1'",
+        ),
+    ],
+)
+def test_the_cli_refuses_bad_model_params_before_reading_data(tmp_path, capsys, models, message):
+    """``config --check`` and ``run`` fail on a bad value with one line, exit 2, before the
+    data (which do not even exist here) are read, and write nothing."""
+    from fivesigma.cli import main
+
+    config = _write_config(tmp_path, models)
+    for argv in (["config", "--check", str(config)], ["run", str(config)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert "internal error" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # nothing written
 
 
 def test_loading_missing_bundle_is_a_model_error(tmp_path: Path) -> None:

@@ -277,3 +277,132 @@ def test_bundles_from_before_the_masked_batch_norm_load_with_layer_norm(name, ke
     # a new bundle names its normalisation and keeps it
     new = tagger(name, epochs=1).fit(inputs, y)
     assert getattr(load(new.save(tmp_path / f"{name}_new")).network_config_, key) == "batch"
+
+
+# --------------------------------------------------------------------------------------
+# typed hyper-parameters
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"model": "particle_net"},
+            "jet tagger model: expected one of cnn1d, pfn, particlenet, part",
+        ),
+        (
+            {"model_params": {"phi": "64"}},
+            "pfn model_params: phi must be a list of integers, got '64'",
+        ),
+        (
+            {"model_params": {"phi": [8.7]}},
+            "pfn model_params: phi must be a list of integers, got [8.7]",
+        ),
+        ({"model_params": {"phi": 64}}, "pfn model_params: phi must be a list of integers, got 64"),
+        (
+            {"model_params": {"dropout": True}},
+            "pfn model_params: dropout must be a number, got True",
+        ),
+        (
+            {"model_params": {"phi": [0]}},
+            "pfn model_params: pfn phi must be a list of positive integers",
+        ),
+        (
+            {"model_params": {"hidden": [4]}},
+            "pfn model_params: unknown pfn hyper-parameter 'hidden'; accepted: phi",
+        ),
+        ({"model_params": [1, 2]}, "pfn model_params: expected null or a mapping"),
+        ({"size": "large"}, "pfn size: expected one of default, paper, got 'large'"),
+        (
+            {"n_classes": 1},
+            "pfn n_classes: expected an integer >= 2 or null (from the labels), got 1",
+        ),
+        ({"standardize": 1}, "pfn standardize: expected true or false, got 1"),
+        ({"epochs": 2.5}, "pfn epochs: expected an integer >= 1, got 2.5"),
+        (
+            {"class_weight": {0: 0}},
+            "pfn class_weight: expected null, 'balanced' or {class: factor}",
+        ),
+        ({"valid_fraction": 1}, "pfn valid_fraction: expected a number in [0, 1), got 1"),
+        ({"device": "gpu"}, "pfn device: expected cpu, cuda, cuda:N or auto, got 'gpu'"),
+    ],
+)
+def test_bad_tagger_parameters_are_one_line_errors_before_any_training(params, message):
+    from fivesigma.estimators import make_estimator
+
+    inputs, y = toy(n=10)
+    model = params.pop("model", "pfn")
+    with pytest.raises(ModelError) as err:
+        JetTagger(model, progress=False, **params).fit(inputs, y)
+    msg = one_line(err)
+    assert msg.startswith(message), msg
+    if model == "pfn":
+        with pytest.raises(ModelError) as err:
+            make_estimator("pfn", **params)
+        assert one_line(err).startswith(message)
+
+
+def test_tagger_parameters_from_a_bundle_or_yaml_pass():
+    from fivesigma.estimators import make_estimator
+
+    est = make_estimator(
+        "particlenet",
+        model_params={"k": 4, "conv": [[8, 8], (8,)], "fusion": None, "norm": "layer"},
+        class_weight={"0": 1.0, "1": 2},
+        size="paper",
+        n_classes=3,
+    )
+    assert est.model_params["conv"] == [[8, 8], (8,)]  # kept as given
+
+
+def _jets_config(tmp_path, extra: str):
+    path = tmp_path / "jets.yaml"
+    path.write_text(
+        "version: 1\ntask: jets\npreset: quick\nbenchmark: top\n"
+        f"{extra}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "tagger_params: {pfn: {model_params: {phi: '64'}}}",
+            "tagger_params.pfn: pfn model_params: phi must be a list of integers, got '64'",
+        ),
+        (
+            "tagger_params: {particlenet: {epochs: 0}}",
+            "tagger_params.particlenet: particlenet epochs: expected an integer >= 1, got 0",
+        ),
+        (
+            "tagger_params: {bdt: {early_stopping_rounds: -1}}",
+            "tagger_params.bdt: bdt early_stopping_rounds: expected an integer >= 1 or null",
+        ),
+        (
+            "tagger_params: {part: {hidden: [8]}}",
+            "tagger_params.part: unknown hyper-parameter 'hidden' for 'part' model",
+        ),
+        ("tagger_params: {pnf: {}}", "tagger_params: unknown tagger 'pnf'"),
+    ],
+)
+def test_jets_config_check_and_run_refuse_bad_tagger_params_before_generating(
+    tmp_path, capsys, monkeypatch, extra, message
+):
+    """The benchmark's tagger_params are checked with the taggers' schemas before any jet
+    is generated: one line, exit 2, nothing written."""
+    from fivesigma.cli import main
+    from fivesigma.tasks.jets import benchmark
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("jets were generated or read")
+
+    monkeypatch.setattr(benchmark, "load_task_jets", no_generation)
+    config = _jets_config(tmp_path, extra)
+    for argv in (["config", "--check", str(config)], ["run", str(config)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert "internal error" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

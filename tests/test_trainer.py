@@ -263,16 +263,65 @@ def test_checkpoint_loads_with_weights_only_and_holds_resume_state(tmp_path) -> 
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-def test_checkpoint_of_another_run_is_refused(tmp_path) -> None:
+def test_checkpoint_of_another_run_is_refused_in_one_line_saying_how_to_restart(tmp_path) -> None:
     x, y, w = toy(100)
     Trainer(cfg(epochs=1, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), None, bce)
-    with pytest.raises(ModelError, match="different run"):
+    with pytest.raises(ModelError, match="different run") as err:
         Trainer(cfg(epochs=1, lr=0.5, checkpoint_dir=str(tmp_path))).fit(
             make_net(), (x, y, w), None, bce
         )
-    (tmp_path / CHECKPOINT_NAME).write_bytes(b"garbage")
-    with pytest.raises(ModelError, match="cannot be read"):
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"remove the checkpoint directory '{tmp_path}'" in msg and "another --out" in msg
+    assert (tmp_path / CHECKPOINT_NAME).is_file()  # another run's checkpoint is kept
+
+
+def _damage(path, how: str) -> None:
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"garbage")
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # a checkpoint of this run whose content is broken
+        state = torch.load(path, weights_only=True)
+        state["optimizer"] = {"state": {}, "param_groups": "broken"}
+        del state["rng_numpy"]
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "broken inside"])
+def test_a_damaged_checkpoint_restarts_the_training_with_a_warning(tmp_path, how) -> None:
+    x, y, w = toy(200)
+    c = cfg(epochs=2, checkpoint_dir=str(tmp_path / "ck"))
+    straight = make_net()
+    h_straight = Trainer(cfg(epochs=2)).fit(straight, (x, y, w), (x, y, w), bce)
+    Trainer(c).fit(make_net(), (x, y, w), (x, y, w), bce)  # a real checkpoint, epoch 2
+    path = tmp_path / "ck" / CHECKPOINT_NAME
+    _damage(path, how)
+
+    again = make_net()
+    epochs_seen: list[int] = []
+    with pytest.warns(UserWarning, match="is damaged") as caught:
+        hist = Trainer(c, [lambda e, h: epochs_seen.append(e)]).fit(
+            again, (x, y, w), (x, y, w), bce
+        )
+    msg = next(str(m.message) for m in caught if "is damaged" in str(m.message))
+    assert "\n" not in msg and str(path) in msg
+    assert msg.endswith("starting the training from the beginning")
+    assert epochs_seen == [1, 2]  # from the beginning, to the end
+    assert hist.to_dict() == h_straight.to_dict() and state_equal(straight, again)
+    assert torch.load(path, weights_only=True)["epoch"] == 2  # a sound checkpoint again
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_and_kept(tmp_path) -> None:
+    x, y, w = toy(100)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(ModelError, match="not a fivesigma trainer checkpoint") as err:
         Trainer(cfg(epochs=1, checkpoint_dir=str(tmp_path))).fit(make_net(), (x, y, w), None, bce)
+    assert "\n" not in str(err.value) and "another --out" in str(err.value)
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
 
 
 # --------------------------------------------------------------------------------------

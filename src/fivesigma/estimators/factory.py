@@ -29,9 +29,16 @@ __all__ = ["load", "make_estimator"]
 def make_estimator(kind: str, **params: Any) -> Any:
     """A new, unfitted estimator of registry name ``kind`` with hyper-parameters ``params``.
 
-    An unknown ``kind`` or hyper-parameter name raises a one-line :class:`ModelError`
-    listing what is accepted.  Parameters the registry entry fixes (a tagger's ``model``)
-    cannot be given.
+    An unknown ``kind`` or hyper-parameter name, or a value the estimator's typed schema
+    (its ``Params``, :meth:`~fivesigma.training.estimator.Estimator.param_schema`) refuses,
+    raises a one-line :class:`ModelError` naming the parameter and what is accepted, before
+    anything is trained.  Parameters the registry entry fixes (a tagger's ``model``) cannot
+    be given.
+
+    >>> make_estimator("mlp", hidden=64)
+    Traceback (most recent call last):
+    ...
+    fivesigma.errors.ModelError: mlp hidden: expected a list of positive integers such as [64, 64], got 64
     """
     if kind not in ESTIMATORS:
         names = ESTIMATORS.names()
@@ -49,7 +56,7 @@ def make_estimator(kind: str, **params: Any) -> Any:
             "choose another kind instead of setting it"
         )
     cls = entry.load()
-    cls.check_param_names(params, where=f"{kind!r} model")
+    cls.check_params({**fixed, **params}, what=kind, where=f"{kind!r} model")
     return cls(**fixed, **params)
 
 

@@ -23,18 +23,34 @@ True
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from fivesigma.core.bundle import Bundle, bundle_kind
-from fivesigma.errors import DataError, ModelError
+from fivesigma.core.bundle import ARRAYS, Bundle, bundle_kind
+from fivesigma.errors import DataError, ModelError, shorten
 from fivesigma.estimators.factory import make_estimator
-from fivesigma.training.estimator import Estimator, OnnxGraph, TorchEstimator
+from fivesigma.training.estimator import (
+    Estimator,
+    OnnxGraph,
+    TorchEstimator,
+    TorchParams,
+)
 from fivesigma.training.inputs import apply_class_weight
+from fivesigma.training.params import (
+    CLASS_WEIGHT,
+    ParamSchema,
+    boolean,
+    choice,
+    integer,
+    number,
+    param,
+    sizes,
+)
 from fivesigma.training.preprocessing import Standardiser
 
 __all__ = [
@@ -48,6 +64,13 @@ __all__ = [
 
 #: the base class of every estimator (its former name here)
 BaseClassifier = Estimator
+
+#: activations of the MLP (the keys of :data:`fivesigma.nn.mlp.ACTIVATIONS`, which imports
+#: torch; a test keeps the two lists equal)
+MLP_ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "elu", "leaky_relu")
+
+_CLASS_WEIGHT_ACCEPTED = "null, 'balanced' or {class: factor} (classes integers >= 0, factors > 0)"
+_CLASS_WEIGHT_MEANING = "per-class factors on the event weights"
 
 
 # --------------------------------------------------------------------------------------
@@ -71,6 +94,18 @@ class LogisticClassifier(Estimator):
 
     kind = "logistic"
 
+    class Params(ParamSchema):
+        """The logistic regression's hyper-parameters."""
+
+        C: Annotated[number(gt=0), param("a number > 0", "inverse regularisation strength")] = 1.0
+        max_iter: Annotated[
+            integer(ge=1), param("an integer >= 1", "iterations of the lbfgs optimiser")
+        ] = 1000
+        tol: Annotated[number(gt=0), param("a number > 0", "optimiser tolerance")] = 1e-8
+        class_weight: Annotated[
+            CLASS_WEIGHT, param(_CLASS_WEIGHT_ACCEPTED, _CLASS_WEIGHT_MEANING)
+        ] = None
+
     def __init__(
         self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-8, class_weight: Any = None
     ) -> None:
@@ -83,8 +118,6 @@ class LogisticClassifier(Estimator):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        if not self.C > 0:
-            raise ModelError(f"logistic C must be > 0, got {self.C!r}")
         (X,) = data
         w = apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
         self.scaler_ = Standardiser().fit(X, w)
@@ -124,6 +157,16 @@ class LogisticClassifier(Estimator):
 
     def _restore(self, bundle: Bundle, path: str | Path) -> None:
         self.scaler_ = Standardiser.from_dict(bundle.preprocessing)
+        k = 1 if self.n_classes_ == 2 else self.n_classes_
+        expected = {"coef": (k, self.n_features_in_), "intercept": (k,)}
+        for name, shape in expected.items():
+            got = bundle.arrays.get(name)
+            if got is None or tuple(got.shape) != shape or got.dtype.kind != "f":
+                found = "missing" if got is None else f"{got.dtype} {tuple(got.shape)}"
+                raise ModelError(
+                    f"model bundle '{path}': {ARRAYS} does not hold the logistic model's "
+                    f"'{name}' (float {shape} expected, {found})"
+                )
         self.coef_ = np.asarray(bundle.arrays["coef"], dtype=np.float64)
         self.intercept_ = np.asarray(bundle.arrays["intercept"], dtype=np.float64)
 
@@ -162,6 +205,53 @@ class BDTClassifier(Estimator):
     kind = "bdt"
     BOOSTER_FILE = "booster.json"
 
+    class Params(ParamSchema):
+        """The BDT's hyper-parameters (xgboost's meaning)."""
+
+        n_estimators: Annotated[
+            integer(ge=1), param("an integer >= 1", "boosting rounds (trees per class)")
+        ] = 300
+        max_depth: Annotated[integer(ge=1), param("an integer >= 1", "depth of each tree")] = 4
+        learning_rate: Annotated[number(gt=0), param("a number > 0", "shrinkage of each tree")] = (
+            0.1
+        )
+        subsample: Annotated[
+            number(gt=0, le=1), param("a number in (0, 1]", "fraction of events per tree")
+        ] = 1.0
+        colsample_bytree: Annotated[
+            number(gt=0, le=1), param("a number in (0, 1]", "fraction of features per tree")
+        ] = 1.0
+        min_child_weight: Annotated[
+            number(ge=0), param("a number >= 0", "smallest summed hessian in a leaf")
+        ] = 1.0
+        reg_lambda: Annotated[
+            number(ge=0), param("a number >= 0", "L2 regularisation of the leaf weights")
+        ] = 1.0
+        early_stopping_rounds: Annotated[
+            integer(ge=1) | None,
+            param(
+                "an integer >= 1 or null (no early stopping)",
+                "rounds without improvement of the validation log-loss before stopping",
+            ),
+        ] = 20
+        n_jobs: Annotated[
+            integer(ge=1) | None, param("an integer >= 1 or null (all cores)", "threads")
+        ] = None
+        seed: Annotated[
+            integer(ge=0, le=2**63 - 1),
+            param("an integer in [0, 2**63)", "random seed (subsampling)"),
+        ] = 0
+        class_weight: Annotated[
+            CLASS_WEIGHT, param(_CLASS_WEIGHT_ACCEPTED, _CLASS_WEIGHT_MEANING)
+        ] = None
+        negative_weights: Annotated[
+            choice("clip", "abs"),
+            param(
+                "clip or abs",
+                "negative training weights are set to 0 (clip) or replaced by |w| (abs)",
+            ),
+        ] = "clip"
+
     def __init__(
         self,
         n_estimators: int = 300,
@@ -191,10 +281,6 @@ class BDTClassifier(Estimator):
         self.negative_weights = negative_weights
 
     def _fix_negative(self, w: np.ndarray, role: str) -> np.ndarray:
-        if self.negative_weights not in ("clip", "abs"):
-            raise ModelError(
-                f"bdt negative_weights {self.negative_weights!r} is not accepted; use 'clip' or 'abs'"
-            )
         n_neg = int(np.sum(w < 0))
         if n_neg == 0:
             return w
@@ -209,10 +295,6 @@ class BDTClassifier(Estimator):
         import xgboost as xgb
 
         (X,) = data
-        for name in ("n_estimators", "max_depth"):
-            v = getattr(self, name)
-            if not isinstance(v, int | np.integer) or v < 1:
-                raise ModelError(f"bdt {name} must be a positive integer, got {v!r}")
         w = self._fix_negative(
             apply_class_weight(y, w, self.class_weight, self.n_classes_, "training"), "training"
         )
@@ -288,7 +370,19 @@ class BDTClassifier(Estimator):
         if self.BOOSTER_FILE not in bundle.files:
             raise ModelError(f"model bundle '{path}' (bdt) lacks {self.BOOSTER_FILE}")
         booster = xgb.Booster()
-        booster.load_model(bytearray(bundle.files[self.BOOSTER_FILE]))
+        try:
+            booster.load_model(bytearray(bundle.files[self.BOOSTER_FILE]))
+        except xgb.core.XGBoostError as err:
+            raise ModelError(
+                f"model bundle '{path}' is corrupt: xgboost cannot read {self.BOOSTER_FILE} "
+                f"({_xgboost_message(err)}); retrain or restore the bundle"
+            ) from None
+        if booster.num_features() != self.n_features_in_:
+            raise ModelError(
+                f"model bundle '{path}': {self.BOOSTER_FILE} holds trees over "
+                f"{booster.num_features()} features but the manifest lists "
+                f"{self.n_features_in_}; retrain or restore the bundle"
+            )
         self.booster_ = booster
         self.best_iteration_ = int(bundle.training.get("best_iteration", -1))
 
@@ -318,6 +412,27 @@ class MLPClassifier(TorchEstimator):
     """
 
     kind = "mlp"
+
+    class Params(TorchParams):
+        """The MLP's hyper-parameters: its network, then the shared torch ones."""
+
+        hidden: Annotated[
+            sizes(),
+            param(
+                "a list of positive integers such as [64, 64]",
+                "widths of the hidden layers",
+            ),
+        ] = (64, 64)
+        dropout: Annotated[
+            number(ge=0, lt=1), param("a number in [0, 1)", "dropout after each hidden layer")
+        ] = 0.0
+        batch_norm: Annotated[
+            boolean, param("true or false", "batch normalisation in each hidden layer")
+        ] = False
+        activation: Annotated[
+            choice(*MLP_ACTIVATIONS),
+            param(f"one of {', '.join(MLP_ACTIVATIONS)}", "the hidden layers' activation"),
+        ] = "relu"
 
     def __init__(
         self,
@@ -419,6 +534,13 @@ class MLPClassifier(TorchEstimator):
 
         example = torch.zeros(2, self.n_features_in_, dtype=torch.float32)
         return {"features": (example, ["batch", self.n_features_in_])}
+
+
+def _xgboost_message(err: BaseException) -> str:
+    """The first line of an xgboost error without its time stamp and source location."""
+    lines = str(err).strip().splitlines()
+    first = re.sub(r"^\[[0-9:]+\]\s+\S+:\d+:\s*", "", lines[0] if lines else "")
+    return shorten(first or type(err).__name__, 160)
 
 
 def _linear_probabilities(

@@ -34,12 +34,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
 
-from fivesigma.core.bundle import Bundle, data_fingerprint, load_bundle, save_bundle
-from fivesigma.errors import DataError, ModelError
+from fivesigma.core.bundle import ARRAYS, Bundle, data_fingerprint, load_bundle, save_bundle
+from fivesigma.errors import DataError, FivesigmaError, ModelError, describe_exception, shorten
 from fivesigma.export.onnx import OnnxGraph
 from fivesigma.training.inputs import (
     apply_class_weight,
@@ -52,7 +52,20 @@ from fivesigma.training.inputs import (
     stratified_holdout,
     torch_threads,
 )
-from fivesigma.training.params import HyperParameters, params_to_json
+from fivesigma.training.params import (
+    CLASS_WEIGHT,
+    DEVICE,
+    OPTIONAL_PATH,
+    SCHEDULERS,
+    HyperParameters,
+    ParamSchema,
+    boolean,
+    choice,
+    integer,
+    number,
+    param,
+    params_to_json,
+)
 from fivesigma.training.preprocessing import Standardiser
 
 if TYPE_CHECKING:
@@ -60,7 +73,14 @@ if TYPE_CHECKING:
 
     import torch
 
-__all__ = ["INPUT_KINDS", "Estimator", "InputKind", "OnnxGraph", "TorchEstimator"]
+__all__ = [
+    "INPUT_KINDS",
+    "Estimator",
+    "InputKind",
+    "OnnxGraph",
+    "TorchEstimator",
+    "TorchParams",
+]
 
 #: a model's data: the validated input arrays (``(X,)`` or ``(x, v, mask)``)
 Arrays = tuple[np.ndarray, ...]
@@ -113,10 +133,19 @@ def _take(data: Arrays, idx: Any) -> Arrays:
 class Estimator(HyperParameters):
     """Base of every estimator: validation, prediction, scoring, bundles, ONNX.
 
-    Subclasses set ``kind`` (the bundle kind) and ``inputs`` (an :data:`INPUT_KINDS`
-    name) and implement ``_fit``, ``_predict_proba``, ``_bundle`` and ``_restore``;
+    Subclasses set ``kind`` (the bundle kind), ``inputs`` (an :data:`INPUT_KINDS`
+    name) and ``Params`` (the typed schema of their hyper-parameters, a
+    :class:`~fivesigma.training.params.ParamSchema` with one field per ``__init__``
+    argument) and implement ``_fit``, ``_predict_proba``, ``_bundle`` and ``_restore``;
     ``_onnx_graph`` where the model can be exported and ``n_parameters`` where the
     number of fitted parameters is meaningful.
+
+    Hyper-parameters are validated against ``Params`` in one place,
+    :meth:`~fivesigma.training.params.HyperParameters.check_params`: by
+    :func:`fivesigma.estimators.make_estimator`, at the start of :meth:`fit` (as
+    scikit-learn does) and when a bundle is loaded; the first bad value is a one-line
+    :class:`ModelError` naming the estimator, the parameter and what is accepted.
+    :meth:`param_schema` gives the JSON schema.
 
     Fitted attributes: ``n_features_in_``, ``feature_names_in_``, ``n_classes_``,
     ``classes_``, ``data_fingerprint_`` (a hash of the training data); after
@@ -137,6 +166,14 @@ class Estimator(HyperParameters):
     @classmethod
     def _input_kind(cls) -> InputKind:
         return INPUT_KINDS[cls.inputs]
+
+    def _params_what(self) -> str:
+        """How messages about this estimator's hyper-parameters name it."""
+        return self._what()
+
+    def _check_params(self) -> None:
+        """Validate the current hyper-parameters (a one-line :class:`ModelError`)."""
+        type(self).check_params(self.get_params(), what=self._params_what())
 
     # -- fitting ------------------------------------------------------------------------
 
@@ -162,6 +199,7 @@ class Estimator(HyperParameters):
             ``valid_fraction`` hold out that fraction of each class (chosen by ``seed``).
         feature_names : names of the features (default: DataFrame columns or x0, x1, ...).
         """
+        self._check_params()  # before any data is looked at
         kind = self._input_kind()
         names = feature_names if feature_names is not None else feature_names_of(X)
         data = kind.check(X, kind.argument)
@@ -356,7 +394,7 @@ class Estimator(HyperParameters):
             from fivesigma.estimators import load
 
             return load(path)
-        bundle = load_bundle(path)
+        bundle = _read_bundle(path)
         if bundle.kind != cls.kind:
             raise ModelError(
                 f"model bundle '{path}' holds a {bundle.kind!r} model, not {cls.kind!r}"
@@ -382,9 +420,12 @@ class Estimator(HyperParameters):
 
     @classmethod
     def _from_bundle(cls, bundle: Bundle, path: str | Path) -> Estimator:
-        params = dict(bundle.params)
-        cls.check_param_names(params, where=f"bundle '{path}'")
-        est = cls(**cls._params_from_bundle(params))
+        params = cls._params_from_bundle(dict(bundle.params))
+        try:
+            cls.check_params(params, what=cls._what())
+        except ModelError as err:
+            raise ModelError(f"model bundle '{path}': {err}") from None
+        est = cls(**params)
         est.n_features_in_ = len(bundle.features)
         est.feature_names_in_ = list(bundle.features)
         est.n_classes_ = int(bundle.training.get("n_classes", 2))
@@ -422,8 +463,93 @@ class Estimator(HyperParameters):
         return export_onnx(self, path, opset=opset)
 
 
+def _read_bundle(path: str | Path) -> Bundle:
+    """:func:`load_bundle`, with a damaged file that passed its checksum (a manifest whose
+    checksums were recomputed) reported in one line naming the bundle and the file."""
+    try:
+        return load_bundle(path)
+    except FivesigmaError:
+        raise
+    except Exception as err:  # the safetensors reader's own errors
+        raise ModelError(
+            f"model bundle '{path}' is corrupt: {ARRAYS} cannot be read "
+            f"({describe_exception(err)}); retrain or restore the bundle"
+        ) from None
+
+
+def weights_mismatch(err: BaseException) -> str:
+    """The informative line of torch's ``load_state_dict`` error (which first names the
+    module, then lists each mismatch on its own line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Error(s) in loading")]
+    return shorten((useful or lines or [type(err).__name__])[0], 200)
+
+
 # --------------------------------------------------------------------------------------
 # Torch estimators
+
+
+class TorchParams(ParamSchema):
+    """The hyper-parameters every :class:`TorchEstimator` takes (the training loop, class
+    weights, the validation hold-out, seed, threads, progress, checkpoints, device); a
+    torch estimator's ``Params`` subclasses it and adds its network's."""
+
+    epochs: Annotated[
+        integer(ge=1), param("an integer >= 1", "maximum number of passes over the training data")
+    ] = 50
+    batch_size: Annotated[integer(ge=1), param("an integer >= 1", "examples per step")] = 512
+    lr: Annotated[number(gt=0), param("a number > 0", "(peak) learning rate of AdamW")] = 1e-3
+    weight_decay: Annotated[
+        number(ge=0), param("a number >= 0", "AdamW's decoupled weight decay")
+    ] = 0.0
+    scheduler: Annotated[
+        choice(*SCHEDULERS), param(f"one of {', '.join(SCHEDULERS)}", "learning-rate schedule")
+    ] = "cosine"
+    early_stopping_patience: Annotated[
+        integer(ge=1) | None,
+        param(
+            "an integer >= 1 or null (no early stopping)",
+            "epochs without improvement of the validation loss before stopping",
+        ),
+    ] = 8
+    min_delta: Annotated[
+        number(ge=0), param("a number >= 0", "smallest decrease of the validation loss")
+    ] = 0.0
+    class_weight: Annotated[
+        CLASS_WEIGHT,
+        param(
+            "null, 'balanced' or {class: factor} (classes integers >= 0, factors > 0)",
+            "per-class factors on the event weights in the loss",
+        ),
+    ] = "balanced"
+    valid_fraction: Annotated[
+        number(ge=0, lt=1),
+        param(
+            "a number in [0, 1)",
+            "fraction of each class held out for early stopping when no validation data "
+            "is given (0: none)",
+        ),
+    ] = 0.2
+    seed: Annotated[
+        integer(ge=0, le=2**63 - 1),
+        param("an integer in [0, 2**63)", "initial weights, shuffling, dropout, hold-out"),
+    ] = 0
+    num_threads: Annotated[
+        integer(ge=1) | None,
+        param("an integer >= 1 or null (unchanged)", "torch CPU threads during fit and predict"),
+    ] = None
+    progress: Annotated[boolean, param("true or false", "show a progress bar")] = True
+    checkpoint_dir: Annotated[
+        OPTIONAL_PATH,
+        param(
+            "a directory path or null",
+            "where a checkpoint is written after every epoch, to resume an interrupted fit",
+        ),
+    ] = None
+    device: Annotated[
+        DEVICE,
+        param("cpu, cuda, cuda:N or auto", "where the network trains and predicts"),
+    ] = "cpu"
 
 
 class TorchEstimator(Estimator):
@@ -437,7 +563,8 @@ class TorchEstimator(Estimator):
     The hyper-parameters read here (a subclass's ``__init__`` must take them): ``seed``,
     ``class_weight``, ``valid_fraction``, ``num_threads``, ``device`` and the
     :class:`~fivesigma.training.TrainerConfig` settings (``epochs``, ``batch_size``,
-    ``lr``, ...).
+    ``lr``, ...); their typed schema is :class:`TorchParams`, which a subclass's
+    ``Params`` extends with its network's.
 
     A subclass supplies the network (``_network_config``, ``_build_network``,
     ``_network_record``, ``_network_config_from_bundle``), its preprocessing
@@ -630,8 +757,8 @@ class TorchEstimator(Estimator):
             net.load_state_dict(state)
         except RuntimeError as err:
             raise ModelError(
-                f"model bundle '{path}': weights do not match the {self._what()} network: "
-                f"{str(err).splitlines()[0]}"
+                f"model bundle '{path}': the weights in {ARRAYS} do not match the "
+                f"{self._what()} network ({weights_mismatch(err)})"
             ) from None
         self.net_ = net.eval()
         self.network_config_ = config

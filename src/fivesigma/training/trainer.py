@@ -56,6 +56,7 @@ import json
 import math
 import random
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +66,8 @@ import numpy as np
 import torch
 
 from fivesigma.core.files import atomic_file, ensure_writable_dir
-from fivesigma.errors import ConfigError, DataError, ModelError
+from fivesigma.errors import ConfigError, DataError, ModelError, describe_exception
+from fivesigma.training.params import SCHEDULERS
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -80,7 +82,7 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "fivesigma-trainer-checkpoint"
 CHECKPOINT_VERSION = 1
-_SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
+_SCHEDULERS = SCHEDULERS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,7 +153,10 @@ class TrainerConfig:
     num_threads : torch CPU threads during ``fit`` (restored afterwards); ``None``: unchanged.
     progress : show a rich progress bar on stderr.
     checkpoint_dir : if set, a checkpoint is written there after every epoch and ``fit``
-        resumes from it when it belongs to the same run.
+        resumes from it when it belongs to the same run.  A checkpoint of another run is
+        refused (one line saying how to start afresh); a damaged one (truncated, garbage,
+        a state that cannot be restored) is removed with a one-line warning and the
+        training starts from the beginning.
     device : torch device for the model and batches: ``"cpu"``, ``"cuda"``, ``"cuda:N"``
         or ``"auto"`` (a GPU when there is one); see :func:`resolve_device`.
     eval_batch_size : examples per batch of the validation loss (no autograd, so it can
@@ -684,23 +689,42 @@ class Trainer:
         ckpt_path = None
         if cfg.checkpoint_dir is not None:
             ckpt_path = ensure_writable_dir(cfg.checkpoint_dir) / CHECKPOINT_NAME
-            if ckpt_path.exists():
-                state = self._load_checkpoint(ckpt_path, run_id)
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                if scheduler is not None:
-                    scheduler.load_state_dict(state["scheduler"])
-                history = TrainHistory.from_dict(json.loads(state["history"]))
-                best_loss = float(state["best_loss"])
-                best_state = state["best_state"]
-                bad_epochs = int(state["bad_epochs"])
-                start_epoch = int(state["epoch"]) + 1
-                torch.set_rng_state(state["rng_torch"])
-                np.random.set_state(_numpy_rng_from_tensor(state["rng_numpy"]))
-                random.setstate(_python_rng_from_tensor(state["rng_python"]))
-                generator.set_state(state["rng_loader"])
-                if "rng_cuda" in state and torch.cuda.is_available():
-                    torch.cuda.set_rng_state(state["rng_cuda"])
+            state = self._load_checkpoint(ckpt_path, run_id) if ckpt_path.exists() else None
+            if state is not None:
+                initial_state = best_state
+                try:
+                    model.load_state_dict(state["model"])
+                    optimizer.load_state_dict(state["optimizer"])
+                    if scheduler is not None:
+                        scheduler.load_state_dict(state["scheduler"])
+                    history = TrainHistory.from_dict(json.loads(state["history"]))
+                    best_loss = float(state["best_loss"])
+                    best_state = state["best_state"]
+                    bad_epochs = int(state["bad_epochs"])
+                    start_epoch = int(state["epoch"]) + 1
+                    torch.set_rng_state(state["rng_torch"])
+                    np.random.set_state(_numpy_rng_from_tensor(state["rng_numpy"]))
+                    random.setstate(_python_rng_from_tensor(state["rng_python"]))
+                    generator.set_state(state["rng_loader"])
+                    if "rng_cuda" in state and torch.cuda.is_available():
+                        torch.cuda.set_rng_state(state["rng_cuda"])
+                except Exception as err:  # a checkpoint of this run, damaged inside
+                    _damaged_checkpoint(ckpt_path, err, "its state cannot be restored")
+                    # back to exactly where a run without a checkpoint starts
+                    best_state = initial_state
+                    model.load_state_dict(best_state)
+                    torch.manual_seed(cfg.seed)
+                    np.random.seed(cfg.seed % 2**32)
+                    random.seed(cfg.seed)
+                    generator = torch.Generator().manual_seed(cfg.seed)
+                    optimizer = torch.optim.AdamW(
+                        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+                    )
+                    scheduler = self._make_scheduler(optimizer, steps_per_epoch)
+                    history = TrainHistory()
+                    best_loss = math.inf
+                    bad_epochs = 0
+                    start_epoch = 1
                 if history.stopped_early:
                     start_epoch = cfg.epochs + 1  # that run is over; only restore its result
 
@@ -863,29 +887,44 @@ class Trainer:
             torch.save(state, tmp)
 
     @staticmethod
-    def _load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
+    def _load_checkpoint(path: Path, run_id: str) -> dict[str, Any] | None:
+        """The checkpoint's state, or None when the file is damaged (then it is removed,
+        with a warning, and the training starts from the beginning)."""
+        restart = (
+            f"remove the checkpoint directory '{path.parent}' to start the training afresh, "
+            "or use another --out (another checkpoint_dir)"
+        )
         try:
             # weights_only=True: a checkpoint is data, never code to unpickle
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for a broken file
-            raise ModelError(
-                f"checkpoint '{path}' cannot be read ({type(err).__name__}); remove it to start afresh"
-            ) from None
+            _damaged_checkpoint(path, err, "unreadable")
+            return None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(
-                f"'{path}' is not a fivesigma trainer checkpoint; remove it or choose another checkpoint_dir"
-            )
+            raise ModelError(f"'{path}' is not a fivesigma trainer checkpoint; {restart}")
         if state.get("format_version") != CHECKPOINT_VERSION:
             raise ModelError(
                 f"checkpoint '{path}' has format version {state.get('format_version')}; "
-                f"this fivesigma reads version {CHECKPOINT_VERSION}; remove it to start afresh"
+                f"this fivesigma reads version {CHECKPOINT_VERSION}; {restart}"
             )
         if state.get("run_id") != run_id:
             raise ModelError(
-                f"checkpoint '{path}' belongs to a different run (other config, model or data); "
-                "remove it or choose another checkpoint_dir"
+                f"checkpoint '{path}' belongs to a different run (other config, model or "
+                f"data); {restart}"
             )
         return state
+
+
+def _damaged_checkpoint(path: Path, err: BaseException, what: str) -> None:
+    """Warn (one line) that the checkpoint at ``path`` is damaged and remove it."""
+    # torch's refusal of a file it cannot unpickle safely is a paragraph about weights_only
+    # that is beside the point here: the type says enough
+    why = describe_exception(err, 120) if "weights_only" not in str(err) else type(err).__name__
+    warnings.warn(
+        f"checkpoint '{path}' is damaged ({what}: {why}); starting the training from the beginning",
+        stacklevel=4,
+    )
+    path.unlink(missing_ok=True)
 
 
 class _Progress:

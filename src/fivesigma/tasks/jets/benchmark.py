@@ -237,6 +237,41 @@ class BenchmarkSettings:
             from fivesigma.training.trainer import resolve_device
 
             resolve_device(self.device)  # a missing GPU fails here, before any generation
+        # every tagger's parameters, built as the training will build them, before any
+        # generation: a bad value is one line naming tagger_params.<tagger>.<parameter>
+        from fivesigma.errors import ModelError
+        from fivesigma.estimators import make_estimator
+
+        unknown = [t for t in self.tagger_params if t not in TAGGER_ORDER]
+        if unknown:
+            raise ConfigError(
+                f"tagger_params: unknown tagger {str(unknown[0])[:60]!r}; accepted: "
+                f"{', '.join(TAGGER_ORDER)} ({close_matches(str(unknown[0])[:100], TAGGER_ORDER)})"
+            )
+        seed = self.seed + 1000 * (self.seeds - 1)  # the largest seed a run uses
+        for name in dict.fromkeys([*self.taggers, *self.tagger_params]):
+            given = self.tagger_params.get(name, {})
+            if not isinstance(given, dict):
+                raise ConfigError(
+                    f"tagger_params.{name} must be a mapping of parameters, got "
+                    f"{type(given).__name__}"
+                )
+            if name == "bdt":
+                base: dict[str, Any] = {"n_estimators": 400, "max_depth": 4, "seed": seed}
+            else:
+                base = {
+                    "epochs": self.epochs,
+                    "batch_size": self.batch_size,
+                    "lr": self.lr,
+                    "seed": seed,
+                    "progress": self.progress,
+                    "device": self.device,
+                }
+            try:
+                make_estimator(name, **{**base, **given})
+            except ModelError as err:
+                where = f"tagger_params.{name}" if name in self.tagger_params else "benchmark"
+                raise ConfigError(f"{where}: {err}") from None
 
 
 # --------------------------------------------------------------------------------------

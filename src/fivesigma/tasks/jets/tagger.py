@@ -27,19 +27,30 @@ part of the saved bundle and of the exported ONNX graph.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Strict, TypeAdapter, ValidationError, model_validator
 
 from fivesigma.core.bundle import Bundle
-from fivesigma.errors import ModelError, close_matches
-from fivesigma.training.estimator import TorchEstimator
+from fivesigma.errors import FivesigmaError, ModelError, close_matches, shorten
+from fivesigma.training.estimator import TorchEstimator, TorchParams
 from fivesigma.training.inputs import CONSTITUENT_KEYS, as_constituents
+from fivesigma.training.params import (
+    boolean,
+    choice,
+    detail_error,
+    integer,
+    number,
+    param,
+)
 from fivesigma.training.preprocessing import Standardiser
 
-__all__ = ["KIND", "TAGGERS", "JetTagger", "check_inputs", "load"]
+__all__ = ["KIND", "TAGGERS", "JetTagger", "check_inputs", "check_model_params", "load"]
 
 #: bundle kind of a saved :class:`JetTagger`
 KIND = "jet_tagger"
@@ -108,6 +119,76 @@ def _wrappers() -> tuple[type, type]:
 
 
 # --------------------------------------------------------------------------------------
+# Hyper-parameters
+
+
+def _strict(hint: Any) -> tuple[Any, str]:
+    """A strict pydantic type for a network config field's annotation, and its description
+    in words: ``int`` refuses bools, floats and strings, ``tuple[int, ...]`` a single
+    number or a string, and so on."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return boolean, "true or false"
+    if hint is int:
+        return integer(), "an integer"
+    if hint is float:
+        return number(), "a number"
+    if hint is str:
+        return Annotated[str, Strict()], "a string"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item, words = _strict(args[0])
+        words = words.replace("an integer", "integers").replace("a list", "lists")
+        return list[item], f"a list of {words}"
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            item, words = _strict(rest[0])
+            return item | None, f"{words} or null"
+    return Any, "a value"
+
+
+def _no_sets(value: Any) -> bool:
+    """Sizes come as lists or tuples, not as sets (which pydantic would take for a list,
+    in no particular order)."""
+    if isinstance(value, list | tuple):
+        return all(_no_sets(v) for v in value)
+    return not isinstance(value, set | frozenset)
+
+
+def check_model_params(model: str, model_params: Any, size: str = "default") -> None:
+    """Validate a tagger's ``model_params`` with its network config: the names are the
+    config's fields, each value has the field's type (strictly: no bool for an int, no
+    string for a list) and the config accepts the whole (its own range checks).  Raises a
+    one-line :class:`ModelError` (imports torch: the configs live with the networks)."""
+    import dataclasses
+
+    from fivesigma.tasks.jets.models import MODELS, make_config
+
+    if not model_params:
+        return
+    config_cls = MODELS[model][0]
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    for key, value in model_params.items():
+        if key in ("n_features", "n_classes") or key not in names:
+            continue  # make_config names the unknown key with what is accepted
+        strict, words = _strict(hints.get(key, Any))
+        try:
+            TypeAdapter(strict).validate_python(value)
+            ok = _no_sets(value)
+        except ValidationError:
+            ok = False
+        if not ok:
+            raise ModelError(f"{key} must be {words}, got {shorten(repr(value))}")
+    coords = model_params.get("coord_indices")
+    n_features = 1 + max([1, *(coords if isinstance(coords, list | tuple) else ())])
+    try:
+        make_config(model, max(n_features, 8), 2, dict(model_params), size)
+    except FivesigmaError as err:
+        raise ModelError(shorten(str(err), 300)) from None
+
+
+# --------------------------------------------------------------------------------------
 # The estimator
 
 
@@ -145,6 +226,52 @@ class JetTagger(TorchEstimator):
     what = "jet tagger"
     predict_batch_size = _PREDICT_BATCH
     valid_batch_size = _VALID_BATCH
+
+    class Params(TorchParams):
+        """A jet tagger's hyper-parameters: the network, then the shared torch ones."""
+
+        model: Annotated[
+            choice(*TAGGERS), param(f"one of {', '.join(TAGGERS)}", "the tagger's network")
+        ] = "particlenet"
+        model_params: Annotated[
+            dict[str, Any] | None,
+            param(
+                "null or a mapping of the network config's fields to values of their types "
+                "(e.g. {k: 16} for particlenet)",
+                "overrides of the network's config fields",
+            ),
+        ] = None
+        size: Annotated[
+            choice("default", "paper"),
+            param("default or paper", "the network's size before model_params"),
+        ] = "default"
+        n_classes: Annotated[
+            integer(ge=2) | None,
+            param("an integer >= 2 or null (from the labels)", "number of classes"),
+        ] = None
+        standardize: Annotated[
+            boolean, param("true or false", "standardise each particle feature of x")
+        ] = True
+        epochs: Annotated[
+            integer(ge=1),
+            param("an integer >= 1", "maximum number of passes over the training data"),
+        ] = 30
+        batch_size: Annotated[integer(ge=1), param("an integer >= 1", "jets per step")] = 256
+        early_stopping_patience: Annotated[
+            integer(ge=1) | None,
+            param(
+                "an integer >= 1 or null (no early stopping)",
+                "epochs without improvement of the validation loss before stopping",
+            ),
+        ] = 5
+
+        @model_validator(mode="after")
+        def _network_config(self) -> Any:
+            try:
+                check_model_params(self.model, self.model_params, self.size)
+            except ModelError as err:
+                raise detail_error(str(err), "model_params") from None
+            return self
 
     def __init__(
         self,
@@ -187,6 +314,9 @@ class JetTagger(TorchEstimator):
         self.progress = progress
         self.checkpoint_dir = checkpoint_dir
         self.device = device
+
+    def _params_what(self) -> str:
+        return self.model if isinstance(self.model, str) and self.model in TAGGERS else self.what
 
     # -- the network ----------------------------------------------------------------------
 
