@@ -271,3 +271,19 @@ def test_fivesigma_apply_with_a_corrupt_bundle_is_one_line(tmp_path, capsys, kin
     assert "internal error" not in err and len(err.strip().splitlines()) == 1, err
     assert f"model bundle '{path}' is corrupt" in err and name in err
     assert not out.exists()
+
+
+def test_load_bundle_refuses_unreadable_arrays_even_with_a_matching_checksum(tmp_path):
+    import hashlib
+
+    path = save_bundle(Bundle(kind="demo", arrays={"w": np.ones(3)}), tmp_path / "b")
+    (path / "arrays.safetensors").write_bytes(b"\x00" * 16)
+
+    def rehash(m):
+        m["files"]["arrays.safetensors"] = hashlib.sha256(b"\x00" * 16).hexdigest()
+        m.pop("checksum")
+
+    _edit_manifest(path, rehash)
+    with pytest.raises(ModelError, match="arrays.safetensors cannot be read") as err:
+        load_bundle(path)
+    assert "\n" not in str(err.value)

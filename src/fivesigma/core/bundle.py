@@ -36,7 +36,7 @@ import numpy as np
 from fivesigma import __version__
 from fivesigma.core import extras
 from fivesigma.core.files import atomic_dir
-from fivesigma.errors import ModelError
+from fivesigma.errors import ModelError, describe_exception
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -273,7 +273,13 @@ def load_bundle(path: str | Path) -> Bundle:
                 f"model bundle '{path}' is corrupt: checksum of {name} does not match the manifest"
             )
         payload[name] = content
-    arrays = st_load(payload.pop(ARRAYS)) if ARRAYS in payload else {}
+    try:
+        arrays = st_load(payload.pop(ARRAYS)) if ARRAYS in payload else {}
+    except Exception as err:  # safetensors' own error types
+        raise ModelError(
+            f"model bundle '{path}' is corrupt: {ARRAYS} cannot be read "
+            f"({describe_exception(err)}); retrain or restore the bundle"
+        ) from None
     return Bundle(
         kind=manifest["kind"],
         features=list(manifest.get("features", [])),
