@@ -118,7 +118,11 @@ def test_best_model_reaches_optimal_auc(tmp_path, toy):
     ds_split = result.metrics["n_events"]
     assert ds_split["test"] > 0.25 * 2 * N
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    best = m["best_model"]
+    # The best *trained* model (highest test AUC); the model chosen for the physics result
+    # may be another one when this one fails the overtraining check (the ring's BDT does).
+    best = max(m["models"], key=lambda name: m["models"][name]["auc_test"])
+    chosen = m["models"][m["best_model"]]
+    assert chosen["overtraining_check_passed"] or "every model fails" in m["best_model_reason"]
     X_all = np.vstack([sig, bkg])
     y_all = np.r_[np.ones(N), np.zeros(N)]
     from fivesigma.data.split import split_codes
@@ -283,3 +287,223 @@ def test_weights_that_leave_nothing_to_learn_are_named_before_training(
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- weighted and unweighted metrics ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_weighted_and_unweighted_auc_match_sklearn(toy_config_file, tmp_path):
+    from fivesigma.core.config import load_config
+    from fivesigma.data.split import split_codes
+
+    models = [{"name": "logistic", "kind": "logistic"}]
+    cfg = load_config(toy_config_file(n=1500, models=models))
+    result = run(cfg, out=tmp_path / "out", progress=False)
+    row = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]["logistic"]
+    # The test split in the job's event order: signal file, then background file.
+    tables = [pq.read_table(tmp_path / f"{name}.parquet").to_pydict() for name in ("sig", "bkg")]
+    ids = np.concatenate([t["id"] for t in tables])
+    w = np.concatenate([t["w"] for t in tables])
+    y = np.r_[np.ones(1500), np.zeros(1500)]
+    test = split_codes(ids, seed=7, fractions=(0.5, 0.2, 0.3)) == 2
+    score = result.models[0].score_test
+    weighted = roc_auc_score(y[test], score, sample_weight=w[test])
+    unweighted = roc_auc_score(y[test], score)
+    assert weighted != pytest.approx(unweighted, abs=1e-6)  # the weights matter here
+    assert row["auc_test_weighted"] == pytest.approx(weighted, abs=1e-12)
+    assert row["auc_test"] == row["auc_test_weighted"]  # kept for compatibility
+    assert row["auc_test_unweighted"] == pytest.approx(unweighted, abs=1e-12)
+    assert 0.5 < row["auc_train_unweighted"] < 1
+
+
+# --- choosing the model for the physics result -------------------------------------------
+
+
+def _m(auc, ks_s=0.5, ks_b=0.5, z=1.0, rej=10.0):
+    return {
+        "auc_test": auc,
+        "cut_scan_z": z,
+        "rejection_at_eff_s": {"0.3": rej, "0.5": rej / 2},
+        "ks_pvalue_signal": ks_s,
+        "ks_pvalue_background": ks_b,
+    }
+
+
+def _ev(**keys):
+    from fivesigma.tasks.classify.config import EvaluationConfig
+
+    return EvaluationConfig(**keys)
+
+
+def test_overtrained_models_are_not_chosen_and_the_reason_says_why():
+    from fivesigma.tasks.classify.task import choose_best_model
+
+    models = {"logistic": _m(0.90), "bdt": _m(0.97, ks_s=0.001), "mlp": _m(0.93, ks_b=0.04)}
+    best, reason = choose_best_model(models, _ev())
+    assert best == "logistic"
+    assert "1 of 3 models passing the overtraining check" in reason
+    assert "bdt (KS p signal 0.001, background 0.5)" in reason and "mlp" in reason
+    # a stricter or looser threshold changes who passes
+    assert choose_best_model(models, _ev(ks_threshold=0.01))[0] == "mlp"
+    best, reason = choose_best_model(models, _ev(ks_threshold=0))
+    assert best == "bdt" and "overtraining check off" in reason
+    # everyone fails: the criterion decides anyway, and the reason says so
+    failing = {k: {**v, "ks_pvalue_background": 1e-5} for k, v in models.items()}
+    best, reason = choose_best_model(failing, _ev())
+    assert best == "bdt" and reason.startswith("every model fails the overtraining check")
+    assert "treat its result with care" in reason
+    # all pass: the plain criterion
+    passing = {
+        k: {**v, "ks_pvalue_signal": 0.5, "ks_pvalue_background": 0.5} for k, v in models.items()
+    }
+    best, reason = choose_best_model(passing, _ev())
+    assert best == "bdt" and reason.startswith("highest weighted test AUC of 3 models, all passing")
+    # a p-value that could not be computed is no alarm
+    assert choose_best_model({"a": _m(0.8, ks_s=float("nan"))}, _ev())[1].startswith(
+        "the only model; it passes"
+    )
+
+
+def test_criteria_z_and_rejection_and_undefined_values():
+    from fivesigma.tasks.classify.task import choose_best_model
+
+    models = {
+        "a": _m(0.95, z=2.0, rej=50.0),
+        "b": _m(0.90, z=3.0, rej=20.0),
+        "c": _m(0.85, z=1.0, rej=float("inf")),  # no background left at eps_S = 0.3
+        "d": _m(0.99, ks_s=0.0, z=9.0, rej=1e6),  # overtrained
+    }
+    assert choose_best_model(models, _ev(best="z")) == (
+        "b",
+        "highest cut-scan significance Z among the 3 of 4 models passing the overtraining "
+        "check (KS p-values of signal and background above 0.05); not considered: d (KS p "
+        "signal 0, background 0.5)",
+    )
+    best, reason = choose_best_model(models, _ev(best="rejection"))
+    assert best == "c" and "rejection 1/eps_B at eps_S = 0.3" in reason
+    assert choose_best_model(models, _ev(best="rejection", eff_s=[0.5]))[0] == "c"
+    # a criterion undefined for every candidate falls back to the AUC and says so
+    none = {k: {**v, "cut_scan_z": float("nan")} for k, v in models.items()}
+    best, reason = choose_best_model(none, _ev(best="z"))
+    assert best == "a" and "undefined for every candidate" in reason
+
+
+@pytest.mark.slow
+def test_an_overtrained_bdt_is_not_used_for_the_physics_result(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    sig, bkg, _ = toy_ring(rng, 1500)
+    deep = {"n_estimators": 200, "max_depth": 10, "learning_rate": 0.3}
+    deep["early_stopping_rounds"] = 200
+    models = [
+        {"name": "logistic", "kind": "logistic"},
+        {"name": "deep_bdt", "kind": "bdt", "params": deep},
+    ]
+    result = run(_config(tmp_path, sig, bkg, models), out=tmp_path / "out", progress=False)
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    bdt = m["models"]["deep_bdt"]
+    assert bdt["auc_train"] > bdt["auc_test"] + 0.1  # overtrained ...
+    assert bdt["auc_test"] > m["models"]["logistic"]["auc_test"]  # ... yet the highest AUC
+    assert not bdt["overtraining_check_passed"]
+    assert m["models"]["logistic"]["overtraining_check_passed"]
+    assert m["best_model"] == result.best_model == "logistic"
+    assert m["best_model_criterion"] == "auc"
+    assert "not considered: deep_bdt" in m["best_model_reason"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "not considered: deep_bdt" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("criterion", ["z", "rejection"])
+def test_the_criterion_picks_the_best_passing_model(tmp_path, criterion):
+    rng = np.random.default_rng(5)
+    sig, bkg, _ = toy_gaussian(rng, 2000)
+    models = [
+        {"name": "logistic", "kind": "logistic"},
+        {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 40}},
+    ]
+    cfg = _config(tmp_path, sig, bkg, models)
+    cfg.evaluation.best = criterion
+    result = run(cfg, out=tmp_path / "out", progress=False)
+    m = result.metrics
+    value = {
+        "z": lambda r: r["cut_scan_z"],
+        "rejection": lambda r: r["rejection_at_eff_s"]["0.3"],
+    }[criterion]
+    passing = {k: r for k, r in m["models"].items() if r["overtraining_check_passed"]}
+    assert passing
+    assert m["best_model"] == max(passing, key=lambda k: value(passing[k]))
+    assert m["best_model_criterion"] == criterion
+    # the top-level cut scan is the chosen model's
+    assert m["cut_scan"]["z"] == pytest.approx(m["models"][m["best_model"]]["cut_scan_z"])
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ({"best": "foo"}, "evaluation.best: Input should be 'auc', 'z' or 'rejection'"),
+        ({"ks_threshold": 2}, "evaluation.ks_threshold: Input should be less than 1"),
+        ({"ks_threshold": -0.1}, "evaluation.ks_threshold: Input should be greater than"),
+        ({"best": "rejection", "eff_s": []}, "give at least one evaluation.eff_s"),
+    ],
+)
+def test_bad_evaluation_keys_are_one_line(toy_config_file, tmp_path, capsys, evaluation, message):
+    import yaml
+
+    from fivesigma.cli import main
+
+    path = toy_config_file(n=200)
+    raw = yaml.safe_load(path.read_text())
+    raw["evaluation"].update(evaluation)
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_title_names_signal_and_background_by_label():
+    from fivesigma.tasks.classify.task import _title
+
+    cfg = parse_config(
+        {
+            "version": 1,
+            "data": {
+                "samples": [
+                    {"name": "wz", "files": "a.root", "label": 1},
+                    {"name": "zz", "files": "b.root", "label": 0},
+                    {"name": "ww", "files": "c.root", "label": 0},
+                ],
+                "features": ["x"],
+            },
+        }
+    )
+    assert _title(cfg) == "fivesigma: signal: wz — background: zz, ww"
+
+
+def test_summary_table_never_cuts_a_header(gaussian_run, monkeypatch):
+    from rich.console import Console
+
+    from fivesigma.core.task import Result
+    from fivesigma.tasks.classify.task import ClassifyTask
+
+    _, _, result = gaussian_run
+    metrics = dict(result.metrics)
+    metrics["models"] = dict(metrics["models"])
+    metrics["models"]["a_rather_long_model_name"] = metrics["models"].pop("mlp")
+    files = {"report": "report.html", "metrics": "metrics.json"}
+    for width in (50, 80, 140):
+        monkeypatch.setenv("COLUMNS", str(width))
+        console = Console(width=width, record=True)
+        console.print(ClassifyTask().summary(Result("classify", result.out_dir, metrics, files)))
+        text = console.export_text()
+        assert "…" not in text
+        for word in ("weighted", "unweighted", "eS=0.5", "Z exp.", "S / B", "1/eB at"):
+            assert word in text, (width, word)
+        for row in metrics["models"].values():
+            assert f"{row['auc_test']:.4f}" in text and f"{row['auc_test_unweighted']:.4f}" in text
+    # without statistics
+    metrics["stats"] = None
+    console = Console(width=100, record=True)
+    console.print(ClassifyTask().summary(Result("classify", result.out_dir, metrics, files)))
+    assert "statistics: off" in console.export_text()

@@ -71,7 +71,7 @@ def test_bad_values_are_explained(tmp_path):
     with pytest.raises(ConfigError, match="train \\+ validation \\+ test must be 1, got 1.3"):
         load_config(p)
     p = _write(tmp_path, MINIMAL + "  nan_policy: ignore\n")
-    with pytest.raises(ConfigError, match="nan_policy: Input should be 'error' or 'drop'"):
+    with pytest.raises(ConfigError, match="nan_policy: Input should be 'error', 'drop' or 'keep'"):
         load_config(p)
     dup = MINIMAL.replace("name: bkg", "name: sig")
     with pytest.raises(ConfigError, match="sample names must be unique, repeated: sig"):

@@ -405,6 +405,52 @@ def test_nan_features_drop(
     assert f"dropped {int(bad.sum())} of {len(bad)} events" in caplog.text
 
 
+def test_nan_features_keep(tmp_path: Path, root_file: Path, events: dict) -> None:
+    """keep: NaN (missing values) stay in the features, as the dataset's default policy;
+    inf is still refused in one line."""
+    cfg = config(
+        tmp_path,
+        [{"name": "s", "files": ["events.root"], "label": 0, "weight": "weight"}],
+        derived={"lead": "nth(lep_pt, 0)"},
+        features=["met", "lead"],
+        nan_policy="keep",
+    )
+    ds = load_dataset(cfg, progress=False)
+    assert len(ds) == len(events["met"]) and ds.nan_policy == "keep"
+    X = ds.features(["met", "lead"])
+    np.testing.assert_array_equal(np.isnan(X[:, 1]), events["nlep"] == 0)
+    assert ds.subset(np.arange(5)).nan_policy == "keep"
+    with pytest.raises(DataError, match=r"NaN/inf values in features: lead"):
+        ds.features(["met", "lead"], nan_policy="error")
+    n_inv = int((events["nlep"] == 1).sum())  # 1/0 = inf
+    with pytest.raises(DataError) as err:
+        load_dataset(_nan_config(tmp_path, "keep"), progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{n_inv} inf values in features: inv ({n_inv}) — ") and "\n" not in msg
+
+
+def test_sentinels_in_jagged_and_integer_branches(
+    tmp_path: Path, root_file: Path, events: dict
+) -> None:
+    """data.missing applies to the branches as read: a jagged float branch (per object)
+    and an integer branch (which becomes float64 with NaN); derived columns see NaN."""
+    first = float(ak.flatten(events["lep_pt"])[0])  # one lepton's pT, declared missing
+    cfg = config(
+        tmp_path,
+        [{"name": "s", "files": ["events.root"], "label": 0}],
+        derived={"lead": "nth(lep_pt, 0)", "n": "nlep"},
+        features=["met", "lead", "n"],
+        missing={"lep_pt": first, "nlep": 0},
+        nan_policy="keep",
+    )
+    ds = load_dataset(cfg, progress=False)
+    X = ds.features(["met", "lead", "n"])
+    lead = np.asarray(ak.fill_none(ak.firsts(events["lep_pt"]), np.nan), dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(X[:, 1]), np.isnan(lead) | (lead == first))
+    np.testing.assert_array_equal(np.isnan(X[:, 2]), events["nlep"] == 0)
+    assert not np.isnan(X[:, 0]).any()
+
+
 def test_jagged_feature_suggests_nth(tmp_path: Path, root_file: Path) -> None:
     cfg = config(
         tmp_path, [{"name": "s", "files": ["events.root"], "label": 0}], features=["lep_pt"]

@@ -10,10 +10,11 @@ Checks: the registry entry; ``fit`` returns ``self``; the shapes of ``predict_pr
 (rows sum to 1), ``predict`` and ``decision_function``; ``score(X, y)`` is the weighted
 ROC AUC of the decision function (mean one-vs-rest AUC for three classes); validation
 data; save -> load gives bit-identical predictions; ONNX agrees with the estimator or
-is refused with one line; seeds; mask invariance for constituent inputs; one-line
-errors for bad input; ``get_params`` / ``set_params`` and clone-style reconstruction;
-the typed schema of the hyper-parameters (``Params``, ``param_schema()``) and a seeded
-property test: values of the wrong type or out of range for any parameter are one-line
+is refused with one line; seeds; mask invariance for constituent inputs; missing values
+(NaN) taken by the table estimators that handle or impute them; one-line errors for bad
+input (NaN elsewhere, inf everywhere); ``get_params`` / ``set_params`` and clone-style
+reconstruction; the typed schema of the hyper-parameters (``Params``,
+``param_schema()``) and a seeded property test: values of the wrong type or out of range for any parameter are one-line
 errors naming it, from ``make_estimator`` and from ``fit`` before any training.
 """
 
@@ -328,6 +329,36 @@ def with_nan(name: str, X: Any) -> Any:
     return dict(X, x=x)
 
 
+def with_inf(X: np.ndarray) -> np.ndarray:
+    X = X.copy()
+    X[2, 1] = np.inf
+    return X
+
+
+def takes_missing(name: str) -> bool:
+    """Whether the estimator takes NaN in a table (natively, or by imputing it)."""
+    cls = ESTIMATORS.get(name)
+    return cls.inputs == "table" and (cls.handles_missing or cls.imputes_missing)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS.names(inputs="table"))
+def test_missing_values_are_taken_or_refused(name):
+    """A table estimator that handles or imputes NaN trains and predicts on it (finite
+    probabilities); any other refuses NaN in one line (as constituent models do, below)."""
+    cls = ESTIMATORS.get(name)
+    assert isinstance(cls.handles_missing, bool) and isinstance(cls.imputes_missing, bool)
+    assert not (cls.handles_missing and cls.imputes_missing)
+    X, y = toy(input_kind(name), n=48)
+    if not takes_missing(name):
+        with pytest.raises(FivesigmaError) as err:
+            build(name).fit(with_nan(name, X), y)
+        assert "NaN" in one_line(err)
+        return
+    est = build(name).fit(with_nan(name, X), y)
+    assert np.isfinite(est.predict_proba(with_nan(name, X))).all()
+    assert (getattr(est, "imputer_", None) is not None) == cls.imputes_missing
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_gives_one_line_errors(name):
     X, y = toy(input_kind(name), n=24)
@@ -335,13 +366,18 @@ def test_bad_input_gives_one_line_errors(name):
     with pytest.raises(FivesigmaError) as err:
         est.predict_proba(bad_features(name, X))
     assert "trained on 3" in one_line(err)
-    for call in (
-        lambda: est.predict_proba(with_nan(name, X)),
-        lambda: build(name).fit(with_nan(name, X), y),
-    ):
+    if takes_missing(name):  # NaN is a missing value; inf is refused
+        bad, word = with_inf, "inf"
+    else:
+        bad, word = (lambda a: with_nan(name, a)), "NaN"
+    calls = [(lambda: est.predict_proba(bad(X)), word), (lambda: build(name).fit(bad(X), y), word)]
+    if takes_missing(name) and ESTIMATORS.get(name).imputes_missing:
+        # trained without missing values: no imputation, so NaN is refused when predicting
+        calls.append((lambda: est.predict_proba(with_nan(name, X)), "NaN"))
+    for call, expected in calls:
         with pytest.raises(FivesigmaError) as err:
             call()
-        assert "NaN" in one_line(err)
+        assert expected in one_line(err)
     with pytest.raises(FivesigmaError) as err:
         build(name).fit(X, np.ones(24, dtype=int))
     assert "only class 1" in one_line(err)

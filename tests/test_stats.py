@@ -303,3 +303,24 @@ def test_significance_with_systematics_agrees_with_pyhf_hypotest_p0():
     pars[model.config.poi_index] = 1.0
     p0 = pyhf.infer.hypotest(0.0, model.expected_data(pars), model, test_stat="q0")
     assert expected_significance(spec) == pytest.approx(norm.isf(float(p0)), rel=1e-3)
+
+
+def test_a_wider_bound_on_mu_leaves_a_good_result_unchanged():
+    spec = build_workspace([5.0, 12.0], [80.0, 15.0], [4.0, 2.0], bkg_norm_unc=0.05)
+    assert expected_significance(spec, poi_max=1000.0) == pytest.approx(
+        expected_significance(spec), rel=1e-4
+    )
+    wide = expected_upper_limit(spec, poi_max=1000.0)
+    ref = expected_upper_limit(spec)
+    assert wide["median"] == pytest.approx(ref["median"], rel=5e-3)
+    for key in ("-2", "+2"):
+        assert wide["band"][key] == pytest.approx(ref["band"][key], rel=5e-3)
+
+
+def test_run_stats_still_raises_where_robust_stats_records():
+    from fivesigma.stats import robust_stats
+
+    with pytest.raises(StatsError, match="not above the minimum"):
+        run_stats([0.2, 0.7], [1, 0], [1.0, 0.5], bins=2, min_background=1.0)
+    result, _ = robust_stats([0.2, 0.7], [1, 0], [1.0, 0.5], bins=2, min_background=1.0)
+    assert result.error is None and result.n_bins == 1

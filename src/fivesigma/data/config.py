@@ -5,6 +5,8 @@ Shared by every task that reads event tables (``data:`` and ``generate:`` keys).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -18,6 +20,7 @@ __all__ = [
     "NormalisationConfig",
     "SampleConfig",
     "SplitConfig",
+    "sentinel_table",
 ]
 
 #: Placeholder in sample file patterns for the directory of the built-in generated sample.
@@ -113,9 +116,24 @@ class DataConfig(StrictModel):
         list[str], Field(description="columns (branches or derived) fed to models")
     ] = Field(default_factory=list)
     nan_policy: Annotated[
-        Literal["error", "drop"],
-        Field(description="NaN/inf in features: stop with an error, or drop those events"),
+        Literal["error", "drop", "keep"],
+        Field(
+            description=(
+                "NaN/inf in features: stop with an error, drop those events, or keep NaN "
+                "(missing values) for the models (inf is always an error)"
+            )
+        ),
     ] = "error"
+    missing: Annotated[
+        dict[str, float | list[float]] | float | list[float] | None,
+        Field(
+            description=(
+                "values that mean 'missing' (e.g. -999), turned into NaN as the branches are "
+                "read: {branch: value or [values]}, or one value or list for every numeric "
+                "branch read (except split.key)"
+            )
+        ),
+    ] = None
     chunk_size: Annotated[int, Field(gt=0, description="entries read per chunk")] = 200_000
     split: SplitConfig = Field(default_factory=SplitConfig)
     features_module: Annotated[
@@ -130,10 +148,61 @@ class DataConfig(StrictModel):
         ),
     ] = None
 
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _sentinel_numbers(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for column, values in value.items():
+                if not isinstance(column, str) or not column:
+                    raise ValueError(f"column name {column!r} must be a non-empty string")
+                out[column] = _sentinel_values(values, column)
+            return out
+        return _sentinel_values(value, None)
+
     @model_validator(mode="after")
     def _unique_sample_names(self) -> DataConfig:
         require_unique("sample", [s.name for s in self.samples])
         return self
+
+    def sentinels(self) -> tuple[dict[str, tuple[float, ...]], tuple[float, ...]]:
+        """``missing`` as (per-branch values, values for every other numeric branch)."""
+        return sentinel_table(self.missing)
+
+
+def _sentinel_values(value: Any, column: str | None) -> float | list[float]:
+    """One sentinel or a non-empty list of them, each a finite number (not a bool)."""
+    where = f"'{column}': " if column is not None else ""
+    accepted = "a number such as -999, or a list of numbers"
+    items = value if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise ValueError(f"{where}an empty list; give {accepted}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise ValueError(f"{where}{item!r} is not a number; give {accepted}")
+        if not math.isfinite(item):
+            raise ValueError(f"{where}{item!r} is not a finite number; give {accepted}")
+        out.append(float(item))
+    return out if isinstance(value, list | tuple) else out[0]
+
+
+def sentinel_table(
+    missing: Any,
+) -> tuple[dict[str, tuple[float, ...]], tuple[float, ...]]:
+    """A ``data.missing`` value (as in the config or a bundle) as (per-branch sentinels,
+    sentinels of every other numeric branch); ``({}, ())`` for none."""
+    if missing is None:
+        return {}, ()
+    if isinstance(missing, Mapping):
+        return {
+            str(k): tuple(float(x) for x in (v if isinstance(v, list | tuple) else [v]))
+            for k, v in missing.items()
+        }, ()
+    values = missing if isinstance(missing, list | tuple) else [missing]
+    return {}, tuple(float(x) for x in values)
 
 
 class GenerateConfig(StrictModel):

@@ -4,14 +4,17 @@
 chunk.  Each chunk goes through :func:`process_chunk`, a pure function of the chunk and
 the config (so it can later run inside ``dask_awkward.map_partitions``):
 
-1. only the needed branches are read (:func:`needed_columns`);
+1. only the needed branches are read (:func:`needed_columns`), and the values that
+   ``data.missing`` declares missing (e.g. -999) become NaN in them, so every derived
+   column, selection and feature computed from a branch sees NaN there;
 2. derived columns are evaluated, in config order;
 3. the weight expression is evaluated;
 4. split codes are computed on *all* entries, so the split does not depend on the cuts;
 5. the selection is applied and only the columns needed downstream are kept.
 
 Then samples are normalised to cross section x luminosity and NaN/inf features are
-handled according to ``data.nan_policy``.
+handled according to ``data.nan_policy``: ``error`` refuses them, ``drop`` removes those
+events, ``keep`` keeps NaN (missing values, for the models to handle) and refuses inf.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "load_dataset",
     "needed_columns",
     "process_chunk",
+    "replace_sentinels",
     "user_functions",
 ]
 
@@ -76,6 +80,9 @@ class Dataset:
         Per sample: sum of weights of the events read before any selection, on the same
         scale as ``weight`` (so it equals cross section x luminosity after normalisation
         without ``sum_weights_generated``).
+    nan_policy : {"error", "drop", "keep"}
+        The ``data.nan_policy`` the events were read with: the default of
+        :meth:`features` (``"keep"``: feature matrices hold NaN for missing values).
     """
 
     columns: dict[str, Column]
@@ -86,6 +93,7 @@ class Dataset:
     sample_names: list[str]
     events_read: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sum_weights_read: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    nan_policy: str = "error"
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -108,7 +116,7 @@ class Dataset:
         )
 
     def features(
-        self, names: Sequence[str], nan_policy: str = "error", dtype: Any = np.float64
+        self, names: Sequence[str], nan_policy: str | None = None, dtype: Any = np.float64
     ) -> np.ndarray:
         """Flat feature matrix of shape ``(n_events, len(names))``.
 
@@ -116,15 +124,19 @@ class Dataset:
         ----------
         names : sequence of str
             Flat columns (branches or derived).
-        nan_policy : {"error", "drop", "keep"}
+        nan_policy : {"error", "drop", "keep"}, optional
+            Default: the dataset's own ``nan_policy`` (the one it was read with).
             ``"error"`` raises a :class:`DataError` counting NaN/inf per feature;
-            ``"keep"`` returns them as they are.  ``"drop"`` is accepted for configs with
-            ``data.nan_policy: drop``: :func:`load_dataset` has already removed those
-            events, and since this method never changes the number of rows (weights and
-            labels must stay aligned) any NaN/inf left is an error.
+            ``"keep"`` returns them as they are (:func:`load_dataset` with
+            ``data.nan_policy: keep`` has already refused inf).  ``"drop"`` is accepted
+            for configs with ``data.nan_policy: drop``: :func:`load_dataset` has already
+            removed those events, and since this method never changes the number of rows
+            (weights and labels must stay aligned) any NaN/inf left is an error.
         dtype : numpy dtype
             float64 (default) or float32.
         """
+        if nan_policy is None:
+            nan_policy = self.nan_policy
         if nan_policy not in ("error", "drop", "keep"):
             raise ValueError(f"nan_policy must be 'error', 'drop' or 'keep', got {nan_policy!r}")
         out = np.empty((len(self), len(names)), dtype=dtype)
@@ -221,13 +233,79 @@ def _jagged_feature_message(name: str) -> str:
     )
 
 
-def _nan_message(names: Sequence[str], counts: np.ndarray) -> str:
+def _nan_message(names: Sequence[str], counts: np.ndarray, any_inf: bool = True) -> str:
+    per = ", ".join(f"{n} ({int(c)})" for n, c in zip(names, counts, strict=True) if c)
+    total = int(np.sum(counts))
+    keep = "" if any_inf else ", or keep to give them to the models as missing values"
+    return (
+        f"{total} NaN/inf value{'s' if total != 1 else ''} in features: {per} — "
+        f"set data.nan_policy: drop to remove those events{keep}"
+    )
+
+
+def _inf_message(names: Sequence[str], counts: np.ndarray) -> str:
     per = ", ".join(f"{n} ({int(c)})" for n, c in zip(names, counts, strict=True) if c)
     total = int(np.sum(counts))
     return (
-        f"{total} NaN/inf value{'s' if total != 1 else ''} in features: {per} — "
-        "set data.nan_policy: drop to remove those events"
+        f"{total} inf value{'s' if total != 1 else ''} in features: {per} — "
+        "data.nan_policy: keep keeps NaN (missing values) but never inf; fix the expression "
+        "(e.g. a division by zero) or set data.nan_policy: drop to remove those events"
     )
+
+
+# --------------------------------------------------------------------------------------
+# Missing-value sentinels (data.missing)
+
+
+def _is_numeric_awkward(col: ak.Array) -> bool:
+    """Whether an awkward array holds numbers (at any depth of lists; not strings)."""
+    t: Any = col.type.content
+    while True:
+        if t.parameter("__array__") in ("string", "bytestring", "char", "byte"):
+            return False
+        if isinstance(t, ak.types.NumpyType):
+            return t.primitive not in ("bool", "datetime64", "timedelta64")
+        if not hasattr(t, "content"):  # records, unions
+            return False
+        t = t.content
+
+
+def _sentinels_to_nan(col: Column, values: tuple[float, ...]) -> Column:
+    """``col`` with every value in ``values`` replaced by NaN (integers become float64
+    where one matches); non-numeric columns are returned unchanged."""
+    if isinstance(col, ak.Array):
+        if not _is_numeric_awkward(col):
+            return col
+        hit = functools.reduce(lambda a, b: a | b, [col == v for v in values])
+        if not ak.any(hit):
+            return col
+        return ak.where(hit, np.nan, col)
+    arr = np.asarray(col)
+    if arr.dtype.kind not in "iuf":
+        return col
+    hit = np.isin(arr, values)
+    if not hit.any():
+        return col
+    out = arr.astype(np.float64 if arr.dtype.kind in "iu" else arr.dtype, copy=True)
+    out[hit] = np.nan
+    return out
+
+
+def replace_sentinels(cols: dict[str, Column], data_cfg: DataConfig) -> dict[str, Column]:
+    """The branches ``cols`` (as read) with the values ``data.missing`` declares missing
+    turned into NaN: per named branch, or (a single value or list) in every numeric
+    branch except ``data.split.key``."""
+    per_column, everywhere = data_cfg.sentinels()
+    if not per_column and not everywhere:
+        return cols
+    out = dict(cols)
+    for name, col in cols.items():
+        values = per_column.get(name, ())
+        if not values and everywhere and name != data_cfg.split.key:
+            values = everywhere
+        if values:
+            out[name] = _sentinels_to_nan(col, values)
+    return out
 
 
 def _to_column(value: Any, n: int, what: str) -> Column:
@@ -346,15 +424,15 @@ def process_chunk(
 ) -> Dataset:
     """Turn one chunk of raw branches into a :class:`Dataset` (no normalisation yet).
 
-    Order: derived columns (in config order), weight, split codes (on all entries), then
-    the selection.  Kept columns: ``data.features`` plus ``extra_columns``.  The result's
+    Order: ``data.missing`` sentinels become NaN in the branches as read, then derived
+    columns (in config order), weight, split codes (on all entries), then the selection.  Kept columns: ``data.features`` plus ``extra_columns``.  The result's
     ``events_read`` / ``sum_weights_read`` count the chunk's events before selection, so
     :func:`load_dataset` can normalise after concatenation.  ``functions`` are the user's
     expression functions (:func:`user_functions`).
     """
     n = len(chunk)
     where = _where(data_cfg, sample)
-    cols: dict[str, Column] = dict(chunk.arrays)
+    cols: dict[str, Column] = replace_sentinels(dict(chunk.arrays), data_cfg)
 
     for name, text in data_cfg.derived.items():
         role = f"data.derived.{name}"
@@ -466,6 +544,7 @@ def concatenate(parts: Sequence[Dataset]) -> Dataset:
         sample_names=list(first.sample_names),
         events_read=np.sum([p.events_read for p in parts], axis=0).astype(np.int64),
         sum_weights_read=np.sum([p.sum_weights_read for p in parts], axis=0).astype(np.float64),
+        nan_policy=first.nan_policy,
     )
 
 
@@ -480,9 +559,11 @@ def check_file(
     extra_columns: Sequence[str],
     functions: Functions | None = None,
 ) -> None:
-    """Fail fast, before reading data, if an expression names a column the file lacks."""
+    """Fail fast, before reading data, if an expression names a column the file lacks
+    (or ``data.missing`` a branch it lacks)."""
     branches = list_columns(file, sample.tree)
     available = set(branches)
+    _check_missing_columns(file, branches, data_cfg)
     for role, text, derived_name in _expressions(data_cfg, sample, extra_columns):
         try:
             _expr(text, role, functions).check_names(available)
@@ -494,6 +575,30 @@ def check_file(
     if key and key not in available:
         raise DataError(
             f"'{file}': no branch '{key}' (data.split.key) in '{sample.tree}'; {close_matches(key, branches)}"
+        )
+
+
+def _check_missing_columns(file: Path, branches: Sequence[str], data_cfg: DataConfig) -> None:
+    """Every column named in ``data.missing`` must be a branch of ``file`` (sentinels apply
+    to the branches as read), and not the split key."""
+    per_column, _ = data_cfg.sentinels()
+    available = set(branches)
+    for name in per_column:
+        if name == data_cfg.split.key:
+            raise DataError(
+                f"data.missing names '{name}', the event key (data.split.key); an event key "
+                "cannot be missing"
+            )
+        if name in available:
+            continue
+        if name in data_cfg.derived:
+            raise DataError(
+                f"data.missing names '{name}', a derived column; sentinels apply to branches "
+                "as read (derived columns computed from them see NaN): name the branches instead"
+            )
+        raise DataError(
+            f"data.missing names '{name}', which is not a branch of '{file}'; "
+            f"{close_matches(name, branches)}"
         )
 
 
@@ -643,6 +748,7 @@ def load_dataset(
     ds = replace(ds, weight=weight, sum_weights_read=sum_read)
 
     # 4. NaN/inf in features.
+    ds = replace(ds, nan_policy=data_cfg.nan_policy)
     if data_cfg.features:
         ds = _apply_nan_policy(ds, data_cfg)
     log.info("read %d events, kept %d", int(ds.events_read.sum()), len(ds))
@@ -656,8 +762,20 @@ def _apply_nan_policy(ds: Dataset, data_cfg: DataConfig) -> Dataset:
     if not bad.any():
         return ds
     counts = bad.sum(axis=0)
+    inf = np.isinf(matrix)
     if data_cfg.nan_policy == "error":
-        raise DataError(_nan_message(names, counts))
+        raise DataError(_nan_message(names, counts, bool(inf.any())))
+    if data_cfg.nan_policy == "keep":
+        if inf.any():
+            raise DataError(_inf_message(names, inf.sum(axis=0)))
+        per = ", ".join(f"{n} ({int(c)})" for n, c in zip(names, counts, strict=True) if c)
+        log.info(
+            "kept %d of %d events with missing values (NaN) in features: %s",
+            int(bad.any(axis=1).sum()),
+            len(ds),
+            per,
+        )
+        return ds
     drop = bad.any(axis=1)
     per = ", ".join(f"{n} ({int(c)})" for n, c in zip(names, counts, strict=True) if c)
     log.warning(

@@ -8,6 +8,14 @@ negative.  ``decision_function(X)`` is the signal probability per event, ``score
 the weighted ROC AUC.  ``save(path)`` writes a model bundle (:mod:`fivesigma.core.bundle`:
 JSON + safetensors + native files, never pickle) and :func:`load` reads any of them back.
 
+Missing values (NaN in ``X``): the BDT takes them natively (xgboost learns a default
+direction at every split, ``handles_missing``); the logistic regression and the MLP
+impute (``imputes_missing``): when the training data hold NaN, ``fit`` records the
+weighted median of every feature and adds one 0/1 is-missing column per feature that had
+NaN in training (:class:`~fivesigma.training.preprocessing.Imputer`), and the same
+imputation runs in ``predict_proba``, in the bundle and in the ONNX graph.  A model
+trained without NaN refuses NaN when predicting; inf is refused everywhere.
+
 >>> import numpy as np
 >>> from fivesigma.estimators import make_estimator
 >>> rng = np.random.default_rng(0)
@@ -90,9 +98,14 @@ class LogisticClassifier(Estimator):
     Prediction uses the stored coefficients in numpy, so a loaded bundle needs no sklearn.
     ``export_onnx`` writes the same model (standardisation, linear layer, sigmoid or
     softmax) as an ONNX graph.
+
+    Missing values are imputed (the weighted median, plus is-missing flag columns, see
+    :class:`~fivesigma.training.preprocessing.Imputer`) when the training data hold NaN;
+    ``coef_`` then has one column per feature and one per flag.
     """
 
     kind = "logistic"
+    imputes_missing = True
 
     class Params(ParamSchema):
         """The logistic regression's hyper-parameters."""
@@ -158,7 +171,13 @@ class LogisticClassifier(Estimator):
     def _restore(self, bundle: Bundle, path: str | Path) -> None:
         self.scaler_ = Standardiser.from_dict(bundle.preprocessing)
         k = 1 if self.n_classes_ == 2 else self.n_classes_
-        expected = {"coef": (k, self.n_features_in_), "intercept": (k,)}
+        n_inputs = self._n_model_inputs()
+        if self.scaler_.mean_.shape != (n_inputs,):
+            raise ModelError(
+                f"model bundle '{path}': the standardiser has {self.scaler_.mean_.size} "
+                f"columns but the logistic model takes {n_inputs}"
+            )
+        expected = {"coef": (k, n_inputs), "intercept": (k,)}
         for name, shape in expected.items():
             got = bundle.arrays.get(name)
             if got is None or tuple(got.shape) != shape or got.dtype.kind != "f":
@@ -171,12 +190,14 @@ class LogisticClassifier(Estimator):
         self.intercept_ = np.asarray(bundle.arrays["intercept"], dtype=np.float64)
 
     def _onnx_graph(self) -> OnnxGraph:
-        """The fitted model as a torch module: standardise, linear, sigmoid/softmax."""
+        """The fitted model as a torch module: impute (if fitted), standardise, linear,
+        sigmoid/softmax."""
         import torch
 
         module = _linear_probabilities(
             self.scaler_.mean_, self.scaler_.scale_, self.coef_, self.intercept_
         )
+        module = self._with_imputation(module)
         example = torch.zeros(2, self.n_features_in_, dtype=torch.float32)
         return OnnxGraph(module, {"features": (example, ["batch", self.n_features_in_])})
 
@@ -200,9 +221,13 @@ class BDTClassifier(Estimator):
     negative_weights : xgboost rejects negative event weights, so for *training* they are
         ``"clip"``-ped to 0 (default) or replaced by their ``"abs"``-olute value, with a
         warning.  Physics results should still be evaluated with the true weights.
+
+    Missing values (NaN) are xgboost's own: each split sends them the way learned in
+    training (``handles_missing``), so nothing is imputed.
     """
 
     kind = "bdt"
+    handles_missing = True
     BOOSTER_FILE = "booster.json"
 
     class Params(ParamSchema):
@@ -408,10 +433,15 @@ class MLPClassifier(TorchEstimator):
         also where :meth:`predict_proba` runs (a loaded bundle: ``"cpu"``).
 
     The features are standardised (event-weighted, in float64) before the network; the
-    standardisation is part of the bundle and of the ONNX graph.
+    standardisation is part of the bundle and of the ONNX graph.  Missing values are
+    imputed first when the training data hold NaN (the weighted median and is-missing flag
+    columns, :class:`~fivesigma.training.preprocessing.Imputer`): the network then has one
+    input per feature and one per flag, and the imputation is part of the bundle and of
+    the ONNX graph (``torch.where(isnan(x), value, x)`` and the flags).
     """
 
     kind = "mlp"
+    imputes_missing = True
 
     class Params(TorchParams):
         """The MLP's hyper-parameters: its network, then the shared torch ones."""
@@ -495,7 +525,7 @@ class MLPClassifier(TorchEstimator):
         return self.network_config_.to_dict()
 
     def _network_config_from_bundle(self, bundle: Bundle, path: str | Path) -> Any:
-        return self._network_config(self.n_features_in_, self.n_classes_)
+        return self._network_config(self._n_model_inputs(), self.n_classes_)
 
     def _fit_scaler(self, data: tuple, w: np.ndarray) -> Standardiser:
         return Standardiser().fit(data[0], w)

@@ -216,18 +216,37 @@ def shap_values(
     else:
         units = f"logit of class {int(class_index)}"
 
+    imputer = getattr(estimator, "imputer_", None)
+    # A model trained on data with missing values sees imputed features plus is-missing
+    # flags: explain it there, then give each flag's share to its feature (SHAP values of
+    # a group of inputs add up), so the attributions stay one per feature.
+    seen_rows, seen_bg = rows, bg
+    if imputer is not None and method != "tree":
+        seen_rows, seen_bg = imputer.transform(rows), imputer.transform(bg)
     if method == "tree":
         values, base, output, details = _tree(estimator, rows, int(class_index))
     elif method == "linear":
-        values, base, output, details = _linear(estimator, rows, bg, int(class_index))
+        values, base, output, details = _linear(estimator, seen_rows, seen_bg, int(class_index))
     else:
         if not (isinstance(steps, int | np.integer) and steps >= 1):
             raise ModelError(f"steps must be a positive integer, got {steps!r}")
         if not (isinstance(n_background, int | np.integer) and n_background >= 1):
             raise ModelError(f"n_background must be a positive integer, got {n_background!r}")
-        if bg.shape[0] > n_background:
-            bg = bg[np.sort(rng.choice(bg.shape[0], size=int(n_background), replace=False))]
-        values, base, output, details = _gradient(estimator, rows, bg, int(class_index), int(steps))
+        if seen_bg.shape[0] > n_background:
+            pick = np.sort(rng.choice(seen_bg.shape[0], size=int(n_background), replace=False))
+            seen_bg = seen_bg[pick]
+        values, base, output, details = _gradient(
+            estimator, seen_rows, seen_bg, int(class_index), int(steps)
+        )
+    if imputer is not None and method != "tree":
+        folded = values[:, : len(names)].copy()
+        for j, feature in enumerate(np.asarray(imputer.flags_, dtype=np.int64)):
+            folded[:, feature] += values[:, len(names) + j]
+        values = folded
+        details = {
+            **details,
+            "missing_values": "imputed; each is-missing flag added to its feature",
+        }
     return Explanation(
         values=values,
         base_value=base,
@@ -253,7 +272,18 @@ def _is_table_classifier(estimator: Any) -> bool:
 
 
 def _table(estimator: Any, X: Any, name: str) -> np.ndarray:
+    takes_nan = getattr(estimator, "handles_missing", False) or (
+        getattr(estimator, "imputer_", None) is not None
+    )
+    if takes_nan:  # NaN is a missing value the model handles; inf is still an error
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim == 2 and arr.shape[0] and not np.isinf(arr).any():
+            return _check_width(estimator, arr, name)
     arr = as_table(X, name)
+    return _check_width(estimator, arr, name)
+
+
+def _check_width(estimator: Any, arr: np.ndarray, name: str) -> np.ndarray:
     if arr.shape[1] != estimator.n_features_in_:
         shown = ", ".join(estimator.feature_names_in_[:12])
         raise DataError(

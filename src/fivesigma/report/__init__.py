@@ -125,16 +125,27 @@ class ReportInput:
     correlation : ``{"signal": CxC, "background": CxC}`` (weighted) correlation matrices
     models : one :class:`ModelReport` per trained classifier
     best_model : name of the model the physics result uses
+    best_model_reason : why that model was chosen (shown in the summary); "" for none
+    ks_threshold : KS p-values at or below this are flagged as possible overtraining
     cut_scan : ``thresholds``, ``s``, ``b``, ``s_over_sqrt_b``, ``z_asimov``,
         ``z_asimov_unc`` arrays and ``best`` ``{threshold, s, b, z}``; a
         :class:`fivesigma.metrics.CutScan` is accepted too; None to leave out
     stats : ``z_expected``, ``cls_upper_limit_expected``, ``cls_band`` (``"-2"`` ..
         ``"+2"``), ``bin_edges`` (or ``binning``), per-bin yields ``s`` and ``b``,
         ``workspace`` (path) and any other scalars to list; a
-        :class:`fivesigma.stats.StatsResult` is accepted too; None to leave out
+        :class:`fivesigma.stats.StatsResult` is accepted too; None to leave out.
+        ``method`` ("pyhf" or "asimov-formula", approximate), ``error`` (the stage
+        failed: one line, shown instead of the numbers), ``pyhf_error`` and ``note`` (a
+        caveat) are shown when present
+    stats_off : why there is no statistical result (e.g. turned off in the config),
+        shown in its place when ``stats`` is None
+    weights_note : a caveat on every yield and significance (e.g. unit event weights),
+        shown in the summary
     config_text : the YAML config of the run (shown verbatim, escaped)
     provenance : versions, generator provenance, data fingerprint, command, time
     n_events : ``{"train": .., "validation": .., "test": ..}``
+    extra_sections : more :class:`~fivesigma.report.builder.Section` objects a task adds
+        (e.g. SHAP explanations), placed before the config
     """
 
     title: str
@@ -151,6 +162,11 @@ class ReportInput:
     config_text: str = ""
     provenance: dict = field(default_factory=dict)
     n_events: dict = field(default_factory=dict)
+    best_model_reason: str = ""
+    ks_threshold: float = 0.05
+    stats_off: str = ""
+    weights_note: str = ""
+    extra_sections: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -222,7 +238,8 @@ def write_metrics_json(data: Mapping[str, Any], path: str | os.PathLike) -> Path
 def report_metrics(report: ReportInput) -> dict[str, Any]:
     """The numbers of ``report`` as a plain dict for metrics.json (not yet JSON-cleaned).
 
-    ``{"title", "best_model", "n_events", "models": {name: {"kind", **metrics}},
+    ``{"title", "best_model", "best_model_reason", "n_events", "models": {name: {"kind",
+    **metrics}},
     "cut_scan": best point or None, "stats": scalars of stats or None}``.
     """
     models = {m.name: {"kind": m.kind, **dict(m.metrics)} for m in report.models}
@@ -234,6 +251,7 @@ def report_metrics(report: ReportInput) -> dict[str, Any]:
     return {
         "title": report.title,
         "best_model": report.best_model,
+        "best_model_reason": report.best_model_reason,
         "n_events": dict(report.n_events),
         "models": models,
         "cut_scan": None if scan is None else scan.get("best"),

@@ -62,8 +62,9 @@ _SUMMARY_COLUMNS = (
     "#",
     "model",
     "kind",
-    "AUC test",
-    "AUC train",
+    "AUC test (weighted)",
+    "AUC test (unweighted)",
+    "AUC train (weighted)",
     "εS @ εB=1%",
     "εS @ εB=10%",
     "εS @ εB=30%",
@@ -113,11 +114,13 @@ def classification_report(report: ReportInput) -> Report:
         "models": lambda: _models(report, slugs, class_names),
         "ranking": lambda: _ranking(report),
         "cut-scan": lambda: _cut_scan(report, scan),
-        "stats": lambda: _stats_blocks(stats),
+        "stats": lambda: _stats_blocks(stats, report.stats_off),
         "config": lambda: [Text(report.config_text or "", pre=True)],
         "provenance": lambda: [KeyValues(report.provenance or {})],
     }
     for anchor, heading in SECTIONS:
+        if anchor == "config":  # the task's own sections (e.g. SHAP) before config/provenance
+            rep.add(*report.extra_sections)
         rep.add(Section(heading, list(builders[anchor]()), anchor=anchor))
     return rep
 
@@ -204,16 +207,16 @@ def _slugs(models: Sequence[ModelReport]) -> dict[str, str]:
     return out
 
 
-def _ks_cell(p: Any) -> Cell:
+def _ks_cell(p: Any, threshold: float = KS_ALARM) -> Cell:
     f = _num(p)
-    if math.isfinite(f) and f < KS_ALARM:
-        return Cell(f, "alarm", f"KS p < {KS_ALARM}: possible overtraining", digits=3)
+    if math.isfinite(f) and f <= threshold and threshold > 0:
+        return Cell(f, "alarm", f"KS p ≤ {threshold:g}: possible overtraining", digits=3)
     return Cell(p, digits=3)
 
 
-def _overtrained(m: ModelReport) -> bool:
+def _overtrained(m: ModelReport, threshold: float = KS_ALARM) -> bool:
     ks = [_num(m.metrics.get("ks_pvalue_signal")), _num(m.metrics.get("ks_pvalue_background"))]
-    return any(math.isfinite(p) and p < KS_ALARM for p in ks)
+    return threshold > 0 and any(math.isfinite(p) and p <= threshold for p in ks)
 
 
 def _note(text: str) -> Text:
@@ -238,12 +241,13 @@ def _summary(
     result: list[Any] = [
         Text(
             markup(
-                'Best model: <strong>{}</strong> <span class="badge">best</span>',
+                'Best model: <strong>{}</strong> <span class="badge">best</span>{}',
                 report.best_model,
+                f" — {report.best_model_reason}." if report.best_model_reason else "",
             )
         )
     ]
-    if stats:
+    if stats and stats["has_numbers"]:
         band = ""
         if stats["has_band"]:
             b = stats["band"]
@@ -253,13 +257,24 @@ def _summary(
                 markup(
                     "Expected discovery significance <strong>Z = {}σ</strong>; expected 95% "
                     "CL upper limit on the signal strength <strong>μ &lt; {}</strong> {}"
-                    "(CLs, asymptotic).",
+                    "({}).",
                     stats["z"],
                     stats["limit"],
                     band,
+                    stats["how"],
                 )
             )
         )
+    if stats and stats["error"]:
+        result.append(
+            Text(f"The statistics stage failed: {stats['error']}.", cls="alarm"),
+        )
+    elif stats and stats["fallback"]:
+        result.append(_note(stats["fallback"]))
+    if not stats and report.stats_off:
+        result.append(_note(report.stats_off))
+    if report.weights_note:
+        result.append(Text(f"Caveat: {report.weights_note}.", cls="alarm"))
     if scan is not None:
         best = _as_dict(scan.get("best")) or {}
         result.append(
@@ -275,19 +290,20 @@ def _summary(
                 )
             )
         )
-    if not stats and scan is None:
+    if not stats and scan is None and not report.stats_off:
         result.append(_note("No statistical result in this run."))
     blocks.append(Box(result))
     blocks.append(_summary_table(report, slugs))
     blocks.append(
         Text(
             markup(
-                "Ranked by test AUC; ★ marks the best model (used for the physics result). "
-                "εS @ εB: signal efficiency at the given background efficiency; 1/εB @ εS: "
-                "background rejection at the given signal efficiency. KS p: "
+                "Ranked by weighted test AUC; ★ marks the best model (used for the physics "
+                "result). AUC (weighted): with the event weights; (unweighted): every event "
+                "counts 1. εS @ εB: signal efficiency at the given background efficiency; "
+                "1/εB @ εS: background rejection at the given signal efficiency. KS p: "
                 "Kolmogorov–Smirnov p-value of train vs test score distributions; "
-                '<span class="alarm">red</span> when below {} (possible overtraining).',
-                KS_ALARM,
+                '<span class="alarm">red</span> when at or below {} (possible overtraining).',
+                report.ks_threshold,
             ),
             cls="note",
         )
@@ -309,12 +325,13 @@ def _summary_table(report: ReportInput, slugs: dict[str, str]) -> Table:
             Cell(str(rank)),
             Cell(m.name + (" ★" if best else ""), "name", href=f"#{slugs[m.name]}"),
             Cell(m.kind),
-            Cell(mt.get("auc_test")),
+            Cell(mt.get("auc_test_weighted", mt.get("auc_test"))),
+            Cell(mt.get("auc_test_unweighted")),
             Cell(mt.get("auc_train")),
             *[Cell(_lookup(mt, "eff_s_at_eff_b", t), digits=3) for t in (0.01, 0.1, 0.3)],
             *[Cell(_lookup(mt, "rejection_at_eff_s", t)) for t in (0.3, 0.5)],
-            _ks_cell(mt.get("ks_pvalue_signal")),
-            _ks_cell(mt.get("ks_pvalue_background")),
+            _ks_cell(mt.get("ks_pvalue_signal"), report.ks_threshold),
+            _ks_cell(mt.get("ks_pvalue_background"), report.ks_threshold),
             Cell(mt.get("separation"), digits=3),
             Cell(mt.get("n_parameters")),
             Cell(mt.get("train_time_s"), digits=3),
@@ -377,11 +394,11 @@ def _models(report: ReportInput, slugs: dict[str, str], class_names: dict[int, s
     for m in report.models:
         mt = m.metrics
         blocks: list[Any] = []
-        if _overtrained(m):
+        if _overtrained(m, report.ks_threshold):
             blocks.append(
                 Text(
-                    f"KS p-value below {KS_ALARM}: train and test scores differ, possible "
-                    "overtraining.",
+                    f"KS p-value at or below {report.ks_threshold:g}: train and test scores "
+                    "differ, possible overtraining.",
                     cls="alarm",
                 )
             )
@@ -491,8 +508,35 @@ def _stats(report: ReportInput) -> dict[str, Any] | None:
             )
     else:
         edges = None
-    skip = {"cls_band", "bin_edges", "binning", "s", "b", "signal", "background"}
+    skip = {
+        "cls_band",
+        "bin_edges",
+        "binning",
+        "s",
+        "b",
+        "signal",
+        "background",
+        "error",
+        "pyhf_error",
+        "note",
+    }
+    z_value, limit_value = stats.get("z_expected"), stats.get("cls_upper_limit_expected")
+    method = stats.get("method")
+    formula = method == "asimov-formula"
+    fallback = ""
+    if formula:
+        fallback = (
+            "pyhf could not fit the statistical model"
+            + (f" ({stats['pyhf_error']})" if stats.get("pyhf_error") else "")
+            + "; the numbers come from the closed-form Asimov formulae (Cowan et al., "
+            "arXiv:1007.1727), bin by bin: an approximation"
+        )
     return {
+        "has_numbers": z_value is not None or limit_value is not None,
+        "error": stats.get("error") or "",
+        "fallback": fallback,
+        "caveat": stats.get("note") or "",
+        "how": "Asimov formula, approximate" if formula else "CLs, asymptotic",
         "z": fmt_number(stats.get("z_expected"), 3),
         "limit": fmt_number(stats.get("cls_upper_limit_expected"), 3),
         "z_value": stats.get("z_expected"),
@@ -508,21 +552,38 @@ def _stats(report: ReportInput) -> dict[str, Any] | None:
     }
 
 
-def _stats_blocks(stats: dict[str, Any] | None) -> list[Any]:
+def _stats_blocks(stats: dict[str, Any] | None, off: str = "") -> list[Any]:
     from fivesigma.report import plots
 
     if stats is None:
-        return [_note("No statistical analysis in this run.")]
-    blocks: list[Any] = [
-        Text(
-            markup(
-                "Expected discovery significance <strong>Z = {}σ</strong>; expected 95% CL "
-                "upper limit <strong>μ &lt; {}</strong> (pyhf, CLs, asymptotic, Asimov data).",
-                stats["z"],
-                stats["limit"],
+        return [_note(off or "No statistical analysis in this run.")]
+    blocks: list[Any] = []
+    if stats["error"]:
+        blocks.append(
+            Text(
+                f"The statistics stage failed: {stats['error']}. The machine-learning results "
+                "(models, metrics, this report) are complete.",
+                cls="alarm",
             )
         )
-    ]
+    if stats["has_numbers"]:
+        blocks.append(
+            Text(
+                markup(
+                    "Expected discovery significance <strong>Z = {}σ</strong>; expected 95% CL "
+                    "upper limit <strong>μ &lt; {}</strong> ({}).",
+                    stats["z"],
+                    stats["limit"],
+                    "Asimov formula, approximate"
+                    if stats["fallback"]
+                    else "pyhf, CLs, asymptotic, Asimov data",
+                )
+            )
+        )
+    if stats["fallback"]:
+        blocks.append(Text(stats["fallback"] + ".", cls="alarm"))
+    if stats["caveat"]:
+        blocks.append(Text(f"Caveat: {stats['caveat']}.", cls="alarm"))
     if stats["has_band"]:
         b = stats["band"]
         blocks.append(

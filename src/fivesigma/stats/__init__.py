@@ -7,6 +7,12 @@ significance (:func:`expected_significance`) and the expected 95% CLs upper limi
 signal strength with its ±1σ/±2σ band (:func:`expected_upper_limit`).  Everything is
 *expected*: computed on Asimov data, so no real observation is needed.
 
+:func:`run_stats` does all of it in one call and raises on any failure;
+:func:`robust_stats` (what ``fivesigma run`` uses) never raises: failed fits are retried
+with a wider bound on the signal strength, then replaced by the closed-form Asimov
+results of :mod:`fivesigma.stats.asymptotic` (:func:`asimov_significance`,
+:func:`asimov_upper_limit`), and what still fails is recorded as an error in the result.
+
 pyhf is imported lazily, on the first call that needs it, so importing this package stays
 cheap.
 
@@ -30,12 +36,15 @@ __all__ = [
     "HistInputs",
     "StatsError",
     "StatsResult",
+    "asimov_significance",
+    "asimov_upper_limit",
     "build_workspace",
     "expected_significance",
     "expected_upper_limit",
     "histogram_inputs",
     "merge_bins",
     "optimise_binning",
+    "robust_stats",
     "run_stats",
     "save_workspace",
     "validate_workspace",
@@ -47,12 +56,14 @@ class StatsError(FivesigmaError):
 
 
 # Imported after StatsError is defined: both modules raise it.
+from fivesigma.stats.asymptotic import asimov_significance, asimov_upper_limit  # noqa: E402
 from fivesigma.stats.inference import (  # noqa: E402
     StatsResult,
     expected_significance,
     expected_upper_limit,
     run_stats,
 )
+from fivesigma.stats.robust import robust_stats  # noqa: E402
 from fivesigma.stats.workspace import (  # noqa: E402
     HistInputs,
     build_workspace,

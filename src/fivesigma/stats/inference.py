@@ -42,18 +42,38 @@ class StatsResult:
 
     ``to_dict()`` gives the ``stats`` entries of metrics.json: ``z_expected``,
     ``cls_upper_limit_expected`` and ``cls_band`` (keys "-2", "-1", "+1", "+2"), plus the
-    inputs that determine them.
+    inputs that determine them, and how they were obtained:
+
+    * ``method``: ``"pyhf"`` (fits of the workspace), ``"asimov-formula"`` (the closed
+      forms of :mod:`fivesigma.stats.asymptotic`, approximate: at least one of Z and the
+      limit could not be fitted), or None when nothing could be computed;
+    * ``z_method``, ``limit_method``: the same for each result;
+    * ``poi_widenings``: how many times the upper bound on mu was multiplied by 10 before
+      the pyhf fits succeeded (0: the default bounds did);
+    * ``failed_attempts``: one line per failed try (pyhf errors, before a retry);
+    * ``pyhf_error``: the last pyhf error when the formula had to be used;
+    * ``error``: one line when no result at all could be computed (the numbers are None);
+    * ``note``: a caveat on the numbers (e.g. unit event weights: not physical);
+    * ``notes``: what the binning did (merged bins, clipped yields).
     """
 
-    z_expected: float
-    cls_upper_limit_expected: float
-    cls_band: dict[str, float]
+    z_expected: float | None
+    cls_upper_limit_expected: float | None
+    cls_band: dict[str, float] | None
     n_bins: int = 0
     signal_yield: float = 0.0
     background_yield: float = 0.0
     bkg_norm_unc: float = 0.0
     bin_edges: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    method: str | None = "pyhf"
+    z_method: str | None = "pyhf"
+    limit_method: str | None = "pyhf"
+    poi_widenings: int = 0
+    failed_attempts: list[str] = field(default_factory=list)
+    pyhf_error: str | None = None
+    error: str | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""
@@ -87,7 +107,7 @@ def _asimov(model: Any, mu: float) -> Any:
     return model.expected_data(_pars(model, mu))
 
 
-def expected_significance(spec_or_model: Any) -> float:
+def expected_significance(spec_or_model: Any, poi_max: float | None = None) -> float:
     """Expected (median) discovery significance Z of the signal in a workspace.
 
     Route: q0 on Asimov data generated at mu = 1 with nominal nuisance parameters;
@@ -97,6 +117,7 @@ def expected_significance(spec_or_model: Any) -> float:
     ----------
     spec_or_model : workspace dict (from :func:`build_workspace`), ``pyhf.Workspace`` or
         ``pyhf.Model`` whose POI is the signal strength
+    poi_max : upper bound on mu in the fits (None: the model's suggested bound, 10)
 
     Example
     -------
@@ -106,12 +127,16 @@ def expected_significance(spec_or_model: Any) -> float:
     pyhf = extras.pyhf()
     model = _to_model(spec_or_model)
     data = _asimov(model, 1.0)
+    bounds = model.config.suggested_bounds()
+    if poi_max is not None:
+        bounds = [list(bd) for bd in bounds]
+        bounds[model.config.poi_index] = [0.0, float(poi_max)]
     q0 = pyhf.infer.test_statistics.q0(
         0.0,
         data,
         model,
         model.config.suggested_init(),
-        model.config.suggested_bounds(),
+        bounds,
         model.config.suggested_fixed(),
     )
     return math.sqrt(max(float(q0), 0.0))
@@ -131,13 +156,20 @@ def _sigma_guess(model: Any) -> float:
 
 
 def expected_upper_limit(
-    spec_or_model: Any, level: float = 0.05, rtol: float = 1e-3, return_scan: bool = False
+    spec_or_model: Any,
+    level: float = 0.05,
+    rtol: float = 1e-3,
+    return_scan: bool = False,
+    poi_max: float | None = None,
 ) -> dict[str, Any]:
     """Expected CLs upper limit on the signal strength mu, with its ±1σ and ±2σ band.
 
     Computed on background-only Asimov data with the ``qtilde`` test statistic in the
     asymptotic approximation; the limits are roots of CLs(mu) = ``level`` found by
     pyhf's toms748 root finder to relative tolerance ``rtol``.
+
+    ``poi_max`` is the initial upper bound on mu in the fits (None: max(10, 100 sigma_mu)
+    with sigma_mu the Gaussian estimate); it is widened when the limit lands on it.
 
     Returns
     -------
@@ -154,7 +186,7 @@ def expected_upper_limit(
     data = _asimov(model, 0.0)
     sigma = _sigma_guess(model)
     poi = model.config.poi_index
-    poi_max = max(10.0, 100.0 * sigma)
+    poi_max = max(10.0, 100.0 * sigma) if poi_max is None else float(poi_max)
     for _ in range(4):
         bounds = [list(bd) for bd in model.config.suggested_bounds()]
         # qtilde needs the POI bounded below at 0; the upper bound must exceed any root.

@@ -21,6 +21,14 @@ are padded jet constituents, a dict of arrays ``{"x", "v", "mask"}``.  Labels ar
 ``0..K-1`` (binary: 0 background, 1 signal); event weights may be non-uniform and
 negative.
 
+Missing values (NaN) in a table: an estimator that ``handles_missing`` (the BDT) takes
+them as they are; one that ``imputes_missing`` (the logistic regression, the MLP) fits an
+:class:`~fivesigma.training.preprocessing.Imputer` in :meth:`Estimator.fit` when its
+training or validation data hold NaN, and the imputation (fill-in values and is-missing
+flag columns) is part of the model: applied in ``predict_proba``, stored in the bundle's
+preprocessing (``imputer``) and put in front of the ONNX graph.  Every other estimator
+refuses NaN, and inf is refused everywhere, with one line.
+
 A new model subclasses :class:`Estimator` (implementing ``_fit``, ``_predict_proba``,
 ``_bundle`` and ``_restore``) or, for a torch network, :class:`TorchEstimator`
 (implementing the network, its inputs and its inference head), and is registered in
@@ -66,7 +74,7 @@ from fivesigma.training.params import (
     param,
     params_to_json,
 )
-from fivesigma.training.preprocessing import Standardiser
+from fivesigma.training.preprocessing import Imputer, Standardiser
 
 if TYPE_CHECKING:
     from typing import Self
@@ -94,22 +102,53 @@ Arrays = tuple[np.ndarray, ...]
 class InputKind:
     """How one kind of estimator input is validated and named in messages.
 
-    ``check(data, name)`` returns the input as a tuple of numpy arrays whose first axis
-    is the event and whose first array's last axis is the feature axis.
+    ``check(data, name, allow_missing=False)`` returns the input as a tuple of numpy
+    arrays whose first axis is the event and whose first array's last axis is the feature
+    axis; ``allow_missing`` lets NaN through (tables only: the estimator takes or imputes
+    missing values).
     """
 
     name: str
     argument: str
-    check: Callable[[Any, str], Arrays]
+    check: Callable[..., Arrays]
     feature_key: str = ""
     feature_unit: str = "features"
 
 
-def _check_table(X: Any, name: str) -> Arrays:
-    return (as_table(X, name),)
+def _check_table(X: Any, name: str, allow_missing: bool = False) -> Arrays:
+    """A float64 table; NaN (missing values) only with ``allow_missing``, inf never."""
+    if not allow_missing:
+        return (as_table(X, name),)
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        return (as_table(X, name),)  # its one-line error
+    if arr.ndim != 2:
+        return (as_table(arr, name),)
+    inf = np.isinf(arr)
+    if inf.any():
+        cols = np.flatnonzero(inf.any(axis=0)).tolist()
+        n = int(inf.sum())
+        raise DataError(
+            f"{name} contains {n} inf value{'s' if n != 1 else ''} (in feature columns "
+            f"{cols[:10]}); only NaN means a missing value: fix or remove those events"
+        )
+    nan = np.isnan(arr)
+    if nan.any():
+        as_table(np.where(nan, 0.0, arr), name)  # the other checks (events, shape)
+        return (arr,)
+    return (as_table(arr, name),)
 
 
-def _check_constituents(inputs: Any, name: str) -> Arrays:
+def _has_nan(X: Any) -> bool:
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isnan(arr).any())
+
+
+def _check_constituents(inputs: Any, name: str, allow_missing: bool = False) -> Arrays:
     return as_constituents(inputs, name)
 
 
@@ -148,8 +187,14 @@ class Estimator(HyperParameters):
     :meth:`param_schema` gives the JSON schema.
 
     Fitted attributes: ``n_features_in_``, ``feature_names_in_``, ``n_classes_``,
-    ``classes_``, ``data_fingerprint_`` (a hash of the training data); after
-    :meth:`load` also ``bundle_data_`` and ``bundle_metadata_``.
+    ``classes_``, ``data_fingerprint_`` (a hash of the training data), ``imputer_`` (an
+    :class:`Imputer`, or None: no missing values in training); after :meth:`load` also
+    ``bundle_data_`` and ``bundle_metadata_``.
+
+    Missing values: see the module docstring (``handles_missing``, ``imputes_missing``).
+    The imputer is fitted on the training events (after any ``valid_fraction`` hold-out),
+    weighted by ``|sample_weight|``; ``_fit``, ``_predict_proba``, ``_restore`` and
+    ``_onnx_graph`` then work on the imputed table of :meth:`_n_model_inputs` columns.
     """
 
     #: bundle kind (the ``kind`` of the manifest); "" for abstract bases
@@ -158,6 +203,12 @@ class Estimator(HyperParameters):
     inputs: ClassVar[str] = "table"
     #: how error messages name the model (default: ``kind``)
     what: ClassVar[str] = ""
+    #: the model takes NaN in a table input as missing values (e.g. xgboost)
+    handles_missing: ClassVar[bool] = False
+    #: the model cannot take NaN, so :meth:`fit` fits an :class:`Imputer` when the training
+    #: (or validation) table holds NaN; the model then sees the imputed table with its
+    #: is-missing flag columns
+    imputes_missing: ClassVar[bool] = False
 
     @classmethod
     def _what(cls) -> str:
@@ -202,7 +253,7 @@ class Estimator(HyperParameters):
         self._check_params()  # before any data is looked at
         kind = self._input_kind()
         names = feature_names if feature_names is not None else feature_names_of(X)
-        data = kind.check(X, kind.argument)
+        data = kind.check(X, kind.argument, self._takes_missing())
         n, n_features = data[0].shape[0], data[0].shape[-1]
         ya = as_labels(y, n, "y", kind.argument)
         wa = as_weights(sample_weight, n, "sample_weight", kind.argument)
@@ -229,11 +280,23 @@ class Estimator(HyperParameters):
                     valid_data = (_take(data, held), ya[held], wa[held])
                     data, ya, wa = _take(data, ~held), ya[~held], wa[~held]
 
+        imputer = None
+        has_nan = self.imputes_missing and self.inputs == "table" and np.isnan(data[0]).any()
+        if self.imputes_missing and self.inputs == "table" and valid_data is not None:
+            has_nan = has_nan or bool(np.isnan(valid_data[0][0]).any())
+        if has_nan:
+            imputer = Imputer().fit(data[0], wa)
+            data = (imputer.transform(data[0]),)
+            if valid_data is not None:
+                (xv,), yv, wv = valid_data
+                valid_data = ((imputer.transform(xv),), yv, wv)
+
         self.n_features_in_ = n_features
         self.feature_names_in_ = names
         self.n_classes_ = n_classes
         self.classes_ = np.arange(n_classes)
         self.data_fingerprint_ = fingerprint
+        self.imputer_ = imputer
         try:
             self._fit(data, ya, wa, valid_data)
         except BaseException:
@@ -253,7 +316,7 @@ class Estimator(HyperParameters):
         ):
             raise DataError(f"valid must be a tuple ({arg}, y) or ({arg}, y, sample_weight)")
         name = f"valid {arg}"
-        data = kind.check(valid[0], name)
+        data = kind.check(valid[0], name, self._takes_missing())
         if data[0].shape[-1] != n_features:
             raise DataError(
                 f"{name}{kind.feature_key} has {data[0].shape[-1]} {kind.feature_unit} but "
@@ -279,6 +342,33 @@ class Estimator(HyperParameters):
         """Train on validated arrays; ``valid`` is ``(data, y, w)`` or None."""
         raise NotImplementedError
 
+    # -- missing values -----------------------------------------------------------------
+
+    @classmethod
+    def _takes_missing(cls) -> bool:
+        """Whether :meth:`fit` accepts NaN in its input (natively or by imputing)."""
+        return cls.inputs == "table" and (cls.handles_missing or cls.imputes_missing)
+
+    def _n_model_inputs(self) -> int:
+        """Features the fitted model itself sees: ``n_features_in_`` plus the imputer's
+        is-missing flag columns."""
+        imputer = getattr(self, "imputer_", None)
+        return self.n_features_in_ if imputer is None else imputer.n_features_out
+
+    def _imputed(self, data: Arrays) -> Arrays:
+        """The validated input as the model sees it (NaN filled in, flags appended)."""
+        imputer = getattr(self, "imputer_", None)
+        return data if imputer is None else (imputer.transform(data[0]),)
+
+    def _with_imputation(self, module: Any) -> Any:
+        """A torch module of the imputed table preceded by the imputation (for ONNX)."""
+        imputer = getattr(self, "imputer_", None)
+        if imputer is None:
+            return module
+        import torch
+
+        return torch.nn.Sequential(imputer.torch_module(), module).eval()
+
     # -- prediction ---------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
@@ -292,7 +382,16 @@ class Estimator(HyperParameters):
         """The validated input arrays of a fitted estimator (feature count checked)."""
         self._check_fitted()
         kind = self._input_kind()
-        data = kind.check(X, kind.argument)
+        takes = self.inputs == "table" and (
+            self.handles_missing or getattr(self, "imputer_", None) is not None
+        )
+        if self.inputs == "table" and self.imputes_missing and not takes and _has_nan(X):
+            raise DataError(
+                f"{kind.argument} contains NaN values; this {self._what()} model was trained "
+                "without missing values, so it has no imputation: fill or remove them (a model "
+                "trained on data with NaN fills them in)"
+            )
+        data = kind.check(X, kind.argument, takes)
         got = data[0].shape[-1]
         if got != self.n_features_in_:
             shown = ", ".join(self.feature_names_in_[:12]) + (
@@ -306,7 +405,7 @@ class Estimator(HyperParameters):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape ``(n_events, n_classes)``; rows sum to 1."""
-        return self._predict_proba(*self._check_input(X))
+        return self._predict_proba(*self._imputed(self._check_input(X)))
 
     def _predict_proba(self, *data: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -374,6 +473,9 @@ class Estimator(HyperParameters):
         """
         self._check_fitted()
         bundle = self._bundle()
+        imputer = getattr(self, "imputer_", None)
+        if imputer is not None:
+            bundle.preprocessing = {**bundle.preprocessing, "imputer": imputer.to_dict()}
         bundle.kind = self.kind
         bundle.features = list(self.feature_names_in_)
         bundle.params = params_to_json(self.get_params(), self._what())
@@ -433,6 +535,18 @@ class Estimator(HyperParameters):
         est.data_fingerprint_ = bundle.data.get("fingerprint", "")
         est.bundle_data_ = dict(bundle.data)
         est.bundle_metadata_ = dict(bundle.metadata)
+        est.imputer_ = None
+        record = bundle.preprocessing.get("imputer")
+        if record is not None:  # older bundles have none: they refuse NaN as before
+            if not cls.imputes_missing:
+                raise ModelError(
+                    f"model bundle '{path}': {cls._what()} models do not impute, but the "
+                    "bundle records an imputer; retrain or restore the bundle"
+                )
+            try:
+                est.imputer_ = Imputer.from_dict(record, est.n_features_in_)
+            except ModelError as err:
+                raise ModelError(f"model bundle '{path}': {err}") from None
         est._restore(bundle, path)
         return est
 
@@ -667,7 +781,7 @@ class TorchEstimator(Estimator):
 
         from fivesigma.training.trainer import Trainer
 
-        config = self._network_config(self.n_features_in_, self.n_classes_)
+        config = self._network_config(self._n_model_inputs(), self.n_classes_)
         trainer_config = self._trainer_config()
         w = apply_class_weight(y, w, self.class_weight, self.n_classes_, "training")
         self.scaler_ = self._fit_scaler(data, w)
@@ -768,4 +882,5 @@ class TorchEstimator(Estimator):
             self.history_ = TrainHistory.from_dict(bundle.training["history"])
 
     def _onnx_graph(self) -> OnnxGraph:
-        return OnnxGraph(self._head(export=True), self._onnx_inputs(), self._onnx_metadata())
+        module = self._with_imputation(self._head(export=True))
+        return OnnxGraph(module, self._onnx_inputs(), self._onnx_metadata())

@@ -1,15 +1,20 @@
 """Score new files with a saved model bundle: ``fivesigma apply BUNDLE INPUT... --out FILE``.
 
 The bundle records how features are made from branches (derived expressions, selection,
-feature order) and its own preprocessing, so applying it reproduces training exactly.
+feature order, the ``data.missing`` sentinels and ``data.nan_policy``) and its own
+preprocessing (with the imputation of missing values, if any), so applying it reproduces
+training exactly.
 Files are streamed chunk by chunk, so inputs larger than memory are fine.
 
 Output, one row per input event, in input order (file after file, entry after entry):
 
 ``file_index``  position of the input file in the command line
 ``entry``       entry number inside that file
-``score``       the model's signal probability (``decision_function``); NaN where a feature is NaN/inf (e.g. an
-                event with fewer leptons than a feature needs)
+``score``       the model's signal probability (``decision_function``); NaN where a feature is inf, and
+                where one is NaN (e.g. an event with fewer leptons than a feature needs, or a
+                ``data.missing`` sentinel) unless the bundle was trained with
+                ``data.nan_policy: keep`` and its model takes NaN (the BDT natively, the
+                logistic regression and the MLP through their imputation)
 ``selected``    whether the event passes the training selection
 
 ``--out scores.parquet`` writes Parquet; ``--out scores.root`` writes a TTree ``scores``
@@ -44,9 +49,20 @@ def _data_config(
         derived[_SELECTED] = data["selection"]
     sample = SampleConfig(name="input", files=["-"], tree=tree, label=0)
     cfg = DataConfig(
-        samples=[sample], derived=derived, features=list(est_features), nan_policy="error"
+        samples=[sample],
+        derived=derived,
+        features=list(est_features),
+        nan_policy="error",
+        missing=data.get("missing"),
     )
     return cfg, sample
+
+
+def _scores_missing(est: Estimator, data: dict[str, Any]) -> bool:
+    """Whether events with NaN features are scored: the bundle was trained with
+    ``nan_policy: keep`` and its model takes NaN (natively or by imputing)."""
+    takes = est.handles_missing or getattr(est, "imputer_", None) is not None
+    return data.get("nan_policy") == "keep" and takes
 
 
 def score_chunks(
@@ -62,11 +78,12 @@ def score_chunks(
     for file in files:  # fail before scoring anything if any file lacks a branch
         check_file(file, sample, data_cfg, extra)
     columns = sorted(needed_columns(data_cfg, sample, extra))
+    keep_nan = _scores_missing(est, data)
     for index, file in enumerate(files):
         for chunk in iter_chunks(file, tree, columns, chunk_size):
             part = process_chunk(chunk, 0, sample, data_cfg, seed=0, extra_columns=extra)
             X = part.features(est.feature_names_in_, nan_policy="keep")
-            good = np.isfinite(X).all(axis=1)
+            good = ~np.isinf(X).any(axis=1) if keep_nan else np.isfinite(X).all(axis=1)
             score = np.full(len(X), np.nan)
             if good.any():
                 score[good] = est.decision_function(X[good])

@@ -6,6 +6,8 @@
 ...     {"name": "b", "files": ["b.root"], "label": 0}], "features": ["x"]}})
 >>> cfg.task, [m.kind for m in cfg.models]
 ('classify', ['logistic', 'bdt', 'mlp'])
+>>> cfg.evaluation.best, cfg.evaluation.ks_threshold, cfg.stats_enabled
+('auc', 0.05, True)
 """
 
 from __future__ import annotations
@@ -45,11 +47,48 @@ class EvaluationConfig(StrictModel):
     rel_unc_b: Annotated[
         float, Field(ge=0, description="relative background uncertainty in the cut scan")
     ] = 0.1
+    best: Annotated[
+        Literal["auc", "z", "rejection"],
+        Field(
+            description="how the model for the physics result is chosen among those passing "
+            "the overtraining check: highest weighted test AUC ('auc'), highest cut-scan "
+            "significance ('z') or highest background rejection at the first eff_s "
+            "('rejection')"
+        ),
+    ] = "auc"
+    shap_events: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="test events explained with SHAP values per model (0: no SHAP)",
+        ),
+    ] = 2000
+    ks_threshold: Annotated[
+        float,
+        Field(
+            ge=0,
+            lt=1,
+            description="overtraining check: a model passes when the train-vs-test KS p-values "
+            "of signal and background are both above this (0: no check)",
+        ),
+    ] = 0.05
+
+    @model_validator(mode="after")
+    def _rejection_needs_a_working_point(self) -> EvaluationConfig:
+        if self.best == "rejection" and not self.eff_s:
+            raise ValueError(
+                "best: rejection ranks models by 1/eps_B at the first eff_s; give at least one "
+                "evaluation.eff_s"
+            )
+        return self
 
 
 class StatsConfig(StrictModel):
     """The pyhf model built from the best model's score histogram (expected results)."""
 
+    enabled: Annotated[
+        bool, Field(description="false turns the statistics stage off (as does stats: null)")
+    ] = True
     bins: Annotated[int, Field(ge=1, le=200)] = 10
     bkg_norm_unc: Annotated[
         float, Field(ge=0, lt=1, description="relative background normalisation uncertainty")
@@ -70,7 +109,15 @@ class ClassifyConfig(TaskConfig):
         default_factory=_default_models
     )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    stats: StatsConfig = Field(default_factory=StatsConfig)
+    stats: StatsConfig | None = Field(
+        default_factory=StatsConfig,
+        description="the statistical model; null (or enabled: false) turns the stage off",
+    )
+
+    @property
+    def stats_enabled(self) -> bool:
+        """Whether the statistics stage runs (``stats`` given and not ``enabled: false``)."""
+        return self.stats is not None and self.stats.enabled
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> ClassifyConfig:

@@ -1,14 +1,20 @@
 """The event-classification job behind ``fivesigma run``.
 
 Read the samples, train every configured model on the train split (validation split for
-early stopping), judge them on the test split with weighted metrics and train-vs-test
-overtraining checks, then turn the best model's score into an expected discovery
-significance and CLs limit with pyhf.  Writes, into the output directory::
+early stopping), judge them on the test split with weighted and unweighted metrics and
+train-vs-test overtraining checks, choose the model for the physics result among those
+that pass the overtraining check (:func:`choose_best_model`), then turn its score into an
+expected discovery significance and CLs limit with pyhf.  Writes, into the output
+directory::
 
     report.html        self-contained report (plots embedded)
-    metrics.json       machine-readable numbers (keys documented in the README)
+    metrics.json       machine-readable numbers (keys documented in docs/classify.md)
     workspace.json     the pyhf HistFactory workspace of the best model
     models/<name>/     one model bundle per model (``fivesigma apply`` reads these)
+
+The model bundles and metrics.json are written before the statistics stage, and that
+stage cannot fail the run (:func:`fivesigma.stats.robust_stats`: retries, then the
+Asimov formula, then an ``error`` entry), so a failing fit never loses the training.
 
 In a notebook::
 
@@ -19,8 +25,10 @@ In a notebook::
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +40,11 @@ from fivesigma import metrics as M
 from fivesigma.core.bundle import data_fingerprint, library_versions
 from fivesigma.core.files import check_writable_dir, ensure_writable_dir
 from fivesigma.core.task import Result, Task
-from fivesigma.errors import ConfigError, DataError, ModelError
+from fivesigma.errors import ConfigError, DataError, FivesigmaError, ModelError, describe_exception
 from fivesigma.estimators.tabular import BaseClassifier, make_estimator
-from fivesigma.tasks.classify.config import ClassifyConfig
+from fivesigma.tasks.classify.config import ClassifyConfig, EvaluationConfig
 
-__all__ = ["ClassifyResult", "ClassifyTask", "ModelResult", "run"]
+__all__ = ["ClassifyResult", "ClassifyTask", "ModelResult", "choose_best_model", "run"]
 
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
 
@@ -56,7 +64,11 @@ class ModelResult:
 
 @dataclass
 class ClassifyResult:
-    """What ``run`` returns: per-model results, the best model, statistics, output paths."""
+    """What ``run`` returns: per-model results, the best model, statistics, output paths.
+
+    ``stats`` is the :class:`fivesigma.stats.StatsResult` of the best model, or None when
+    the statistics stage is off.
+    """
 
     models: list[ModelResult]
     best_model: str
@@ -73,6 +85,7 @@ class ClassifyResult:
                 {
                     "model": name,
                     "auc_test": m["auc_test"],
+                    "auc_test_unweighted": m.get("auc_test_unweighted"),
                     "auc_train": m["auc_train"],
                     "rejection_0.5": m["rejection_at_eff_s"].get("0.5"),
                     "best": name == self.best_model,
@@ -144,6 +157,10 @@ def _make_model(spec, index: int, cfg: ClassifyConfig, out: Path, progress: bool
         est.set_params(progress=progress)
     if "checkpoint_dir" in accepted and "checkpoint_dir" not in params:
         est.set_params(checkpoint_dir=str(out / "checkpoints" / spec.name))
+    try:  # the run's defaults too (e.g. a seed out of the model's range), before any data
+        type(est).check_params(est.get_params(), what=spec.kind)
+    except ModelError as err:
+        raise ConfigError(f"models[{index}] ({spec.name}).params: {err}") from None
     return est
 
 
@@ -156,9 +173,14 @@ def _model_metrics(cfg: ClassifyConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> d
     ev = cfg.evaluation
     ks_s = M.ks_test(s_tr[y_tr == 1], s_te[y_te == 1], w_tr[y_tr == 1], w_te[y_te == 1])
     ks_b = M.ks_test(s_tr[y_tr == 0], s_te[y_te == 0], w_tr[y_tr == 0], w_te[y_te == 0])
+    auc_test, auc_train = M.auc(y_te, s_te, w_te), M.auc(y_tr, s_tr, w_tr)
     return {
-        "auc_test": M.auc(y_te, s_te, w_te),
-        "auc_train": M.auc(y_tr, s_tr, w_tr),
+        # auc_test / auc_train are the weighted ones (the keys predate the unweighted AUC).
+        "auc_test": auc_test,
+        "auc_train": auc_train,
+        "auc_test_weighted": auc_test,
+        "auc_test_unweighted": M.auc(y_te, s_te),
+        "auc_train_unweighted": M.auc(y_tr, s_tr),
         "eff_s_at_eff_b": {
             _key(k): v for k, v in M.eff_s_at_eff_b(y_te, s_te, ev.eff_b, w_te).items()
         },
@@ -179,6 +201,176 @@ def _model_metrics(cfg: ClassifyConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> d
     }
 
 
+#: What each ``evaluation.best`` criterion ranks by ({eff_s}: the first working point).
+CRITERIA = {
+    "auc": "highest weighted test AUC",
+    "z": "highest cut-scan significance Z",
+    "rejection": "highest background rejection 1/eps_B at eps_S = {eff_s} (test)",
+}
+
+
+def _finite_or_inf(v: Any) -> bool:
+    return v is not None and not math.isnan(float(v))
+
+
+def _ks_pass(m: dict[str, Any], threshold: float) -> bool:
+    """Both KS p-values above ``threshold``; a p-value that could not be computed is no alarm."""
+    pvalues = (m.get("ks_pvalue_signal"), m.get("ks_pvalue_background"))
+    return all(p is None or not math.isfinite(p) or p > threshold for p in pvalues)
+
+
+def _ks_text(name: str, m: dict[str, Any]) -> str:
+    def fmt(p: Any) -> str:
+        return "-" if p is None or not math.isfinite(p) else f"{p:.2g}"
+
+    return (
+        f"{name} (KS p signal {fmt(m.get('ks_pvalue_signal'))}, "
+        f"background {fmt(m.get('ks_pvalue_background'))})"
+    )
+
+
+def choose_best_model(
+    models: dict[str, dict[str, Any]], evaluation: EvaluationConfig
+) -> tuple[str, str]:
+    """The model for the physics result and why: ``(name, reason)``.
+
+    ``models`` maps model names (in config order) to their metrics (``auc_test``,
+    ``cut_scan_z``, ``rejection_at_eff_s``, ``ks_pvalue_signal``,
+    ``ks_pvalue_background``).  Candidates are the models that pass the overtraining check
+    (both KS p-values above ``evaluation.ks_threshold``); if none does, every model is a
+    candidate and the reason says so.  Among the candidates the one with the highest
+    ``evaluation.best`` value wins (the first in config order on a tie); when that value
+    is undefined for every candidate (e.g. no rejection), the weighted test AUC decides.
+
+    >>> ev = EvaluationConfig()
+    >>> ok = {"auc_test": 0.90, "ks_pvalue_signal": 0.4, "ks_pvalue_background": 0.7}
+    >>> bad = {"auc_test": 0.95, "ks_pvalue_signal": 0.001, "ks_pvalue_background": 0.5}
+    >>> choose_best_model({"logistic": ok, "bdt": bad}, ev)[0]
+    'logistic'
+    """
+    threshold = evaluation.ks_threshold
+    criterion = evaluation.best
+    first_eff_s = _key(evaluation.eff_s[0]) if evaluation.eff_s else ""
+    what = CRITERIA[criterion].format(eff_s=first_eff_s)
+
+    def value(m: dict[str, Any], crit: str) -> Any:
+        if crit == "z":
+            return m.get("cut_scan_z")
+        if crit == "rejection":
+            return (m.get("rejection_at_eff_s") or {}).get(first_eff_s)
+        return m.get("auc_test")
+
+    names = list(models)
+    if not names:
+        raise DataError("no trained model to choose from")
+    passing = [n for n in names if threshold <= 0 or _ks_pass(models[n], threshold)]
+    failing = [n for n in names if n not in passing]
+    pool = passing or names
+    ranked = [n for n in pool if _finite_or_inf(value(models[n], criterion))]
+    undefined = ""
+    crit = criterion
+    if not ranked:
+        undefined = f" ({what} is undefined for every candidate)"
+        crit, what = "auc", CRITERIA["auc"]
+        ranked = [n for n in pool if _finite_or_inf(value(models[n], "auc"))] or pool[:1]
+
+    def rank(n: str) -> float:
+        v = value(models[n], crit)
+        return -math.inf if v is None else float(v)
+
+    best = max(ranked, key=rank)
+
+    check = f"the overtraining check (KS p-values of signal and background above {threshold:g})"
+    if threshold <= 0:
+        reason = f"{what} of {len(names)} model(s); overtraining check off (ks_threshold 0)"
+    elif len(names) == 1:
+        verdict = "passes" if passing else "fails"
+        reason = f"the only model; it {verdict} {check}"
+        if failing:
+            reason += ": " + _ks_text(best, models[best]) + "; treat its result with care"
+    elif not failing:
+        reason = f"{what} of {len(names)} models, all passing {check}"
+    elif passing:
+        reason = (
+            f"{what} among the {len(passing)} of {len(names)} models passing {check}; "
+            "not considered: " + ", ".join(_ks_text(n, models[n]) for n in failing)
+        )
+    else:
+        reason = (
+            f"every model fails {check}: "
+            + ", ".join(_ks_text(n, models[n]) for n in failing)
+            + f"; chosen by {what} anyway, so treat its result with care"
+        )
+    return best, reason + undefined
+
+
+def _unit_weights(cfg: ClassifyConfig) -> bool:
+    """No sample has a weight expression (other than 1) or a normalisation."""
+    return all(
+        s.normalisation is None and (s.weight is None or s.weight.strip() in ("1", "1.0"))
+        for s in cfg.data.samples
+    )
+
+
+#: stats.note (and the report's caveat) when every event weight is 1.
+UNIT_WEIGHTS_NOTE = (
+    "every event weight is 1 (no sample has a weight or normalisation): yields are counts "
+    "of simulated events, so the significances and the limit are not physical; give the "
+    "samples a weight expression or a normalisation (cross section x luminosity)"
+)
+
+#: What metrics.json says about the statistics while that stage runs (a run stopped there
+#: leaves it so).
+STATS_PENDING = {"error": "the statistics stage did not finish (the run stopped during it)"}
+
+
+def _title(cfg: ClassifyConfig) -> str:
+    """``signal: wz — background: zz, ww`` from the samples' labels."""
+    sig = [s.name for s in cfg.data.samples if s.label == 1]
+    bkg = [s.name for s in cfg.data.samples if s.label != 1]
+    return f"fivesigma: signal: {', '.join(sig) or '-'} — background: {', '.join(bkg) or '-'}"
+
+
+def _stats_stage(cfg: ClassifyConfig, score, y, w, scale: float, note: str | None):
+    """The best model's expected Z and limit: ``(StatsResult, spec)``, ``(None, None)``
+    when the stage is off.  Never raises: failures end in the result's ``error``."""
+    if not cfg.stats_enabled:
+        return None, None
+    from fivesigma.stats import StatsResult, robust_stats
+
+    st = cfg.stats
+    try:
+        result, spec = robust_stats(
+            score,
+            y,
+            w,
+            bins=st.bins,
+            bkg_norm_unc=st.bkg_norm_unc,
+            scale=scale,
+            min_background=st.min_background,
+            mc_stat=st.mc_stat,
+        )
+    except Exception as err:  # robust_stats records its failures; this is the last guard
+        result = StatsResult(None, None, None, method=None, z_method=None, limit_method=None)
+        result.error, spec = " ".join(describe_exception(err, limit=240).split()), None
+    result.note = note
+    if result.error:
+        warnings.warn(
+            f"the statistics stage failed ({result.error}); the models, metrics.json and the "
+            "report are written without it",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif result.method != "pyhf":
+        warnings.warn(
+            f"pyhf could not fit the statistical model ({result.pyhf_error}); the expected Z "
+            "and limit come from the Asimov formula (approximate)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return result, spec
+
+
 def run(
     cfg: ClassifyConfig, out: str | Path | None = None, progress: bool = True, dataset=None
 ) -> ClassifyResult:
@@ -189,7 +381,7 @@ def run(
     """
     from fivesigma import report as R
     from fivesigma.data.prepare import prepare_data
-    from fivesigma.stats import run_stats, save_workspace
+    from fivesigma.stats import save_workspace
 
     out_dir = check_writable_dir(out if out is not None else cfg.resolve(cfg.output.dir))
     if not cfg.data.features:
@@ -225,8 +417,26 @@ def run(
         m["train_time_s"] = train_time
         results.append(ModelResult(spec.name, spec.kind, est, s_tr, s_te, m))
 
-    best = max(results, key=lambda r: r.metrics["auc_test"])
     y_te, w_te = y[te], w[te]
+    # Test events stand for the whole selected sample: scale yields back up.
+    test_fraction = float(w_te.sum() / w.sum()) if w.sum() > 0 else cfg.data.split.test
+    scale = 1.0 / test_fraction if test_fraction > 0 else 1.0
+    scans: dict[str, Any] = {}
+    for r in results:
+        try:
+            scans[r.name] = M.cut_scan(
+                y_te, r.score_test, w_te, rel_unc_b=cfg.evaluation.rel_unc_b, scale=scale
+            )
+        except M.MetricError:
+            scans[r.name] = None
+        r.metrics["cut_scan_z"] = scans[r.name].best.z if scans[r.name] else float("nan")
+    for r in results:
+        r.metrics["overtraining_check_passed"] = bool(
+            cfg.evaluation.ks_threshold <= 0 or _ks_pass(r.metrics, cfg.evaluation.ks_threshold)
+        )
+    best_name, best_reason = choose_best_model({r.name: r.metrics for r in results}, cfg.evaluation)
+    best = next(r for r in results if r.name == best_name)
+    scan = scans[best.name]
 
     # Variable ranking (best model, test split) and input correlations (train split).
     ranking = None
@@ -240,33 +450,24 @@ def run(
             n_repeats=cfg.evaluation.ranking_repeats,
             seed=cfg.seed,
         )
+    # correlations of the events with every feature present (nan_policy: keep)
+    complete = ~np.isnan(X).any(axis=1)
     corr = {
-        "signal": M.weighted_correlation(X[tr & (y == 1)], w[tr & (y == 1)]),
-        "background": M.weighted_correlation(X[tr & (y == 0)], w[tr & (y == 0)]),
+        "signal": M.weighted_correlation(X[tr & (y == 1) & complete], w[tr & (y == 1) & complete]),
+        "background": M.weighted_correlation(
+            X[tr & (y == 0) & complete], w[tr & (y == 0) & complete]
+        ),
     }
+    explanations, shap_section = _explain(cfg, results, X[te])
+    for r in results:
+        if r.name in explanations:
+            r.metrics["mean_abs_shap"] = explanations[r.name]
 
-    # Test events stand for the whole selected sample: scale yields back up.
-    test_fraction = float(w_te.sum() / w.sum()) if w.sum() > 0 else cfg.data.split.test
-    scale = 1.0 / test_fraction if test_fraction > 0 else 1.0
-    scan = M.cut_scan(y_te, best.score_test, w_te, rel_unc_b=cfg.evaluation.rel_unc_b, scale=scale)
-    st = cfg.stats
-    stats_result, spec = run_stats(
-        best.score_test,
-        y_te,
-        w_te,
-        bins=st.bins,
-        bkg_norm_unc=st.bkg_norm_unc,
-        scale=scale,
-        min_background=st.min_background,
-        mc_stat=st.mc_stat,
-    )
-
-    # Outputs: each file is written atomically.
+    # The machine-learning results go to disk first: every bundle, then metrics.json.
     files: dict[str, Path] = {}
     for r in results:
         r.bundle = _save_bundle(r, cfg, out_dir / "models" / r.name)
         files[f"model:{r.name}"] = r.bundle
-    files["workspace"] = save_workspace(spec, out_dir / "workspace.json")
 
     n_events = {k: int(v.sum()) for k, v in (("train", tr), ("validation", va), ("test", te))}
     config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
@@ -280,8 +481,12 @@ def run(
     metrics = {
         "models": {r.name: {"kind": r.kind, **r.metrics} for r in results},
         "best_model": best.name,
-        "stats": stats_result.to_dict(),
-        "cut_scan": {
+        "best_model_criterion": cfg.evaluation.best,
+        "best_model_reason": best_reason,
+        "stats": dict(STATS_PENDING) if cfg.stats_enabled else None,
+        "cut_scan": None
+        if scan is None
+        else {
             "threshold": scan.best.threshold,
             "s": scan.best.s,
             "b": scan.best.b,
@@ -294,8 +499,24 @@ def run(
     }
     files["metrics"] = R.write_metrics_json(metrics, out_dir / "metrics.json")
 
+    # The statistics stage cannot raise: failures are recorded in its result.
+    weights_note = UNIT_WEIGHTS_NOTE if _unit_weights(cfg) else None
+    stats_result, spec = _stats_stage(cfg, best.score_test, y_te, w_te, scale, weights_note)
+    stats_report = None
+    if stats_result is not None:
+        stats_report = stats_result.to_dict()
+        if spec is not None:
+            try:
+                files["workspace"] = save_workspace(spec, out_dir / "workspace.json")
+                stats_report.update(_yields(spec), workspace="workspace.json")
+            except OSError as err:
+                stats_result.notes.append(f"workspace.json not written: {describe_exception(err)}")
+                stats_report["notes"] = list(stats_result.notes)
+        metrics["stats"] = stats_result.to_dict()
+        files["metrics"] = R.write_metrics_json(metrics, out_dir / "metrics.json")
+
     report_input = R.ReportInput(
-        title=f"fivesigma: {' vs '.join(dataset.sample_names)}",
+        title=_title(cfg),
         features=names,
         X=X[te],
         y=y_te,
@@ -323,8 +544,16 @@ def run(
             for r in results
         ],
         best_model=best.name,
+        best_model_reason=best_reason,
+        ks_threshold=cfg.evaluation.ks_threshold,
         cut_scan=scan,
-        stats={**stats_result.to_dict(), **_yields(spec), "workspace": "workspace.json"},
+        stats=stats_report,
+        stats_off=""
+        if cfg.stats_enabled
+        else "The statistics stage is turned off in the config (stats: null or "
+        "stats.enabled: false).",
+        weights_note=weights_note or "",
+        extra_sections=[shap_section] if shap_section is not None else [],
         config_text=config_text,
         provenance=provenance,
         n_events=n_events,
@@ -333,6 +562,31 @@ def run(
     # Finished: the resume checkpoints have served their purpose.
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return ClassifyResult(results, best.name, metrics, out_dir, stats_result, files)
+
+
+def _explain(cfg: ClassifyConfig, results: list[ModelResult], X_test: np.ndarray) -> tuple:
+    """Mean |SHAP| per feature of every model (for metrics.json) and the report section.
+
+    Explaining is a late, optional stage: a model it cannot explain gets a note, never a
+    failed run.
+    """
+    from fivesigma.explain import mean_abs_shap, report_section, shap_values
+
+    if cfg.evaluation.shap_events == 0:
+        return {}, None
+    means: dict[str, dict[str, float]] = {}
+    shown = {}
+    for r in results:
+        try:
+            expl = shap_values(
+                r.estimator, X_test, max_events=cfg.evaluation.shap_events, seed=cfg.seed
+            )
+        except FivesigmaError as err:
+            warnings.warn(f"no SHAP values for model {r.name!r}: {err}", stacklevel=2)
+            continue
+        means[r.name] = mean_abs_shap(expl)
+        shown[r.name] = expl
+    return means, (report_section(shown) if shown else None)
 
 
 def _yields(spec: dict) -> dict[str, list[float]]:
@@ -348,8 +602,25 @@ def _save_bundle(r: ModelResult, cfg: ClassifyConfig, path: Path) -> Path:
         "selection": cfg.data.selection,
         "tree": cfg.data.samples[0].tree,
         "samples": [{"name": s.name, "label": s.label, "tree": s.tree} for s in cfg.data.samples],
+        "nan_policy": cfg.data.nan_policy,
+        "missing": cfg.data.missing,
     }
     return r.estimator.save(path, data=data, metadata={"metrics": r.metrics, "model_name": r.name})
+
+
+def _fits(table: Any, cells: list[str]) -> bool:
+    """Whether ``table`` shows every header line and value of ``cells`` uncut in a console of
+    the terminal's width (rich folds or crops columns that do not fit)."""
+    import io
+    from collections import Counter
+
+    from rich.console import Console
+
+    console = Console(width=Console().width, file=io.StringIO(), record=True)
+    console.print(table)
+    text = console.export_text()
+    needed = Counter(line for c in cells for line in c.split("\n") if line)
+    return all(text.count(s) >= n for s, n in needed.items())
 
 
 # --------------------------------------------------------------------------------------
@@ -393,34 +664,105 @@ class ClassifyTask(Task):
     def summary(self, result: Result) -> Any:
         from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         m = result.metrics
-        table = Table(title="Models ranked by test AUC")
-        for col in ("model", "kind", "AUC test", "AUC train", "1/eB@eS=0.5", "KS p S/B", "Z exp."):
-            table.add_column(
-                col, justify="left" if col in ("model", "kind") else "right", no_wrap=col == "model"
-            )
-        z = m["stats"]["z_expected"]
-        for name, row in sorted(m["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
-            rej = row["rejection_at_eff_s"].get("0.5")
-            table.add_row(
-                name + (" *" if name == m["best_model"] else ""),
-                row["kind"],
-                f"{row['auc_test']:.4f}",
-                f"{row['auc_train']:.4f}",
-                "-" if rej is None else f"{rej:.1f}",
-                f"{row['ks_pvalue_signal']:.2f}/{row['ks_pvalue_background']:.2f}",
-                f"{z:.2f}" if name == m["best_model"] else "",
-            )
-        st = m["stats"]
-        band = st["cls_band"]
-        return Group(
-            table,
-            f"best model: {m['best_model']}  expected Z = {z:.2f} sigma, expected 95% CLs limit "
-            f"on mu = {st['cls_upper_limit_expected']:.3f} [-1s {band['-1']:.3f}, "
-            f"+1s {band['+1']:.3f}]",
-            f"report: {result.files['report']}   metrics: {result.files['metrics']}",
+        models = m.get("models") or {}
+        best = m.get("best_model")
+        st = m.get("stats")
+        z = st.get("z_expected") if isinstance(st, dict) else None
+        first = next(iter(models.values()), {})
+        rej_keys = list(first.get("rejection_at_eff_s") or {})
+        rej_key = "0.5" if "0.5" in rej_keys else (rej_keys[0] if rej_keys else "0.5")
+
+        def num(v: Any, fmt: str) -> str:
+            if v is None or math.isnan(v):
+                return "-"
+            return format(v, fmt) if math.isfinite(v) else "inf"
+
+        headers = (
+            "model",
+            "AUC test\nweighted",
+            "AUC test\nunweighted",
+            "AUC train\nweighted",
+            f"1/eB at\neS={rej_key}",
+            "KS p\nS / B",
+            "Z exp.",
         )
+        rows = []
+        for name, row in sorted(models.items(), key=lambda kv: -(kv[1].get("auc_test") or 0)):
+            kind = row.get("kind", "")
+            rows.append(
+                (
+                    name
+                    + (f" ({kind})" if kind and kind != name else "")
+                    + (" *" if name == best else ""),
+                    num(row.get("auc_test"), ".4f"),
+                    num(row.get("auc_test_unweighted"), ".4f"),
+                    num(row.get("auc_train"), ".4f"),
+                    num((row.get("rejection_at_eff_s") or {}).get(rej_key), ".1f"),
+                    f"{num(row.get('ks_pvalue_signal'), '.2f')}/"
+                    f"{num(row.get('ks_pvalue_background'), '.2f')}",
+                    num(z, ".2f") if name == best else "",
+                )
+            )
+        title = "Models ranked by test AUC (weighted)"
+        # Every header line and value at full width (names fold), else one line per model:
+        # nothing is ever cut off.
+        table: Any = Table(title=title, show_edge=False, pad_edge=False)
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
+        for cells in rows:
+            table.add_row(*cells)
+        if not _fits(table, [*headers[1:], *(c for cells in rows for c in cells[1:])]):
+            labels = [h.replace("\n", " ") for h in headers]
+            table = Text(
+                title
+                + "\n"
+                + "\n".join(
+                    cells[0]
+                    + ": "
+                    + ", ".join(f"{k} {v}" for k, v in zip(labels[1:], cells[1:], strict=True) if v)
+                    for cells in rows
+                )
+            )
+        lines: list[Any] = [table]
+        reason = m.get("best_model_reason")
+        lines.append(Text(f"best model: {best}" + (f" ({reason})" if reason else "")))
+        if not isinstance(st, dict):
+            lines.append(Text("statistics: off (stats: null or stats.enabled: false)"))
+        else:
+            limit, band = st.get("cls_upper_limit_expected"), st.get("cls_band") or {}
+            if z is not None or limit is not None:
+                how = (
+                    " (Asimov formula, approximate)" if st.get("method") == "asimov-formula" else ""
+                )
+                text = f"expected Z = {num(z, '.2f')} sigma, expected 95% CLs limit on mu = "
+                text += num(limit, ".3f")
+                if band:
+                    text += f" [-1s {num(band.get('-1'), '.3f')}, +1s {num(band.get('+1'), '.3f')}]"
+                lines.append(Text(text + how))
+            if st.get("error"):
+                lines.append(
+                    Text(
+                        f"warning: the statistics stage failed: {st['error']} (the models, "
+                        "metrics.json and the report are complete)",
+                        style="yellow",
+                    )
+                )
+            elif st.get("method") == "asimov-formula":
+                lines.append(
+                    Text(
+                        f"warning: pyhf failed ({st.get('pyhf_error')}); Z and the limit come "
+                        "from the Asimov formula",
+                        style="yellow",
+                    )
+                )
+            if st.get("note"):
+                lines.append(Text(f"warning: {st['note']}", style="yellow"))
+        files = result.files
+        lines.append(Text(f"report: {files.get('report')}   metrics: {files.get('metrics')}"))
+        return Group(*lines)
 
     def data_summary(self, config: ClassifyConfig, progress: bool = True) -> Any:
         """``fivesigma run --data-only``: read and select, then a table of event counts."""
