@@ -170,7 +170,7 @@ def toy_config_file(tmp_path: Path) -> Callable[..., Path]:
                 {"name": "bdt", "kind": "bdt", "params": {"n_estimators": 30}},
                 {"name": "mlp", "kind": "mlp", "params": {"hidden": [8], "epochs": 15, "lr": 0.01}},
             ],
-            "evaluation": {"ranking_repeats": 1},
+            "evaluation": {"ranking_repeats": 1, "shap_events": 100},
             "stats": {"bins": 4},
             "output": {"dir": "out"},
         }
