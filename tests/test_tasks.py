@@ -241,3 +241,21 @@ def test_public_api_names_are_pinned():
     import fivesigma.tasks.classify.task  # noqa: F401
 
     assert fs.task_names()[:2] == ["classify", "jets"]
+
+
+@pytest.mark.parametrize("name", [".", "..", "../x", "a/b", "-x", ""])
+def test_model_names_are_safe_directory_names_checked_before_any_work(name, tmp_path, capsys):
+    """A model named `.` once replaced models/ by one bundle; `..` failed after training."""
+    import yaml
+
+    raw = {
+        "version": 1,
+        "data": {"samples": [{"name": "s", "files": "s.root", "label": 1}], "features": ["x"]},
+        "models": [{"name": name, "kind": "logistic"}],
+    }
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "models[0].name" in err and err.count("\n") == 1 and "internal error" not in err
+    assert not (tmp_path / "out").exists()

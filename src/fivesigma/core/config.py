@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 CONFIG_VERSION = 1
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: the task of a config without a ``task:`` key
 DEFAULT_TASK = "classify"
 
@@ -79,7 +81,6 @@ class ModelConfig(StrictModel):
         Field(
             min_length=1,
             max_length=100,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
             description="unique name, also its bundle directory: a letter or digit, then "
             "letters, digits, _ . -",
         ),
@@ -90,6 +91,18 @@ class ModelConfig(StrictModel):
     params: Annotated[
         dict[str, Any], Field(description="hyper-parameters; see the estimator's docs")
     ] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_directory_name(cls, value: str) -> str:
+        # the name is the bundle's directory under models/: "." or ".." would be another
+        # directory altogether
+        if not _MODEL_NAME.fullmatch(value):
+            raise ValueError(
+                f"model name {value!r} must be a plain directory name: a letter or digit, "
+                "then letters, digits, _ . or -"
+            )
+        return value
 
     @field_validator("kind")
     @classmethod
