@@ -64,6 +64,15 @@ class SampleConfig(StrictModel):
     label: Annotated[
         int, Field(ge=0, description="class index: 0 background, 1 signal (or 0..K-1)")
     ]
+    role: Annotated[
+        Literal["signal", "background"] | None,
+        Field(
+            description=(
+                "whether this sample's class is signal or background for the physics result "
+                "(discriminant, statistics); default: label 1 is signal, the others background"
+            )
+        ),
+    ] = None
     weight: Annotated[
         str | None, Field(description="event-weight expression; default 1 for every event")
     ] = None

@@ -14,6 +14,13 @@ clear line.
 from __future__ import annotations
 
 from fivesigma.metrics._validate import MetricError
+from fivesigma.metrics.multiclass import (
+    DISCRIMINANTS,
+    accuracy,
+    confusion_matrix,
+    discriminant,
+    multiclass_rejections,
+)
 from fivesigma.metrics.overtraining import ks_test, separation
 from fivesigma.metrics.ranking import permutation_importance, weighted_correlation
 from fivesigma.metrics.roc import (
@@ -28,16 +35,21 @@ from fivesigma.metrics.roc import (
 from fivesigma.metrics.significance import CutScan, CutScanBest, asimov_z, cut_scan, sic
 
 __all__ = [
+    "DISCRIMINANTS",
     "CutScan",
     "CutScanBest",
     "MetricError",
+    "accuracy",
     "asimov_z",
     "auc",
+    "confusion_matrix",
     "cut_scan",
+    "discriminant",
     "eff_b_at_eff_s",
     "eff_s_at_eff_b",
     "ks_test",
     "multiclass_one_vs_rest",
+    "multiclass_rejections",
     "permutation_importance",
     "rejection_at_eff_s",
     "rejection_interval",

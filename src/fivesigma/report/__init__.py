@@ -94,6 +94,9 @@ class ModelReport:
         networks; None for BDT / logistic
     ranking : ``[{"feature", "importance", "std"}, ...]`` sorted, most important first
         (``importance_mean`` / ``importance_std`` from permutation_importance also work)
+    probs_train, probs_test : K > 2 classes: the (n, K) class probabilities of each split
+        (the scores above are then the signal-vs-background discriminant); None otherwise
+    classes_train, classes_test : K > 2 classes: the class indices 0..K-1 of each split
     """
 
     name: str
@@ -109,6 +112,10 @@ class ModelReport:
     metrics: dict = field(default_factory=dict)
     history: dict | None = None
     ranking: list[dict] | None = None
+    probs_train: np.ndarray | None = None
+    probs_test: np.ndarray | None = None
+    classes_train: np.ndarray | None = None
+    classes_test: np.ndarray | None = None
 
 
 @dataclass
@@ -146,6 +153,11 @@ class ReportInput:
     n_events : ``{"train": .., "validation": .., "test": ..}``
     extra_sections : more :class:`~fivesigma.report.builder.Section` objects a task adds
         (e.g. SHAP explanations), placed before the config
+    classes : K > 2 classes: the class names by index; adds the "Classes" section
+        (one-vs-rest ROC curves, confusion matrix, per-class scores) from the models'
+        ``probs_*`` and ``classes_*``; empty for a binary run
+    signal_classes : the indices of the signal classes (K > 2)
+    discriminant : how the signal-vs-background score is made from the probabilities
     """
 
     title: str
@@ -167,6 +179,9 @@ class ReportInput:
     stats_off: str = ""
     weights_note: str = ""
     extra_sections: list = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    signal_classes: list[int] = field(default_factory=list)
+    discriminant: str = ""
 
 
 # --------------------------------------------------------------------------- JSON

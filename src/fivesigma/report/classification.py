@@ -122,6 +122,8 @@ def classification_report(report: ReportInput) -> Report:
         if anchor == "config":  # the task's own sections (e.g. SHAP) before config/provenance
             rep.add(*report.extra_sections)
         rep.add(Section(heading, list(builders[anchor]()), anchor=anchor))
+        if anchor == "roc" and len(report.classes) > 2:
+            rep.add(Section("Classes", _classes(report, slugs), anchor="classes"))
     return rep
 
 
@@ -385,6 +387,223 @@ def _roc(report: ReportInput) -> list[Any]:
             alt="ROC curves of all models",
         )
     ]
+
+
+# --------------------------------------------------------------------------- K classes
+
+
+def _classes(report: ReportInput, slugs: dict[str, str]) -> list[Any]:
+    """K > 2 classes: per-class AUCs and accuracy of every model, then per model the
+    one-vs-rest ROC curves, the confusion matrix and the per-class score distributions."""
+    names = list(report.classes)
+    signal = {names[k] for k in report.signal_classes if 0 <= k < len(names)}
+    blocks: list[Any] = [
+        Text(
+            markup(
+                "{} classes; signal for the physics result: <strong>{}</strong>. The ROC "
+                "curves, score distributions, cut scan and statistics above use the "
+                "signal-vs-background discriminant ({}); this section shows the {} classes "
+                "one against the rest.",
+                len(names),
+                ", ".join(sorted(signal)) or "-",
+                report.discriminant or "probability",
+                len(names),
+            )
+        )
+    ]
+    columns = [
+        "model",
+        "mean AUC (weighted)",
+        "mean AUC (unweighted)",
+        *[f"AUC {n} vs rest" for n in names],
+        "accuracy (weighted)",
+        "accuracy (unweighted)",
+        *[f"KS p ({n})" for n in names],
+    ]
+    rows = []
+    for m in report.models:
+        mt = m.metrics
+        auc_w = mt.get("auc_ovr_weighted") or {}
+        ks = mt.get("ks_pvalue_class") or {}
+        best = m.name == report.best_model
+        rows.append(
+            Row(
+                [
+                    Cell(m.name + (" ★" if best else ""), "name", href=f"#{slugs[m.name]}"),
+                    Cell(mt.get("auc_ovr_mean_weighted")),
+                    Cell(mt.get("auc_ovr_mean_unweighted")),
+                    *[Cell(auc_w.get(n)) for n in names],
+                    Cell(mt.get("accuracy_weighted"), digits=3),
+                    Cell(mt.get("accuracy_unweighted"), digits=3),
+                    *[_ks_cell(ks.get(n), report.ks_threshold) for n in names],
+                ],
+                cls="best" if best else "",
+            )
+        )
+    blocks.append(Table(columns, rows, left=(0,), scroll=True))
+    blocks.append(
+        _note(
+            "AUC k vs rest: class k's probability separating class k from every other class "
+            "(weighted test split). Accuracy: the most probable class is the true one. KS p: "
+            "train vs test distribution of each class's own probability."
+        )
+    )
+    for m in report.models:
+        if m.probs_test is None or m.classes_test is None:
+            continue
+        figures = [
+            Figure(
+                lambda m=m: _ovr_roc_figure(m, names),
+                caption="One-vs-rest ROC curves of each class's probability (test), as "
+                "rejection of the other classes vs the class's efficiency.",
+                alt=f"{m.name}: one-vs-rest ROC curves",
+            ),
+            Figure(
+                lambda m=m: _confusion_figure(m, names),
+                caption="Confusion matrix (weighted test events, each row normalised to 1: "
+                "the fraction of a true class predicted as each class).",
+                alt=f"{m.name}: confusion matrix",
+            ),
+            Figure(
+                lambda m=m: _class_scores_figure(m, names),
+                caption="Each class's probability for the events of every true class "
+                "(test, weighted, normalised).",
+                alt=f"{m.name}: per-class score distributions",
+            ),
+        ]
+        blocks.append(
+            Group(
+                m.name,
+                [Grid(figures)],
+                anchor=f"classes-{slugs[m.name]}",
+                note=f"({m.kind})",
+                badge="best" if m.name == report.best_model else "",
+            )
+        )
+    return blocks
+
+
+def _ovr_roc_figure(m: ModelReport, names: list[str]) -> Any:
+    from fivesigma import metrics as M
+    from fivesigma.report import plots
+    from fivesigma.report.style import color, exp_label
+
+    @plots._styled
+    def draw() -> Any:
+        p = np.asarray(m.probs_test, dtype=np.float64)
+        y = np.asarray(m.classes_test).reshape(-1)
+        w = plots._weights(m.w_test, y.size)
+        fig = plots._new_figure(5.5, 4.4)
+        plots._margins(fig)
+        ax = fig.subplots()
+        for k, name in enumerate(names):
+            is_k = (y == k).astype(np.int64)
+            try:
+                eb, es, _ = M.roc_curve(is_k, p[:, k], w)
+            except M.MetricError:
+                continue
+            eb, es = plots._thin(eb, es)
+            keep = (eb > 0) & (es > 0)
+            auc = M.auc(is_k, p[:, k], w)
+            ax.plot(es[keep], 1.0 / eb[keep], color=color(k), label=f"{name} (AUC {auc:.3f})")
+        ax.set_yscale("log")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("class efficiency $\\varepsilon$")
+        ax.set_ylabel("rejection of the other classes")
+        ax.legend(fontsize=8, loc="upper right")
+        plots._grid(ax)
+        exp_label(ax, rlabel=m.name)
+        return fig
+
+    return draw()
+
+
+def _confusion_figure(m: ModelReport, names: list[str]) -> Any:
+    from fivesigma import metrics as M
+    from fivesigma.core import extras
+    from fivesigma.report import plots
+    from fivesigma.report.style import exp_label
+
+    @plots._styled
+    def draw() -> Any:
+        p = np.asarray(m.probs_test, dtype=np.float64)
+        y = np.asarray(m.classes_test).reshape(-1)
+        w = plots._weights(m.w_test, y.size)
+        n = len(names)
+        cm = M.confusion_matrix(y, p.argmax(axis=1), w, n, normalize="true")
+        label = plots._label_inches(names)
+        size = max(3.5, 0.7 * n + 1.5)
+        fig = plots._new_figure(size + label + 1.2, size + label * 0.75)
+        plots._margins(fig, left=label + 0.3, bottom=0.85 * label + 0.4, right=1.3, top=0.4)
+        ax = fig.subplots()
+        cmap = extras.matplotlib().colormaps["Blues"]
+        im = ax.imshow(cm, cmap=cmap, vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(n), labels=names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n), labels=names, fontsize=8)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.minorticks_off()
+        ax.tick_params(which="both", top=False, right=False)
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > 0.6 else "black",
+                )
+        exp_label(ax, rlabel=m.name)
+        w_in = fig.get_size_inches()[0]
+        cax = fig.add_axes((1 - 1.1 / w_in, 0.2, 0.18 / w_in, 0.6))
+        fig.colorbar(im, cax=cax, label="fraction of the true class")
+        cax.minorticks_off()
+        return fig
+
+    return draw()
+
+
+def _class_scores_figure(m: ModelReport, names: list[str]) -> Any:
+    from fivesigma.report import plots
+    from fivesigma.report.histograms import histplot
+    from fivesigma.report.style import color, exp_label
+
+    @plots._styled
+    def draw() -> Any:
+        p = np.asarray(m.probs_test, dtype=np.float64)
+        y = np.asarray(m.classes_test).reshape(-1)
+        w = plots._weights(m.w_test, y.size)
+        n = len(names)
+        ncols = min(n, 3)
+        nrows = int(np.ceil(n / ncols))
+        fig = plots._new_figure(3.4 * ncols, 2.8 * nrows + 0.3)
+        plots._margins(fig, left=0.6, right=0.15, bottom=0.55, top=0.4, wspace=0.3, hspace=0.5)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        edges = np.linspace(0.0, 1.0, 26)
+        for k, name in enumerate(names):
+            ax = axes[k]
+            for j, true in enumerate(names):
+                sel = y == j
+                if not sel.any():
+                    continue
+                h, label = plots._class_hist(p[sel, k], w[sel], edges, true)
+                histplot(
+                    ax, h, histtype="step", color=color(j), linewidth=1.2, label=label, errors=False
+                )
+            ax.set_xlabel(f"p({name})", fontsize=9)
+            ax.set_ylabel("normalised", fontsize=8)
+            ax.set_yscale("log")
+            ax.tick_params(labelsize=7)
+            ax.minorticks_off()
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        axes[0].legend(fontsize=7, title="true class", title_fontsize=7)
+        exp_label(axes[0], rlabel=m.name)
+        return fig
+
+    return draw()
 
 
 def _models(report: ReportInput, slugs: dict[str, str], class_names: dict[int, str]) -> list[Any]:

@@ -10,7 +10,8 @@ Output, one row per input event, in input order (file after file, entry after en
 
 ``file_index``  position of the input file in the command line
 ``entry``       entry number inside that file
-``score``       the model's signal probability (``decision_function``); NaN where a feature is inf, and
+``score``       the model's signal probability (``decision_function``; a multi-class bundle: its
+                discriminant, ``evaluation.discriminant`` of the signal classes); NaN where a feature is inf, and
                 where one is NaN (e.g. an event with fewer leptons than a feature needs, or a
                 ``data.missing`` sentinel) unless the bundle was trained with
                 ``data.nan_policy: keep`` and its model takes NaN (the BDT natively, the
@@ -65,6 +66,18 @@ def _scores_missing(est: Estimator, data: dict[str, Any]) -> bool:
     return data.get("nan_policy") == "keep" and takes
 
 
+def _score(est: Estimator, data: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """The signal probability, or for a multi-class bundle its stored discriminant."""
+    signal = data.get("signal_classes")
+    if not signal:
+        return est.decision_function(X)
+    from fivesigma.metrics import discriminant
+
+    return discriminant(
+        est.predict_proba(X), signal, kind=data.get("discriminant") or "probability"
+    )
+
+
 def score_chunks(
     est: Estimator,
     data: dict[str, Any],
@@ -86,7 +99,7 @@ def score_chunks(
             good = ~np.isinf(X).any(axis=1) if keep_nan else np.isfinite(X).all(axis=1)
             score = np.full(len(X), np.nan)
             if good.any():
-                score[good] = est.decision_function(X[good])
+                score[good] = _score(est, data, X[good])
             selected = (
                 np.asarray(part.columns[_SELECTED], dtype=bool)
                 if extra

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -19,7 +20,80 @@ from pydantic import Field, model_validator
 from fivesigma.core.config import ModelConfig, StrictModel, TaskConfig, require_unique
 from fivesigma.data.config import DataConfig, GenerateConfig
 
-__all__ = ["ClassifyConfig", "EvaluationConfig", "RunConfig", "StatsConfig"]
+__all__ = [
+    "ClassInfo",
+    "ClassifyConfig",
+    "EvaluationConfig",
+    "RunConfig",
+    "StatsConfig",
+    "class_info",
+]
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """The classes of a run: ``names[k]`` (its samples joined by '+'), the signal classes."""
+
+    names: tuple[str, ...]
+    signal: tuple[int, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def background(self) -> tuple[int, ...]:
+        return tuple(k for k in range(self.n_classes) if k not in self.signal)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.n_classes > 2
+
+
+def class_info(cfg: ClassifyConfig) -> ClassInfo:
+    """Class names and signal classes from ``data.samples`` (labels and roles).
+
+    Labels must be 0..K-1 without a gap once a label above 1 is used (labels 0/1 are
+    checked against the data at run time, as before).  Roles: when no sample has a
+    ``role``, label 1 is signal; else the classes of the samples with ``role: signal``
+    are, and every other class is background.  The samples of one class must not give it
+    two roles, and at least one class must be signal and one background.
+    """
+    samples = cfg.data.samples
+    labels = sorted({s.label for s in samples})
+    top = labels[-1]
+    if top >= 2 and labels != list(range(top + 1)):
+        missing = [k for k in range(top + 1) if k not in labels]
+        raise ValueError(
+            f"data.samples labels are {labels}; classes must be numbered 0..K-1 without a gap "
+            f"(no sample has label {', '.join(map(str, missing))})"
+        )
+    n = max(top + 1, 2)
+    names = tuple(
+        "+".join(s.name for s in samples if s.label == k) or f"class {k}" for k in range(n)
+    )
+    roles: dict[int, str] = {}
+    for s in samples:
+        if s.role is None:
+            continue
+        if roles.setdefault(s.label, s.role) != s.role:
+            raise ValueError(
+                f"data.samples: label {s.label} is given role signal and role background "
+                f"(sample {s.name!r}); give the samples of one class one role"
+            )
+    if not roles:
+        return ClassInfo(names, (1,))
+    signal = tuple(k for k in range(n) if roles.get(k) == "signal")
+    if not signal:
+        raise ValueError(
+            "data.samples: no sample has role: signal, so no class is signal; give the "
+            "signal samples role: signal"
+        )
+    if len(signal) == n:
+        raise ValueError(
+            "data.samples: every class has role: signal; at least one class must be background"
+        )
+    return ClassInfo(names, signal)
 
 
 def _default_models() -> list[ModelConfig]:
@@ -69,9 +143,20 @@ class EvaluationConfig(StrictModel):
             ge=0,
             lt=1,
             description="overtraining check: a model passes when the train-vs-test KS p-values "
-            "of signal and background are both above this (0: no check)",
+            "of signal and background (K > 2 classes: of every class's own probability) are "
+            "all above this (0: no check)",
         ),
     ] = 0.05
+    discriminant: Annotated[
+        Literal["probability", "likelihood_ratio"],
+        Field(
+            description="K > 2 classes: the signal-vs-background score for the cut scan and "
+            "the statistics: 'probability' p_S (summed over the signal classes) or "
+            "'likelihood_ratio' p_S / (p_S + sum of the background classes' p_b); with every "
+            "class signal or background the two are equal. Two classes: the model's signal "
+            "probability"
+        ),
+    ] = "probability"
 
     @model_validator(mode="after")
     def _rejection_needs_a_working_point(self) -> EvaluationConfig:
@@ -118,6 +203,11 @@ class ClassifyConfig(TaskConfig):
     def stats_enabled(self) -> bool:
         """Whether the statistics stage runs (``stats`` given and not ``enabled: false``)."""
         return self.stats is not None and self.stats.enabled
+
+    @model_validator(mode="after")
+    def _labels_and_roles(self) -> ClassifyConfig:
+        class_info(self)
+        return self
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> ClassifyConfig:

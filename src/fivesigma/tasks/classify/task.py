@@ -42,7 +42,12 @@ from fivesigma.core.files import check_writable_dir, ensure_writable_dir
 from fivesigma.core.task import Result, Task
 from fivesigma.errors import ConfigError, DataError, FivesigmaError, ModelError, describe_exception
 from fivesigma.estimators.tabular import BaseClassifier, make_estimator
-from fivesigma.tasks.classify.config import ClassifyConfig, EvaluationConfig
+from fivesigma.tasks.classify.config import (
+    ClassifyConfig,
+    ClassInfo,
+    EvaluationConfig,
+    class_info,
+)
 
 __all__ = ["ClassifyResult", "ClassifyTask", "ModelResult", "choose_best_model", "run"]
 
@@ -60,6 +65,8 @@ class ModelResult:
     score_test: np.ndarray
     metrics: dict[str, Any]
     bundle: Path | None = None
+    probs_train: np.ndarray | None = None
+    probs_test: np.ndarray | None = None
 
 
 @dataclass
@@ -80,7 +87,7 @@ class ClassifyResult:
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per model, best first: name, AUC, rejection at eps_S=0.5, and Z for the best."""
         rows = []
-        for name, m in sorted(self.metrics["models"].items(), key=lambda kv: -kv[1]["auc_test"]):
+        for name, m in sorted(self.metrics["models"].items(), key=lambda kv: -_rank_auc(kv[1])):
             rows.append(
                 {
                     "model": name,
@@ -92,6 +99,13 @@ class ClassifyResult:
                 }
             )
         return rows
+
+
+def _rank_auc(m: dict[str, Any]) -> float:
+    """The AUC models are ranked by: the mean one-vs-rest AUC for K > 2 classes, else the
+    weighted test AUC."""
+    v = m.get("auc_ovr_mean_weighted", m.get("auc_test"))
+    return float(v) if v is not None and math.isfinite(float(v)) else -math.inf
 
 
 def _key(x: float) -> str:
@@ -114,6 +128,34 @@ def _binary_labels(label: np.ndarray) -> np.ndarray:
     return label.astype(np.int64)
 
 
+def _class_labels(label: np.ndarray, info: ClassInfo) -> np.ndarray:
+    """K > 2 classes: every class must have selected events (labels are 0..K-1)."""
+    present = set(np.unique(label).tolist())
+    for k, name in enumerate(info.names):
+        if k not in present:
+            raise DataError(
+                f"class {k} ({name}) has no events after the selection; every class of "
+                f"0..{info.n_classes - 1} needs events"
+            )
+    return label.astype(np.int64)
+
+
+def _check_split_has_every_class(y: np.ndarray, split: np.ndarray, info: ClassInfo) -> None:
+    """K > 2 classes: train and test (and validation, when it has events) hold every class."""
+    for code, name in ((SPLIT_TRAIN, "train"), (SPLIT_TEST, "test"), (SPLIT_VALID, "validation")):
+        inside = split == code
+        if code == SPLIT_VALID and not inside.any():
+            continue  # no validation split: the estimators hold out their own
+        present = set(np.unique(y[inside]).tolist())
+        missing = [k for k in range(info.n_classes) if k not in present]
+        if missing:
+            which = ", ".join(f"{k} ({info.names[k]})" for k in missing)
+            raise DataError(
+                f"the {name} split holds no events of class {which}; every class needs "
+                "events in every split: use more events or change data.split"
+            )
+
+
 def _check_split_has_both_classes(y: np.ndarray, split: np.ndarray) -> None:
     for code, name in ((SPLIT_TRAIN, "train"), (SPLIT_TEST, "test")):
         present = set(np.unique(y[split == code]).tolist())
@@ -124,7 +166,9 @@ def _check_split_has_both_classes(y: np.ndarray, split: np.ndarray) -> None:
             )
 
 
-def _check_training_weights(dataset, y: np.ndarray, w: np.ndarray, train: np.ndarray) -> None:
+def _check_training_weights(
+    dataset, y: np.ndarray, w: np.ndarray, train: np.ndarray, info: ClassInfo | None = None
+) -> None:
     """Weights that leave nothing to learn from are named before any training."""
     for i, name in enumerate(dataset.sample_names):
         in_sample = train & (dataset.sample == i)
@@ -133,7 +177,11 @@ def _check_training_weights(dataset, y: np.ndarray, w: np.ndarray, train: np.nda
                 f"sample {name!r}: every training event has weight 0 (check its weight "
                 "expression or normalisation); a model cannot learn from it"
             )
-    for cls, what in ((1, "signal"), (0, "background")):
+    if info is not None and info.multiclass:
+        classes = [(k, f"class {k} ({n})") for k, n in enumerate(info.names)]
+    else:
+        classes = [(1, "signal"), (0, "background")]
+    for cls, what in classes:
         total = float(w[train & (y == cls)].sum())
         if not total > 0:
             raise DataError(
@@ -201,9 +249,51 @@ def _model_metrics(cfg: ClassifyConfig, y_tr, w_tr, s_tr, y_te, w_te, s_te) -> d
     }
 
 
+def _multiclass_metrics(
+    cfg: ClassifyConfig, info: ClassInfo, y_tr, w_tr, p_tr, y_te, w_te, p_te
+) -> dict[str, Any]:
+    """Per-class metrics of a K-class model (K > 2), keyed by class name."""
+    names = info.names
+    ovr_w = M.multiclass_one_vs_rest(y_te, p_te, w_te)
+    ovr_u = M.multiclass_one_vs_rest(y_te, p_te)
+    ovr_train = M.multiclass_one_vs_rest(y_tr, p_tr, w_tr)
+    pred_te, pred_tr = p_te.argmax(axis=1), p_tr.argmax(axis=1)
+    rejections = M.multiclass_rejections(y_te, p_te, cfg.evaluation.eff_s, w_te)
+    ks = {}
+    for k, name in enumerate(names):
+        a, b = y_tr == k, y_te == k
+        ks[name] = M.ks_test(p_tr[a, k], p_te[b, k], w_tr[a], w_te[b])[1]
+    return {
+        "n_classes": info.n_classes,
+        "auc_ovr_mean_weighted": float(np.mean(list(ovr_w.values()))),
+        "auc_ovr_mean_unweighted": float(np.mean(list(ovr_u.values()))),
+        "auc_ovr_mean_train_weighted": float(np.mean(list(ovr_train.values()))),
+        "auc_ovr_weighted": {names[k]: v for k, v in ovr_w.items()},
+        "auc_ovr_unweighted": {names[k]: v for k, v in ovr_u.items()},
+        "auc_ovr_train_weighted": {names[k]: v for k, v in ovr_train.items()},
+        "rejection_ovr_at_eff_s": {
+            names[k]: {
+                names[j]: {_key(t): r for t, r in by_eff.items()} for j, by_eff in other.items()
+            }
+            for k, other in rejections.items()
+        },
+        "accuracy_weighted": M.accuracy(y_te, pred_te, w_te),
+        "accuracy_unweighted": M.accuracy(y_te, pred_te),
+        "accuracy_train_weighted": M.accuracy(y_tr, pred_tr, w_tr),
+        "confusion_matrix": M.confusion_matrix(
+            y_te, pred_te, w_te, info.n_classes, normalize="true"
+        ).tolist(),
+        "confusion_matrix_unweighted": M.confusion_matrix(
+            y_te, pred_te, None, info.n_classes, normalize="true"
+        ).tolist(),
+        "ks_pvalue_class": ks,
+    }
+
+
 #: What each ``evaluation.best`` criterion ranks by ({eff_s}: the first working point).
 CRITERIA = {
     "auc": "highest weighted test AUC",
+    "auc_ovr": "highest mean one-vs-rest weighted test AUC",
     "z": "highest cut-scan significance Z",
     "rejection": "highest background rejection 1/eps_B at eps_S = {eff_s} (test)",
 }
@@ -214,8 +304,12 @@ def _finite_or_inf(v: Any) -> bool:
 
 
 def _ks_pass(m: dict[str, Any], threshold: float) -> bool:
-    """Both KS p-values above ``threshold``; a p-value that could not be computed is no alarm."""
-    pvalues = (m.get("ks_pvalue_signal"), m.get("ks_pvalue_background"))
+    """Both KS p-values above ``threshold`` (K > 2 classes: every class's); a p-value that
+    could not be computed is no alarm."""
+    if isinstance(m.get("ks_pvalue_class"), dict):
+        pvalues = tuple(m["ks_pvalue_class"].values())
+    else:
+        pvalues = (m.get("ks_pvalue_signal"), m.get("ks_pvalue_background"))
     return all(p is None or not math.isfinite(p) or p > threshold for p in pvalues)
 
 
@@ -223,6 +317,9 @@ def _ks_text(name: str, m: dict[str, Any]) -> str:
     def fmt(p: Any) -> str:
         return "-" if p is None or not math.isfinite(p) else f"{p:.2g}"
 
+    if isinstance(m.get("ks_pvalue_class"), dict):
+        per = ", ".join(f"{c} {fmt(p)}" for c, p in m["ks_pvalue_class"].items())
+        return f"{name} (KS p {per})"
     return (
         f"{name} (KS p signal {fmt(m.get('ks_pvalue_signal'))}, "
         f"background {fmt(m.get('ks_pvalue_background'))})"
@@ -234,7 +331,8 @@ def choose_best_model(
 ) -> tuple[str, str]:
     """The model for the physics result and why: ``(name, reason)``.
 
-    ``models`` maps model names (in config order) to their metrics (``auc_test``,
+    ``models`` maps model names (in config order) to their metrics (``auc_test``, for
+    K > 2 classes ``auc_ovr_mean_weighted``, which the ``auc`` criterion then uses,
     ``cut_scan_z``, ``rejection_at_eff_s``, ``ks_pvalue_signal``,
     ``ks_pvalue_background``).  Candidates are the models that pass the overtraining check
     (both KS p-values above ``evaluation.ks_threshold``); if none does, every model is a
@@ -251,14 +349,16 @@ def choose_best_model(
     threshold = evaluation.ks_threshold
     criterion = evaluation.best
     first_eff_s = _key(evaluation.eff_s[0]) if evaluation.eff_s else ""
-    what = CRITERIA[criterion].format(eff_s=first_eff_s)
+    multiclass = any("auc_ovr_mean_weighted" in m for m in models.values())
+    auc_text = CRITERIA["auc_ovr" if multiclass else "auc"]
+    what = auc_text if criterion == "auc" else CRITERIA[criterion].format(eff_s=first_eff_s)
 
     def value(m: dict[str, Any], crit: str) -> Any:
         if crit == "z":
             return m.get("cut_scan_z")
         if crit == "rejection":
             return (m.get("rejection_at_eff_s") or {}).get(first_eff_s)
-        return m.get("auc_test")
+        return m.get("auc_ovr_mean_weighted", m.get("auc_test"))
 
     names = list(models)
     if not names:
@@ -271,7 +371,7 @@ def choose_best_model(
     crit = criterion
     if not ranked:
         undefined = f" ({what} is undefined for every candidate)"
-        crit, what = "auc", CRITERIA["auc"]
+        crit, what = "auc", auc_text
         ranked = [n for n in pool if _finite_or_inf(value(models[n], "auc"))] or pool[:1]
 
     def rank(n: str) -> float:
@@ -280,7 +380,8 @@ def choose_best_model(
 
     best = max(ranked, key=rank)
 
-    check = f"the overtraining check (KS p-values of signal and background above {threshold:g})"
+    whose = "every class" if multiclass else "signal and background"
+    check = f"the overtraining check (KS p-values of {whose} above {threshold:g})"
     if threshold <= 0:
         reason = f"{what} of {len(names)} model(s); overtraining check off (ks_threshold 0)"
     elif len(names) == 1:
@@ -325,9 +426,10 @@ STATS_PENDING = {"error": "the statistics stage did not finish (the run stopped 
 
 
 def _title(cfg: ClassifyConfig) -> str:
-    """``signal: wz — background: zz, ww`` from the samples' labels."""
-    sig = [s.name for s in cfg.data.samples if s.label == 1]
-    bkg = [s.name for s in cfg.data.samples if s.label != 1]
+    """``signal: wz — background: zz, ww`` from the samples' labels and roles."""
+    signal = class_info(cfg).signal
+    sig = [s.name for s in cfg.data.samples if s.label in signal]
+    bkg = [s.name for s in cfg.data.samples if s.label not in signal]
     return f"fivesigma: signal: {', '.join(sig) or '-'} — background: {', '.join(bkg) or '-'}"
 
 
@@ -394,13 +496,35 @@ def run(
 
     names = list(cfg.data.features)
     X = dataset.features(names)
-    y = _binary_labels(dataset.label)
+    info = class_info(cfg)
+    multi = info.multiclass
+    # Two classes with label 1 as signal: the binary run as it always was.
+    standard = not multi and info.signal == (1,)
+    y = _class_labels(dataset.label, info) if multi else _binary_labels(dataset.label)
     w = dataset.weight.astype(np.float64)
     split = dataset.split
-    _check_split_has_both_classes(y, split)
-    _check_training_weights(dataset, y, w, split == SPLIT_TRAIN)
+    if multi:
+        _check_split_has_every_class(y, split, info)
+    else:
+        _check_split_has_both_classes(y, split)
+    _check_training_weights(dataset, y, w, split == SPLIT_TRAIN, info)
     tr, va, te = (split == SPLIT_TRAIN), (split == SPLIT_VALID), (split == SPLIT_TEST)
-    has_valid = bool(va.any()) and set(np.unique(y[va]).tolist()) == {0, 1}
+    if multi:
+        has_valid = bool(va.any())
+        # Each class gets the same total weight in the loss unless the config says otherwise.
+        for spec, est in zip(cfg.models, estimators, strict=True):
+            if "class_weight" in est.get_params() and "class_weight" not in spec.params:
+                est.set_params(class_weight="balanced")
+    else:
+        has_valid = bool(va.any()) and set(np.unique(y[va]).tolist()) == {0, 1}
+    # The physics result is binary: the signal classes against the rest.
+    y_bin = y if standard else np.isin(y, info.signal).astype(np.int64)
+    disc_kind = cfg.evaluation.discriminant
+
+    def score_of(est: BaseClassifier, X_part: np.ndarray) -> np.ndarray:
+        if standard:
+            return est.decision_function(X_part)
+        return M.discriminant(est.predict_proba(X_part), info.signal, kind=disc_kind)
 
     ensure_writable_dir(out_dir)
     results: list[ModelResult] = []
@@ -411,13 +535,21 @@ def run(
         else:
             est.fit(X[tr], y[tr], w[tr], feature_names=names)
         train_time = time.perf_counter() - t0
-        s_tr, s_te = est.decision_function(X[tr]), est.decision_function(X[te])
-        m = _model_metrics(cfg, y[tr], w[tr], s_tr, y[te], w[te], s_te)
+        p_tr = p_te = None
+        if standard:
+            s_tr, s_te = est.decision_function(X[tr]), est.decision_function(X[te])
+        else:
+            p_tr, p_te = est.predict_proba(X[tr]), est.predict_proba(X[te])
+            s_tr = M.discriminant(p_tr, info.signal, kind=disc_kind)
+            s_te = M.discriminant(p_te, info.signal, kind=disc_kind)
+        m = _model_metrics(cfg, y_bin[tr], w[tr], s_tr, y_bin[te], w[te], s_te)
+        if multi:
+            m.update(_multiclass_metrics(cfg, info, y[tr], w[tr], p_tr, y[te], w[te], p_te))
         m["n_parameters"] = _n_parameters(est)
         m["train_time_s"] = train_time
-        results.append(ModelResult(spec.name, spec.kind, est, s_tr, s_te, m))
+        results.append(ModelResult(spec.name, spec.kind, est, s_tr, s_te, m, None, p_tr, p_te))
 
-    y_te, w_te = y[te], w[te]
+    y_te, w_te = y_bin[te], w[te]
     # Test events stand for the whole selected sample: scale yields back up.
     test_fraction = float(w_te.sum() / w.sum()) if w.sum() > 0 else cfg.data.split.test
     scale = 1.0 / test_fraction if test_fraction > 0 else 1.0
@@ -442,7 +574,7 @@ def run(
     ranking = None
     if cfg.evaluation.ranking_repeats > 0:
         ranking = M.permutation_importance(
-            best.estimator.decision_function,
+            lambda X_part: score_of(best.estimator, X_part),
             X[te],
             y_te,
             w_te,
@@ -452,13 +584,16 @@ def run(
         )
     # correlations of the events with every feature present (nan_policy: keep)
     complete = ~np.isnan(X).any(axis=1)
-    corr = {
-        "signal": M.weighted_correlation(X[tr & (y == 1) & complete], w[tr & (y == 1) & complete]),
-        "background": M.weighted_correlation(
-            X[tr & (y == 0) & complete], w[tr & (y == 0) & complete]
-        ),
-    }
-    explanations, shap_section = _explain(cfg, results, X[te])
+    corr = {}
+    for cls, what in ((1, "signal"), (0, "background")):
+        rows = tr & (y_bin == cls) & complete
+        try:
+            corr[what] = M.weighted_correlation(X[rows], w[rows])
+        except M.MetricError:  # e.g. a feature missing for every event of the class
+            continue
+    explanations, shap_section = _explain(
+        cfg, results, X[te], class_index=1 if standard else info.signal[0]
+    )
     for r in results:
         if r.name in explanations:
             r.metrics["mean_abs_shap"] = explanations[r.name]
@@ -466,7 +601,7 @@ def run(
     # The machine-learning results go to disk first: every bundle, then metrics.json.
     files: dict[str, Path] = {}
     for r in results:
-        r.bundle = _save_bundle(r, cfg, out_dir / "models" / r.name)
+        r.bundle = _save_bundle(r, cfg, out_dir / "models" / r.name, None if standard else info)
         files[f"model:{r.name}"] = r.bundle
 
     n_events = {k: int(v.sum()) for k, v in (("train", tr), ("validation", va), ("test", te))}
@@ -478,7 +613,7 @@ def run(
         "generated_sample": cfg.generate.model_dump() if cfg.generate else None,
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    metrics = {
+    metrics: dict[str, Any] = {
         "models": {r.name: {"kind": r.kind, **r.metrics} for r in results},
         "best_model": best.name,
         "best_model_criterion": cfg.evaluation.best,
@@ -497,6 +632,13 @@ def run(
         "n_events": n_events,
         "provenance": provenance,
     }
+    if not standard:
+        metrics["classes"] = [
+            {"label": k, "name": n, "role": "signal" if k in info.signal else "background"}
+            for k, n in enumerate(info.names)
+        ]
+        metrics["signal_classes"] = [info.names[k] for k in info.signal]
+        metrics["discriminant"] = disc_kind
     files["metrics"] = R.write_metrics_json(metrics, out_dir / "metrics.json")
 
     # The statistics stage cannot raise: failures are recorded in its result.
@@ -521,25 +663,37 @@ def run(
         X=X[te],
         y=y_te,
         w=w_te,
-        class_names={1: "signal", 0: "background"},
+        class_names={1: "signal", 0: "background"}
+        if standard
+        else {
+            1: "signal (" + ", ".join(info.names[k] for k in info.signal) + ")",
+            0: "background (" + ", ".join(info.names[k] for k in info.background) + ")",
+        },
+        classes=list(info.names) if multi else [],
+        signal_classes=list(info.signal) if multi else [],
+        discriminant=disc_kind if multi else "",
         correlation=corr,
         models=[
             R.ModelReport(
                 name=r.name,
                 kind=r.kind,
                 score_train=r.score_train,
-                y_train=y[tr],
+                y_train=y_bin[tr],
                 w_train=w[tr],
                 score_test=r.score_test,
                 y_test=y_te,
                 w_test=w_te,
                 roc_test=M.roc_curve(y_te, r.score_test, w_te)[:2],
-                roc_train=M.roc_curve(y[tr], r.score_train, w[tr])[:2],
+                roc_train=M.roc_curve(y_bin[tr], r.score_train, w[tr])[:2],
                 metrics=r.metrics,
                 history=r.estimator.history_.to_dict()
                 if hasattr(r.estimator, "history_")
                 else None,
                 ranking=ranking if r is best else None,
+                probs_train=r.probs_train if multi else None,
+                probs_test=r.probs_test if multi else None,
+                classes_train=y[tr] if multi else None,
+                classes_test=y[te] if multi else None,
             )
             for r in results
         ],
@@ -564,7 +718,9 @@ def run(
     return ClassifyResult(results, best.name, metrics, out_dir, stats_result, files)
 
 
-def _explain(cfg: ClassifyConfig, results: list[ModelResult], X_test: np.ndarray) -> tuple:
+def _explain(
+    cfg: ClassifyConfig, results: list[ModelResult], X_test: np.ndarray, class_index: int = 1
+) -> tuple:
     """Mean |SHAP| per feature of every model (for metrics.json) and the report section.
 
     Explaining is a late, optional stage: a model it cannot explain gets a note, never a
@@ -579,7 +735,11 @@ def _explain(cfg: ClassifyConfig, results: list[ModelResult], X_test: np.ndarray
     for r in results:
         try:
             expl = shap_values(
-                r.estimator, X_test, max_events=cfg.evaluation.shap_events, seed=cfg.seed
+                r.estimator,
+                X_test,
+                max_events=cfg.evaluation.shap_events,
+                seed=cfg.seed,
+                class_index=class_index,
             )
         except FivesigmaError as err:
             warnings.warn(f"no SHAP values for model {r.name!r}: {err}", stacklevel=2)
@@ -595,8 +755,11 @@ def _yields(spec: dict) -> dict[str, list[float]]:
     return {"s": samples.get("signal", []), "b": samples.get("background", [])}
 
 
-def _save_bundle(r: ModelResult, cfg: ClassifyConfig, path: Path) -> Path:
-    """The estimator's bundle plus what ``apply`` needs to rebuild features from files."""
+def _save_bundle(
+    r: ModelResult, cfg: ClassifyConfig, path: Path, info: ClassInfo | None = None
+) -> Path:
+    """The estimator's bundle plus what ``apply`` needs to rebuild features from files
+    (and, when ``info`` is given, the signal classes and discriminant ``apply`` scores)."""
     data = {
         "derived": dict(cfg.data.derived),
         "selection": cfg.data.selection,
@@ -605,6 +768,10 @@ def _save_bundle(r: ModelResult, cfg: ClassifyConfig, path: Path) -> Path:
         "nan_policy": cfg.data.nan_policy,
         "missing": cfg.data.missing,
     }
+    if info is not None:
+        data["classes"] = list(info.names)
+        data["signal_classes"] = list(info.signal)
+        data["discriminant"] = cfg.evaluation.discriminant
     return r.estimator.save(path, data=data, metadata={"metrics": r.metrics, "model_name": r.name})
 
 
@@ -689,14 +856,44 @@ class ClassifyTask(Task):
             "KS p\nS / B",
             "Z exp.",
         )
+        multi = any("auc_ovr_mean_weighted" in row for row in models.values())
+        if multi:
+            headers = (
+                "model",
+                "mean AUC\n1-vs-rest w.",
+                "mean AUC\nunweighted",
+                "accuracy\nweighted",
+                "AUC signal\nvs bkg w.",
+                f"1/eB at\neS={rej_key}",
+                "min KS p\nclasses",
+                "Z exp.",
+            )
         rows = []
-        for name, row in sorted(models.items(), key=lambda kv: -(kv[1].get("auc_test") or 0)):
+        for name, row in sorted(models.items(), key=lambda kv: -_rank_auc(kv[1])):
             kind = row.get("kind", "")
+            label = (
+                name
+                + (f" ({kind})" if kind and kind != name else "")
+                + (" *" if name == best else "")
+            )
+            if multi:
+                ks = [p for p in (row.get("ks_pvalue_class") or {}).values() if p is not None]
+                rows.append(
+                    (
+                        label,
+                        num(row.get("auc_ovr_mean_weighted"), ".4f"),
+                        num(row.get("auc_ovr_mean_unweighted"), ".4f"),
+                        num(row.get("accuracy_weighted"), ".3f"),
+                        num(row.get("auc_test"), ".4f"),
+                        num((row.get("rejection_at_eff_s") or {}).get(rej_key), ".1f"),
+                        num(min(ks) if ks else None, ".2f"),
+                        num(z, ".2f") if name == best else "",
+                    )
+                )
+                continue
             rows.append(
                 (
-                    name
-                    + (f" ({kind})" if kind and kind != name else "")
-                    + (" *" if name == best else ""),
+                    label,
                     num(row.get("auc_test"), ".4f"),
                     num(row.get("auc_test_unweighted"), ".4f"),
                     num(row.get("auc_train"), ".4f"),
@@ -707,6 +904,12 @@ class ClassifyTask(Task):
                 )
             )
         title = "Models ranked by test AUC (weighted)"
+        if multi:
+            signal = ", ".join(m.get("signal_classes") or [])
+            title = (
+                f"Models ranked by mean one-vs-rest test AUC (weighted); signal: {signal} "
+                f"({m.get('discriminant')})"
+            )
         # Every header line and value at full width (names fold), else one line per model:
         # nothing is ever cut off.
         table: Any = Table(title=title, show_edge=False, pad_edge=False)
