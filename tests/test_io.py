@@ -50,19 +50,27 @@ def test_importing_fivesigma_and_fivesigma_io_stays_light():
 
 def test_io_exports_the_reading_api_lazily():
     import fivesigma.io as fio
-    from fivesigma.io import events, jets
+    from fivesigma.io import events, jets, trackml
 
     assert sorted(fio.__all__) == [
         "JetSample",
+        "TrackMLEvent",
+        "check_geometry",
         "describe_file",
         "detect_format",
         "iter_chunks",
         "iter_jets",
+        "iter_trackml_events",
+        "read_detectors",
         "read_events",
         "read_jets",
+        "read_trackml_event",
     ]
+    aliases = {"read_trackml_event": trackml.read_event, "iter_trackml_events": trackml.iter_events}
     for name in fio.__all__:
-        assert getattr(fio, name) is getattr(events if hasattr(events, name) else jets, name)
+        modules = (events, jets, trackml)
+        expected = aliases.get(name) or next(getattr(m, name) for m in modules if hasattr(m, name))
+        assert getattr(fio, name) is expected
     assert set(fio.__all__) <= set(dir(fio))
     with pytest.raises(AttributeError, match="no attribute 'read_everything'"):
         fio.read_everything  # noqa: B018

@@ -33,11 +33,22 @@ from fivesigma.metrics.roc import (
     roc_curve,
 )
 from fivesigma.metrics.significance import CutScan, CutScanBest, asimov_z, cut_scan, sic
+from fivesigma.metrics.tracking import (
+    MatchResult,
+    duplicate_rate,
+    efficiency_vs,
+    fake_rate,
+    track_matching,
+    tracking_efficiency,
+    trackml_score,
+    trackml_score_normalised,
+)
 
 __all__ = [
     "DISCRIMINANTS",
     "CutScan",
     "CutScanBest",
+    "MatchResult",
     "MetricError",
     "accuracy",
     "asimov_z",
@@ -45,8 +56,11 @@ __all__ = [
     "confusion_matrix",
     "cut_scan",
     "discriminant",
+    "duplicate_rate",
     "eff_b_at_eff_s",
     "eff_s_at_eff_b",
+    "efficiency_vs",
+    "fake_rate",
     "ks_test",
     "multiclass_one_vs_rest",
     "multiclass_rejections",
@@ -56,5 +70,9 @@ __all__ = [
     "roc_curve",
     "separation",
     "sic",
+    "track_matching",
+    "tracking_efficiency",
+    "trackml_score",
+    "trackml_score_normalised",
     "weighted_correlation",
 ]
