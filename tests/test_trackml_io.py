@@ -181,12 +181,13 @@ def test_missing_part(tmp_path: Path) -> None:
 def test_truth_ids_absent(tmp_path: Path) -> None:
     truth = TRUTH.replace("\n2,0,", "\n9,0,")
     prefix = write_event(tmp_path, 3, truth=truth)
-    one_line_error(
+    msg = one_line_error(
         r"event000000003-truth.csv' \(event 3\): 1 truth hit ids are not in "
         r"'event000000003-hits.csv' \(first: 9\)",
         read_event,
         prefix,
     )
+    assert str(tmp_path) in msg
 
 
 def test_truth_length_differs(tmp_path: Path) -> None:
