@@ -60,7 +60,7 @@ def write_event(directory: Path, event: int = 1, gz: bool = False, **override: s
     return prefix
 
 
-def one_line_error(match: str, func, *args, **kwargs) -> str:
+def assert_one_line_error(match: str, func, *args, **kwargs) -> str:
     with pytest.raises(DataError, match=match) as info:
         func(*args, **kwargs)
     message = str(info.value)
@@ -131,8 +131,8 @@ def test_parts_subset_leaves_none(tmp_path: Path) -> None:
     prefix = write_event(tmp_path, truth=None, particles=None, cells=None)
     event = read_event(prefix, parts=("hits",))
     assert event.truth is None and event.particles is None and event.cells is None
-    one_line_error("particles were not read", lambda: event.pt)
-    one_line_error("truth was not read", lambda: event.noise)
+    assert_one_line_error("particles were not read", lambda: event.pt)
+    assert_one_line_error("truth was not read", lambda: event.noise)
 
 
 def test_iter_events_order_and_lazy(tmp_path: Path) -> None:
@@ -143,10 +143,12 @@ def test_iter_events_order_and_lazy(tmp_path: Path) -> None:
     assert next(it).event_id == 2
     # nothing after the current event has been read yet: break event 30 now
     (tmp_path / "event000000030-truth.csv").unlink()
-    one_line_error(r"event 30 .*no truth file.*parts present: hits, particles, cells", next, it)
+    assert_one_line_error(
+        r"event 30 .*no truth file.*parts present: hits, particles, cells", next, it
+    )
     ids = [e.event_id for e in iter_events(tmp_path, parts=("hits",), events=[100, "2"])]
     assert ids == [2, 100]
-    one_line_error("no hits file", list, iter_events(tmp_path, events=[7]))
+    assert_one_line_error("no hits file", list, iter_events(tmp_path, events=[7]))
 
 
 def test_public_names_lazy() -> None:
@@ -169,7 +171,7 @@ def test_docstring_examples() -> None:
 
 def test_missing_part(tmp_path: Path) -> None:
     prefix = write_event(tmp_path, 4, particles=None)
-    msg = one_line_error(
+    msg = assert_one_line_error(
         r"event 4 in .*no particles file 'event000000004-particles.csv'.*"
         r"parts present: hits, truth, cells",
         read_event,
@@ -181,7 +183,7 @@ def test_missing_part(tmp_path: Path) -> None:
 def test_truth_ids_absent(tmp_path: Path) -> None:
     truth = TRUTH.replace("\n2,0,", "\n9,0,")
     prefix = write_event(tmp_path, 3, truth=truth)
-    msg = one_line_error(
+    msg = assert_one_line_error(
         r"event000000003-truth.csv' \(event 3\): 1 truth hit ids are not in "
         r"'event000000003-hits.csv' \(first: 9\)",
         read_event,
@@ -193,21 +195,21 @@ def test_truth_ids_absent(tmp_path: Path) -> None:
 def test_truth_length_differs(tmp_path: Path) -> None:
     truth = TRUTH.rsplit("\n2,", 1)[0] + "\n"
     prefix = write_event(tmp_path, 3, truth=truth)
-    one_line_error(
+    assert_one_line_error(
         r"event000000003-truth.csv' \(event 3\): 1 truth rows but 2 hits", read_event, prefix
     )
 
 
 def test_empty_event(tmp_path: Path) -> None:
     prefix = write_event(tmp_path, 8, hits=HITS.splitlines()[0] + "\n", truth=None)
-    one_line_error(
+    assert_one_line_error(
         r"event000000008-hits.csv' \(event 8\): the event has no hits",
         read_event,
         prefix,
         parts=("hits",),
     )
     (tmp_path / "event000000008-hits.csv").write_text("")
-    one_line_error(
+    assert_one_line_error(
         r"event000000008-hits.csv' \(event 8\): the file is empty",
         read_event,
         prefix,
@@ -217,7 +219,7 @@ def test_empty_event(tmp_path: Path) -> None:
 
 def test_missing_column(tmp_path: Path) -> None:
     prefix = write_event(tmp_path, 6, hits=HITS.replace("module_id", "module"))
-    one_line_error(
+    assert_one_line_error(
         r"event000000006-hits.csv' \(event 6\): missing column module_id; "
         r"the file has: hit_id, x, y, z, volume_id, layer_id, module$",
         read_event,
@@ -234,7 +236,7 @@ def test_check_geometry_unknown_modules(tmp_path: Path) -> None:
     det.to_csv(det_path)  # with the unnamed index column, as in TrackML
     detectors = read_detectors(det_path)
     assert "Unnamed: 0" not in detectors.columns
-    one_line_error(
+    assert_one_line_error(
         r"event000000002-hits.csv' \(event 2\): 1 hits on 1 modules not in the detector "
         r"table '.*detectors.csv' \(first \(volume, layer, module\): \(8, 2, 3\)\)",
         check_geometry,
@@ -247,21 +249,23 @@ def test_check_geometry_unknown_modules(tmp_path: Path) -> None:
 
 
 def test_detectors_errors(tmp_path: Path) -> None:
-    one_line_error("no detectors.csv or detectors.csv.gz", read_detectors, tmp_path)
+    assert_one_line_error("no detectors.csv or detectors.csv.gz", read_detectors, tmp_path)
     path = tmp_path / "detectors.csv"
     path.write_text("volume_id,layer_id,module_id\n7,2,1\n")
-    one_line_error(r"detectors.csv': missing columns cx, cy, cz", read_detectors, path)
+    assert_one_line_error(r"detectors.csv': missing columns cx, cy, cz", read_detectors, path)
 
 
 def test_directory_and_event_errors(tmp_path: Path) -> None:
-    one_line_error("does not exist", read_event, tmp_path / "nowhere")
-    one_line_error("holds 0 TrackML events", read_event, tmp_path)
+    assert_one_line_error("does not exist", read_event, tmp_path / "nowhere")
+    assert_one_line_error("holds 0 TrackML events", read_event, tmp_path)
     write_event(tmp_path, 1)
     write_event(tmp_path, 2)
-    one_line_error(r"holds 2 TrackML events \(1, 2\); give the event id", read_event, tmp_path)
-    one_line_error("not a TrackML event id", read_event, tmp_path, "evt1")
-    one_line_error("unknown TrackML part tracks", read_event, tmp_path, 1, parts=("tracks",))
-    one_line_error("does not exist", iter_events, tmp_path / "nowhere")
+    assert_one_line_error(
+        r"holds 2 TrackML events \(1, 2\); give the event id", read_event, tmp_path
+    )
+    assert_one_line_error("not a TrackML event id", read_event, tmp_path, "evt1")
+    assert_one_line_error("unknown TrackML part tracks", read_event, tmp_path, 1, parts=("tracks",))
+    assert_one_line_error("does not exist", iter_events, tmp_path / "nowhere")
     bad = HITS.replace("30,40", "thirty,40")
     prefix = write_event(tmp_path, 9, hits=bad)
-    one_line_error(r"\(event 9\): column 'x' is not numeric", read_event, prefix)
+    assert_one_line_error(r"\(event 9\): column 'x' is not numeric", read_event, prefix)
