@@ -25,6 +25,19 @@ from fivesigma.errors import DataError, ModelError
 __all__ = ["Imputer", "Standardiser", "weighted_median"]
 
 
+def _fit_inputs(X: Any, sample_weight: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as a non-empty 2-D float64 array and ``|sample_weight|`` (default 1) per row."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise DataError(f"{who}.fit needs a non-empty 2-D array, got shape {X.shape}")
+    if sample_weight is None:
+        return X, np.ones(X.shape[0])
+    w = np.abs(np.asarray(sample_weight, dtype=np.float64).reshape(-1))
+    if w.shape[0] != X.shape[0]:
+        raise DataError(f"{who}.fit: {w.shape[0]} weights for {X.shape[0]} rows")
+    return X, w
+
+
 class Standardiser:
     """Weighted standardisation ``(x - mean) / std`` per column, like sklearn's StandardScaler.
 
@@ -46,15 +59,7 @@ class Standardiser:
 
     def fit(self, X: Any, sample_weight: Any = None) -> Standardiser:
         """Compute the weighted mean and standard deviation of each column of ``X``."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise DataError(f"Standardiser.fit needs a non-empty 2-D array, got shape {X.shape}")
-        if sample_weight is None:
-            w = np.ones(X.shape[0])
-        else:
-            w = np.abs(np.asarray(sample_weight, dtype=np.float64).reshape(-1))
-            if w.shape[0] != X.shape[0]:
-                raise DataError(f"Standardiser.fit: {w.shape[0]} weights for {X.shape[0]} rows")
+        X, w = _fit_inputs(X, sample_weight, "Standardiser")
         if not w.sum() > 0:
             w = np.ones(X.shape[0])  # all weights zero: fall back to unweighted statistics
         mean = np.average(X, axis=0, weights=w)
@@ -183,15 +188,7 @@ class Imputer:
 
     def fit(self, X: Any, sample_weight: Any = None) -> Imputer:
         """Record the weighted median of each column over its present values."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise DataError(f"Imputer.fit needs a non-empty 2-D array, got shape {X.shape}")
-        if sample_weight is None:
-            w = np.ones(X.shape[0])
-        else:
-            w = np.abs(np.asarray(sample_weight, dtype=np.float64).reshape(-1))
-            if w.shape[0] != X.shape[0]:
-                raise DataError(f"Imputer.fit: {w.shape[0]} weights for {X.shape[0]} rows")
+        X, w = _fit_inputs(X, sample_weight, "Imputer")
         missing = np.isnan(X)
         values = np.zeros(X.shape[1])
         for j in range(X.shape[1]):
