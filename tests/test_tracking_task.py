@@ -1,0 +1,152 @@
+"""The tracking task: config, evaluation, submissions, hit status, bad input (the stages
+themselves are tested in test_tracking_graph/build/baseline/gnn)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fivesigma.core.config import parse_config
+from fivesigma.errors import ConfigError, DataError
+from fivesigma.metrics.tracking import trackml_score
+from fivesigma.tasks.tracking.evaluate import TrackEvaluation, event_metrics
+from fivesigma.tasks.tracking.hits import Hits, orient_edges, submission_track_ids
+from fivesigma.tasks.tracking.report import hit_status
+from fivesigma.tasks.tracking.task import event_prefixes, load_hits, write_submission
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tracking_toys import toy_event, write_toy_events
+
+
+def _truth_labels(hits: Hits) -> np.ndarray:
+    """Perfect reconstruction: one track per particle, noise unassigned."""
+    _, labels = np.unique(hits.particle_id, return_inverse=True)
+    labels = labels - 1 if (hits.particle_id == 0).any() else labels
+    return np.where(hits.particle_id == 0, -1, labels)
+
+
+def test_config_presets_and_overrides():
+    cfg = parse_config(
+        {
+            "version": 1,
+            "task": "tracking",
+            "preset": "full",
+            "gnn": {"hidden": 16},
+            "generate": {"mu": 0},
+        }
+    )
+    s = cfg.settings()
+    assert s.mu == 0 and s.gnn["hidden"] == 16 and s.gnn["iterations"] == 6
+    assert s.train_events == 100
+    with pytest.raises(ConfigError, match="graph.method"):
+        parse_config({"version": 1, "task": "tracking", "graph": {"method": "hough"}})
+    bad = parse_config(
+        {"version": 1, "task": "tracking", "build": {"threshold": 0.6, "threshold_high": 0.3}}
+    )
+    with pytest.raises(ConfigError, match="threshold_high"):
+        bad.settings()
+
+
+def test_truth_graph_links_consecutive_hits():
+    hits = Hits.from_event(toy_event(n_particles=20, noise=5, seed=3))
+    edges = hits.truth_edges()
+    # a particle with n hits gives n - 1 edges
+    n_hits = pd.Series(hits.particle_id[hits.particle_id != 0]).value_counts()
+    assert edges.shape[1] == int((n_hits - 1).sum())
+    assert (hits.particle_id[edges[0]] == hits.particle_id[edges[1]]).all()
+    assert (hits.r[edges[1]] > hits.r[edges[0]]).all()  # toy: outward, one hit per layer
+    assert hits.edge_truth(edges[::-1]).all()
+    # skipping a layer is not a truth edge
+    skip = np.stack([edges[0][:-1], edges[1][1:]])
+    same = hits.particle_id[skip[0]] == hits.particle_id[skip[1]]
+    assert not hits.edge_truth(skip[:, same]).any()
+    oriented = orient_edges(hits, np.concatenate([edges[::-1], edges], axis=1))
+    assert oriented.shape == edges.shape
+
+
+def test_submission_ids_are_positive_and_unique_for_unassigned():
+    ids = submission_track_ids(np.array([4, -1, 4, 0, -1]))
+    assert (ids > 0).all()
+    assert ids[0] == ids[2] and len({ids[1], ids[4], ids[0], ids[3]}) == 4
+
+
+def test_perfect_reconstruction_scores_one_and_a_split_track_loses_it():
+    hits = Hits.from_event(toy_event(n_particles=30, noise=10, seed=1))
+    labels = _truth_labels(hits)
+    metrics, particles = event_metrics(hits, labels, pt_min=0.0)
+    assert metrics["score"] == pytest.approx(1.0)
+    assert metrics["dm_efficiency"] == 1.0 and metrics["dm_fake_rate"] == 0.0
+    assert particles["dm_matched"].all()
+    # split one particle's hits in two halves: neither half holds > 50% -> that weight lost
+    pid = hits.particle_id
+    victim = np.unique(pid[pid != 0])[0]
+    rows = np.flatnonzero(pid == victim)
+    rows = rows[np.argsort(hits.r[rows])]
+    split = labels.copy()
+    split[rows[: len(rows) // 2]] = labels.max() + 1
+    if len(rows) % 2 == 0:
+        expected = 1.0 - hits.weight[rows].sum()
+    else:  # the larger half keeps the majority
+        expected = 1.0 - hits.weight[rows[: len(rows) // 2]].sum()
+    got, _ = event_metrics(hits, split, pt_min=0.0)
+    assert got["score"] == pytest.approx(expected)
+    reference = trackml_score(
+        hits.hit_id, submission_track_ids(split), hits.hit_id, pid, hits.weight
+    )
+    assert got["score"] == pytest.approx(reference)
+
+
+def test_evaluation_pools_events_and_curves():
+    ev = TrackEvaluation("truth", pt_min=1.0)
+    for seed in (1, 2):
+        hits = Hits.from_event(toy_event(n_particles=40, seed=seed))
+        ev.add(hits, _truth_labels(hits), cpu_total=0.5)
+    summary = ev.summary()
+    assert summary["events"] == 2 and summary["score"] == pytest.approx(1.0)
+    assert summary["cpu_total"] == 0.5
+    curve = ev.curve("pt")
+    filled = np.asarray(curve["particles"]) > 0
+    assert filled.any() and np.allclose(np.asarray(curve["efficiency"])[filled], 1.0)
+    assert sum(curve["particles"]) == 80
+
+
+def test_hit_status_marks_fakes_and_missed_hits():
+    hits = Hits.from_event(toy_event(n_particles=10, noise=4, seed=5))
+    labels = _truth_labels(hits)
+    assert set(np.unique(hit_status(hits, labels))) <= {0, 1}
+    pid = hits.particle_id
+    victim = np.unique(pid[pid != 0])[0]
+    broken = labels.copy()
+    broken[pid == victim] = -1  # the whole particle missed
+    noise = np.flatnonzero(pid == 0)[:3]
+    broken[noise] = labels.max() + 5  # a track of noise hits: fake
+    status = hit_status(hits, broken)
+    assert (status[pid == victim] == 3).all()
+    assert (status[noise] == 2).all()
+
+
+def test_submission_file_and_event_listing(tmp_path):
+    directory = write_toy_events(tmp_path / "ev", n_events=2, seed=7)
+    prefixes = event_prefixes([directory])
+    assert [p.name for p in prefixes] == ["event000000001", "event000000002"]
+    hits = load_hits(prefixes[0], need_truth=True)
+    path = write_submission(hits, _truth_labels(hits), tmp_path / "sub.csv")
+    table = pd.read_csv(path)
+    assert list(table.columns) == ["event_id", "hit_id", "track_id"]
+    assert len(table) == len(hits) and (table.track_id > 0).all()
+    score = trackml_score(table.hit_id, table.track_id, hits.hit_id, hits.particle_id, hits.weight)
+    assert score == pytest.approx(1.0)
+
+
+def test_bad_event_inputs_are_one_line(tmp_path):
+    with pytest.raises(DataError, match="holds no TrackML events"):
+        event_prefixes([tmp_path])
+    directory = write_toy_events(tmp_path / "ev", n_events=1, seed=2)
+    (directory / "event000000001-truth.csv").unlink()
+    with pytest.raises(DataError, match="truth") as err:
+        load_hits(directory / "event000000001", need_truth=True)
+    assert "\n" not in str(err.value)
