@@ -45,7 +45,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     GENERATORS.entry(args.process)  # an unknown sample: one line naming the registered ones
 
-    options = None
+    options: dict[str, Any] | None = None
     if args.process == "jets":
         options = {
             "process": args.jet_process,
@@ -57,6 +57,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise FivesigmaError(
             f"--process applies to 'fivesigma generate jets', not to {args.process!r}"
         )
+    if args.process == "tracks":
+        if args.pt_max is not None:
+            raise FivesigmaError("--pt-max applies to 'fivesigma generate jets', not to 'tracks'")
+        options = {
+            "mu": args.mu,
+            "hard_process": args.hard_process,
+            "pt_min": args.pt_min,
+            "eta_max": args.eta_max,
+        }
+    else:
+        for flag, value in (("--mu", args.mu), ("--hard-process", args.hard_process)):
+            if value is not None:
+                raise FivesigmaError(
+                    f"{flag} applies to 'fivesigma generate tracks', not to {args.process!r}"
+                )
+    if args.option:
+        options = {**(options or {}), **_parse_options(args.option)}
     sample = generate(
         args.process,
         events=args.events,
@@ -68,6 +85,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options=options,
     )
     prov = sample.provenance
+    if args.process == "tracks":
+        totals = prov.get("totals", {})
+        print(
+            f"wrote {len(prov.get('events', []))} TrackML events to {sample.directory} "
+            f"({totals.get('hits', 0)} hits, {totals.get('particles', 0)} particles)"
+        )
+        return 0
     print(f"wrote {len(sample.files)} files to {sample.directory}")
     for name, path in sample.files.items():
         info = prov.get("processes", {}).get(name, {})
@@ -75,6 +99,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         xs_txt = f"  sigma = {xs:.4g} pb" if xs is not None else ""
         print(f"  {name:<10} {path.name}{xs_txt}")
     return 0
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict; values read as YAML scalars (numbers, true/false,
+    null, strings)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise FivesigmaError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, dict | list):
+            value = text  # a plain string, not a YAML collection
+        out[key.strip()] = value
+    return out
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -274,16 +318,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pt-min",
         type=float,
-        default=550.0,
-        help="jets only: jet pT window low edge in GeV (default 550)",
+        default=None,
+        help="jets: jet pT window low edge in GeV (default 550); tracks: particle pT cut "
+        "(default 0.1)",
     )
     p.add_argument(
         "--pt-max",
         type=float,
-        default=650.0,
+        default=None,
         help="jets only: jet pT window high edge in GeV (default 650)",
     )
-    p.add_argument("--eta-max", type=float, default=2.0, help="jets only: |eta| cut (default 2)")
+    p.add_argument(
+        "--eta-max",
+        type=float,
+        default=None,
+        help="jets: jet |eta| cut (default 2); tracks: particle |eta| cut (default 4)",
+    )
+    p.add_argument(
+        "--mu",
+        type=float,
+        default=None,
+        help="tracks only: mean number of pile-up interactions (default 200)",
+    )
+    p.add_argument(
+        "--hard-process",
+        default=None,
+        help="tracks only: ttbar or none (default ttbar)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any option of the sample (repeatable), e.g. --option noise_fraction=0.1; "
+        "see fivesigma.generate.tracks.TrackOptions and fivesigma.generate.jets.JetOptions",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 

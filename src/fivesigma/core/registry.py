@@ -143,6 +143,11 @@ TASKS.register(
     "fivesigma.tasks.jets.task:JetsTask",
     "jet tagging on constituents: BDT, CNN, PFN, ParticleNet, ParT side by side",
 )
+TASKS.register(
+    "tracking",
+    "fivesigma.tasks.tracking.task:TrackingTask",
+    "track reconstruction: graph construction, Interaction Network, CC & walk, TrackML score",
+)
 
 for _name, _cls, _description in (
     (
@@ -179,7 +184,15 @@ GENERATORS.register(
     "fivesigma.generate:PROCESSES.jets",
     "boosted jets with constituents: top, QCD (light, bb, cc), W, Z, H -> bb",
 )
+GENERATORS.register(
+    "tracks",
+    "fivesigma.generate:PROCESSES.tracks",
+    "TrackML-format events: ttbar + pile-up through the TrackML detector (hits, truth, cells)",
+)
 
 for _kind in ("logistic", "bdt", "mlp"):
     BUNDLE_KINDS.register(_kind, "fivesigma.estimators.tabular:load", task="classify")
 BUNDLE_KINDS.register("jet_tagger", "fivesigma.tasks.jets.tagger:load", task="jets")
+BUNDLE_KINDS.register(
+    "tracking_pipeline", "fivesigma.tasks.tracking.pipeline:TrackingPipeline.load", task="tracking"
+)

@@ -12,6 +12,11 @@ physics and the branches.
 ``generate("jets", events=N, out=DIR, options={"process": "top"})`` writes N boosted jets
 with their constituents to ``jets_top.root`` (TTree ``Jets``); processes top, qcd, w, z,
 hbb; see :mod:`fivesigma.generate.jets`.
+
+``generate("tracks", events=N, out=DIR, options={"mu": 200})`` writes N TrackML-format
+events (``eventNNNNNNNNN-{hits,truth,particles,cells}.csv.gz`` and ``detectors.csv.gz``;
+read them with :func:`fivesigma.io.trackml.iter_events`): ttbar plus pile-up through a
+fast simulation of the TrackML detector; see :mod:`fivesigma.generate.tracks`.
 """
 
 from __future__ import annotations
@@ -56,8 +61,9 @@ class ProcessGenerator:
 
     A generator with ``accepts_options`` also takes ``options=`` (a dict of
     process-specific options) in ``run``, ``content_key(options)`` and
-    ``file_names(options)`` (the file names it writes, without ``.root``).
-    ``default_detector()`` builds its default detector response.
+    ``file_names(options)`` (the file names it writes, without ``file_suffix``).
+    ``default_detector()`` builds its default detector response.  ``file_suffix`` is the
+    suffix of its files (``.root``; the cache checks ``<name><file_suffix>`` exist).
     """
 
     run: Callable[..., tuple[dict[str, Path], dict[str, Any]]]
@@ -66,12 +72,13 @@ class ProcessGenerator:
     accepts_options: bool = False
     file_names: Callable[[dict[str, Any] | None], tuple[str, ...]] | None = None
     default_detector: Callable[[], Any] = LeptonResponse
+    file_suffix: str = ".root"
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Path], dict[str, Any]]:
         return self.run(*args, **kwargs)
 
     def names(self, options: dict[str, Any] | None = None) -> tuple[str, ...]:
-        """The files (without ``.root``) written for ``options``."""
+        """The files (without ``file_suffix``) written for ``options``."""
         if self.accepts_options and self.file_names is not None:
             return self.file_names(options)
         return self.processes
@@ -84,6 +91,20 @@ class ProcessGenerator:
 #: Largest sample per process: the generator keeps one sample's arrays in memory before
 #: writing, and at about 1 kB per event 1e8 events already need 100 GB.
 MAX_EVENTS = 100_000_000
+
+
+def _tracks(name: str) -> Callable[..., Any]:
+    """``fivesigma.generate.tracks.<name>``, imported on the first call: that module needs
+    pandas and scipy, which ``import fivesigma.generate`` should not pay for."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from fivesigma.generate import tracks
+
+        return getattr(tracks, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
 
 #: Registry of built-in samples: name -> generator.
 PROCESSES: dict[str, ProcessGenerator] = {
@@ -99,6 +120,15 @@ PROCESSES: dict[str, ProcessGenerator] = {
         accepts_options=True,
         file_names=jets.file_names,
         default_detector=JetDetectorResponse,
+    ),
+    "tracks": ProcessGenerator(
+        run=_tracks("run"),
+        content_key=_tracks("content_key"),
+        processes=("tracks",),
+        accepts_options=True,
+        file_names=_tracks("file_names"),
+        default_detector=_tracks("NoResponse"),
+        file_suffix=".csv.gz",
     ),
 }
 
@@ -149,7 +179,7 @@ def generate(
     jobs: int | None = None,
     luminosity_fb: float = 140.0,
     progress: bool = True,
-    detector: LeptonResponse | JetDetectorResponse | None = None,
+    detector: LeptonResponse | JetDetectorResponse | Any | None = None,
     options: dict[str, Any] | None = None,
 ) -> GeneratedSample:
     """Generate a built-in sample into directory ``out``.
@@ -157,9 +187,10 @@ def generate(
     Parameters
     ----------
     process
-        A key of :data:`PROCESSES` (``"higgs4l"``, ``"jets"``).
+        A key of :data:`PROCESSES` (``"higgs4l"``, ``"jets"``, ``"tracks"``).
     events
-        Events per physics process (for ``"jets"``: jets passing the selection).
+        Events per physics process (for ``"jets"``: jets passing the selection; for
+        ``"tracks"``: TrackML events).
     out
         Output directory (created if needed).  Files appear only once complete.
     seed
@@ -173,11 +204,14 @@ def generate(
         Show a progress bar on stderr.
     detector
         Lepton response; default :class:`LeptonResponse()`; ``LeptonResponse(enabled=False)``
-        for truth level.  For ``"jets"`` a :class:`JetDetectorResponse`.
+        for truth level.  For ``"jets"`` a :class:`JetDetectorResponse`; ``"tracks"``
+        takes none (its detector is in ``options``).
     options
         Process-specific options, e.g. for ``"jets"``
         ``{"process": "top", "pt_min": 550, "pt_max": 650, "eta_max": 2, "pthat_min": 440}``
-        (see :class:`fivesigma.generate.jets.JetOptions`).
+        (see :class:`fivesigma.generate.jets.JetOptions`); for ``"tracks"`` e.g.
+        ``{"mu": 200, "hard_process": "ttbar"}`` (see
+        :class:`fivesigma.generate.tracks.TrackOptions`).
 
     Raises
     ------

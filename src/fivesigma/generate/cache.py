@@ -68,11 +68,12 @@ def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _load(directory: Path, files: tuple[str, ...]) -> GeneratedSample | None:
-    """The sample in ``directory`` if it is complete, else None."""
+def _load(directory: Path, files: tuple[str, ...], suffix: str = ".root") -> GeneratedSample | None:
+    """The sample in ``directory`` if it is complete (``<name><suffix>`` for every name
+    and the provenance), else None."""
     from fivesigma.generate import GeneratedSample
 
-    paths = {name: directory / f"{name}.root" for name in files}
+    paths = {name: directory / f"{name}{suffix}" for name in files}
     prov_path = directory / "provenance.json"
     if not (prov_path.is_file() and all(p.is_file() for p in paths.values())):
         return None
@@ -108,17 +109,17 @@ def cached_sample(
     root = ensure_writable_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
     key = cache_key(process, events, seed, luminosity_fb, detector, options)
     directory = root / f"{process}-{_digest(key)}"
-    found = _load(directory, gen.names(options))
+    found = _load(directory, gen.names(options), gen.file_suffix)
     if found is not None:
         return found
     with _entry_lock(directory, progress):
         # another process may have made it while this one waited for the lock
-        found = _load(directory, gen.names(options))
+        found = _load(directory, gen.names(options), gen.file_suffix)
         if found is not None:
             return found
         _generate_into(directory, process, events, seed, njobs, luminosity_fb, progress,
                        detector, options, key)  # fmt: skip
-    sample = _load(directory, PROCESSES[process].names(options))
+    sample = _load(directory, PROCESSES[process].names(options), gen.file_suffix)
     if sample is None:  # pragma: no cover - atomic_dir guarantees completeness
         from fivesigma.errors import GenerationError
 

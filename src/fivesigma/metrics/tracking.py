@@ -46,6 +46,7 @@ __all__ = [
     "tracking_efficiency",
     "trackml_score",
     "trackml_score_normalised",
+    "trackml_weights",
 ]
 
 _RULES = ("double_majority", "atlas")
@@ -367,3 +368,124 @@ def efficiency_vs(
     low = np.where(empty, np.nan, low)
     high = np.where(empty, np.nan, high)
     return edges, eff, np.vstack([low, high])
+
+
+#: TrackML hit-order weights (first hits and the last ones weigh more), stretched over a
+#: particle's hits; particles with fewer hits than the minimum get 0, hits beyond the
+#: maximum count too (arXiv:1904.06778, sec. 3).
+TRACKML_ORDER_PROPOSAL = (10.0, 8.0, 6.0, 5.0, 3.0, 3.0, 3.0, 5.0, 6.0)
+TRACKML_ORDER_MIN_HITS = 4
+TRACKML_ORDER_MAX_HITS = 20
+#: pT weight: 0.2 below 0.5 GeV, rising linearly to 1 at 3 GeV, 1 above.
+TRACKML_PT_LIMITS = (0.5, 3.0)
+TRACKML_PT_WEIGHTS = (0.2, 1.0)
+
+
+def _order_table() -> np.ndarray:
+    """``table[n, i]``: order weight of the i-th hit (by distance from the vertex) of a
+    particle with n hits, each row normalised to sum 1 (rows below the minimum are 0)."""
+    nmax = TRACKML_ORDER_MAX_HITS
+    proposal = np.asarray(TRACKML_ORDER_PROPOSAL)
+    table = np.zeros((nmax + 1, nmax))
+    for n in range(TRACKML_ORDER_MIN_HITS, nmax + 1):
+        # the proposal's 9 supports spread evenly from the first hit (0) to the last (n - 1)
+        supports = np.arange(proposal.size) * (n - 1) / (proposal.size - 1)
+        row = np.interp(np.arange(n), supports, proposal)
+        table[n, :n] = row / row.sum()
+    return table
+
+
+def _column(table: object, name: str, what: str) -> np.ndarray:
+    try:
+        return np.asarray(table[name])  # type: ignore[index]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise MetricError(f"{what} has no column {name!r}") from None
+
+
+def trackml_weights(truth: object, particles: object, selected: object = None) -> np.ndarray:
+    """Per-hit weights of the TrackML score, computed from the truth and the particles.
+
+    The TrackML definition (arXiv:1904.06778, sec. 3): for each particle its hits are
+    ordered by ``|tz - vz|`` (distance along z from its production vertex); the *order
+    weight* of the i-th hit interpolates the proposal ``[10, 8, 6, 5, 3, 3, 3, 5, 6]``,
+    whose 9 supports sit at ``k (n - 1) / 8``, at i, normalised to sum 1 over the
+    particle's hits; particles with fewer than 4 hits get 0, and ``n`` is capped at 20
+    (hits after the 20th get 0).  The *pT weight* is 0.2 below 0.5 GeV, linear up to 1.0
+    at 3 GeV and 1.0 above.  A hit weighs order weight x pT weight; noise hits
+    (``particle_id == 0``) weigh 0; all weights are normalised to sum 1 over the event.
+
+    Parameters
+    ----------
+    truth
+        Table (pandas DataFrame or mapping of arrays) with ``particle_id`` and ``tz``, one
+        row per hit.
+    particles
+        Table with ``particle_id``, ``vz``, ``px``, ``py``; every non-zero ``particle_id``
+        of ``truth`` must be in it.
+    selected
+        Optional boolean per row of ``particles``: hits of unselected particles weigh 0
+        (before the normalisation).  The published TrackML events also zero the hits of
+        secondaries from material interactions (generation ``(particle_id >> 24) & 0xfff``
+        non-zero, the challenge's phase-2 rule): pass ``generation == 0`` to reproduce
+        their weights exactly.
+
+    Returns
+    -------
+    ndarray
+        float64 weights aligned with the rows of ``truth`` (all 0 if no particle has 4
+        hits).
+
+    >>> truth = {"particle_id": [1, 1, 1, 1, 0], "tz": [40.0, 10.0, 30.0, 20.0, 5.0]}
+    >>> parts = {"particle_id": [1], "vz": [0.0], "px": [4.0], "py": [0.0]}
+    >>> np.round(trackml_weights(truth, parts), 4).tolist()  # 10, 5.33, 3, 6 normalised
+    [0.2466, 0.411, 0.1233, 0.2192, 0.0]
+    """
+    pid = _ids(_column(truth, "particle_id", "truth"), "truth particle_id")
+    tz = np.asarray(_column(truth, "tz", "truth"), dtype=np.float64)
+    ppid = _ids(_column(particles, "particle_id", "particles"), "particles particle_id")
+    vz = np.asarray(_column(particles, "vz", "particles"), dtype=np.float64)
+    pt = np.hypot(
+        np.asarray(_column(particles, "px", "particles"), dtype=np.float64),
+        np.asarray(_column(particles, "py", "particles"), dtype=np.float64),
+    )
+    if tz.shape != pid.shape:
+        raise MetricError(f"truth tz has {tz.size} rows but particle_id has {pid.size}")
+    _no_duplicates(ppid, "particles particle_id")
+    keep = np.ones(ppid.size, dtype=bool)
+    if selected is not None:
+        keep = np.asarray(selected)
+        if keep.shape != ppid.shape or keep.dtype != bool:
+            raise MetricError(
+                f"selected must be one boolean per particle ({ppid.size}), got "
+                f"dtype {keep.dtype}, shape {keep.shape}"
+            )
+    weights = np.zeros(pid.size)
+    real = np.flatnonzero(pid != 0)
+    if real.size == 0:
+        return weights
+    order_p = np.argsort(ppid, kind="stable")
+    pos = np.clip(np.searchsorted(ppid[order_p], pid[real]), 0, max(ppid.size - 1, 0))
+    if ppid.size == 0 or np.any(ppid[order_p][pos] != pid[real]):
+        missing = pid[real] if ppid.size == 0 else pid[real][ppid[order_p][pos] != pid[real]]
+        raise MetricError(
+            f"{np.unique(missing).size} particle id(s) of the truth are not in the particles "
+            f"table, e.g. {int(missing[0])}"
+        )
+    row = order_p[pos]
+    dz = np.abs(tz[real] - vz[row])
+    # hits of one particle together, nearest to its vertex first (ties: file order)
+    order = np.lexsort((dz, pid[real]))
+    spid = pid[real][order]
+    start = np.flatnonzero(np.r_[True, spid[1:] != spid[:-1]])
+    counts = np.diff(np.r_[start, spid.size])
+    n = np.repeat(counts, counts)
+    rank = np.arange(spid.size) - np.repeat(start, counts)
+    table = _order_table()
+    n_capped = np.minimum(n, TRACKML_ORDER_MAX_HITS)
+    inside = rank < TRACKML_ORDER_MAX_HITS
+    w_order = np.zeros(spid.size)
+    w_order[inside] = table[n_capped[inside], rank[inside]]
+    w_pt = np.interp(pt[row[order]], TRACKML_PT_LIMITS, TRACKML_PT_WEIGHTS)
+    weights[real[order]] = w_order * w_pt * keep[row[order]]
+    total = weights.sum()
+    return weights / total if total > 0 else weights
