@@ -191,6 +191,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         task = TASKS.get(DEFAULT_TASK)()
         cfg = task.default_config()
+    if args.quick:
+        if "preset" not in type(cfg).model_fields:
+            raise FivesigmaError(
+                f"--quick is for tasks with a preset: key (jets, tracking), not {task.name!r}"
+            )
+        cfg.preset = "quick"
     out = Path(args.out) if args.out else cfg.resolve(cfg.output.dir)
     if args.data_only:
         if not hasattr(task, "data_summary"):
@@ -276,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--data-only", action="store_true", help="read and select the data, print a summary, stop"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="use the task's quick preset (tasks with a preset: key, e.g. jets, tracking)",
     )
     p.add_argument(
         "--keep-partial",

@@ -200,7 +200,9 @@ def orient_edges(hits: Hits, edge_index: np.ndarray) -> np.ndarray:
     swap = (rho[a] > rho[b]) | ((rho[a] == rho[b]) & (a > b))
     src, dst = np.where(swap, b, a), np.where(swap, a, b)
     keep = src != dst
-    keys = np.unique(src[keep] * len(hits) + dst[keep])
+    keys = np.sort(src[keep] * len(hits) + dst[keep])  # a plain sort: np.unique is slower
+    if keys.size:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     return np.stack([keys // len(hits), keys % len(hits)]).astype(np.int64)
 
 
