@@ -12,6 +12,7 @@ import pytest
 
 from fivesigma.core.config import parse_config
 from fivesigma.errors import ConfigError, DataError
+from fivesigma.io.trackml import DETECTOR_COLUMNS
 from fivesigma.metrics.tracking import trackml_score
 from fivesigma.tasks.tracking.evaluate import TrackEvaluation, event_metrics
 from fivesigma.tasks.tracking.hits import Hits, orient_edges, submission_track_ids
@@ -150,3 +151,92 @@ def test_bad_event_inputs_are_one_line(tmp_path):
     with pytest.raises(DataError, match="truth") as err:
         load_hits(directory / "event000000001", need_truth=True)
     assert "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------
+# The whole task on toy events written as TrackML files (no simulation, seconds)
+
+
+def _toy_config(tmp_path, **extra):
+    write_toy_events(tmp_path / "train", n_events=4, seed=10, n_particles=40)
+    write_toy_events(tmp_path / "test", n_events=1, seed=50, n_particles=40, first_id=7)
+    raw = {
+        "version": 1,
+        "task": "tracking",
+        "data": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+        "graph": {"params": {"pt_min": 0.0}},
+        "gnn": {"hidden": 8, "iterations": 2, "epochs": 3},
+        "baseline": {"params": {"pt_min": 0.0}},
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    raw.update(extra)
+    return parse_config(raw)
+
+
+@pytest.mark.slow
+def test_run_writes_metrics_submissions_bundles_and_apply_reproduces(tmp_path):
+    from fivesigma.core.registry import TASKS
+    from fivesigma.core.task import execute
+
+    cfg = _toy_config(tmp_path)
+    task = TASKS.get("tracking")()
+    out = tmp_path / "out"
+    result = execute(task, cfg, out, progress=False)
+    m = result.metrics
+    assert set(m["methods"]) == {"gnn", "baseline"}
+    for row in m["methods"].values():
+        assert 0.0 <= row["score"] <= 1.0 and row["cpu_total"] > 0
+    # toy helices are easy: both chains must find most of the weight
+    assert m["methods"]["gnn"]["score"] > 0.7
+    assert m["methods"]["baseline"]["score"] > 0.7
+    assert m["graph"]["test"]["efficiency"] > 0.9
+    assert (out / "report.html").stat().st_size > 10_000
+    sub = pd.read_csv(out / "submissions" / "event000000007-gnn.csv")
+    hits = load_hits(tmp_path / "test" / "event000000007")
+    assert len(sub) == len(hits) and (sub.track_id > 0).all()
+    score = trackml_score(sub.hit_id, sub.track_id, hits.hit_id, hits.particle_id, hits.weight)
+    assert score == pytest.approx(m["methods"]["gnn"]["score"])
+    # the bundle reconstructs the same tracks through `fivesigma apply`
+    info = task.apply(out / "models" / "gnn", [str(tmp_path / "test")], tmp_path / "applied")
+    assert info["events"] == 1
+    again = pd.read_csv(tmp_path / "applied" / "event000000007-submission.csv")
+    assert (again.track_id.to_numpy() == sub.track_id.to_numpy()).all()
+    assert (out / "models" / "gnn.onnx").stat().st_size > 0
+
+
+def test_bad_inputs_fail_before_writing(tmp_path):
+    from fivesigma.core.registry import TASKS
+    from fivesigma.core.task import execute
+
+    task = TASKS.get("tracking")()
+    cfg = _toy_config(tmp_path)
+    # truth hit ids absent from the hits: one line naming the file, nothing written
+    truth = tmp_path / "train" / "event000000002-truth.csv"
+    table = pd.read_csv(truth)
+    table.loc[0, "hit_id"] = 10**9
+    table.to_csv(truth, index=False)
+    with pytest.raises(DataError, match="truth hit ids are not in") as err:
+        execute(task, cfg, tmp_path / "out", progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    # an empty event
+    cfg = _toy_config(tmp_path / "b")
+    hits = tmp_path / "b" / "test" / "event000000007-hits.csv"
+    pd.read_csv(hits).iloc[:0].to_csv(hits, index=False)
+    with pytest.raises(DataError, match="no hits"):
+        execute(task, cfg, tmp_path / "b" / "out", progress=False)
+    assert not (tmp_path / "b" / "out").exists()
+    # a geometry file that does not match the hits' modules
+    cfg = _toy_config(tmp_path / "c")
+    det = pd.DataFrame({c: [0.0] for c in DETECTOR_COLUMNS})
+    det[["volume_id", "layer_id", "module_id"]] = [[7, 2, 1]]
+    det.to_csv(tmp_path / "c" / "test" / "detectors.csv", index=False)
+    with pytest.raises(DataError, match="module") as err:
+        execute(task, cfg, tmp_path / "c" / "out", progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "c" / "out").exists()
+    # apply on a missing event file
+    with pytest.raises(DataError, match="does not exist|no hits"):
+        task.apply(
+            tmp_path / "nobundle",
+            [str(tmp_path / "c" / "nothing" / "event000000001")],
+            tmp_path / "applied",
+        )

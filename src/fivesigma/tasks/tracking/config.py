@@ -32,7 +32,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "valid_events": 2,
         "test_events": 2,
         "mu": 20,
-        "gnn": {"hidden": 48, "iterations": 4, "epochs": 12},
+        "gnn": {"hidden": 32, "iterations": 4, "epochs": 10},
+        "graph": {"layer_pairs": {"pt_min": 0.5}},
         "embedding_epochs": 10,
     },
     "full": {
@@ -41,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "test_events": 10,
         "mu": 200,
         "gnn": {"hidden": 64, "iterations": 6, "epochs": 30},
+        "graph": {"layer_pairs": {"pt_min": 0.5}},
         "embedding_epochs": 30,
     },
 }
@@ -138,6 +140,13 @@ class TrackingBuild(StrictModel):
         float | None, Field(gt=0, lt=1, description="walk: preferred score cut")
     ] = None
     min_hits: Annotated[int, Field(ge=1, description="shortest track kept")] = 3
+    tune: Annotated[
+        bool,
+        Field(
+            description="choose method and threshold by the TrackML score on the "
+            "validation events (method/threshold above are then only the fallback)"
+        ),
+    ] = True
 
 
 class TrackingBaseline(StrictModel):
@@ -208,6 +217,7 @@ class TrackingConfig(TaskConfig):
             jobs=gen.jobs,
             gnn=gnn,
             embedding_epochs=preset["embedding_epochs"],
+            graph_params={**preset["graph"].get(self.graph.method, {}), **self.graph.params},
         )
 
 
@@ -224,3 +234,4 @@ class TrackingSettings:
     jobs: int | None = None
     gnn: dict[str, Any] = field(default_factory=dict)
     embedding_epochs: int = 10
+    graph_params: dict[str, Any] = field(default_factory=dict)

@@ -63,16 +63,8 @@ def _display(hits: Hits, labels: np.ndarray, title: str) -> Any:
             (3, "o", "black", "missed"),
         ):
             sel = status == code
-            ax.scatter(
-                u[sel],
-                v[sel],
-                s=6,
-                marker=marker,
-                facecolors="none" if marker == "o" else col,
-                edgecolors=col,
-                lw=0.6,
-                label=name,
-            )
+            style = {"facecolors": "none", "edgecolors": col} if marker == "o" else {"c": col}
+            ax.scatter(u[sel], v[sel], s=6, marker=marker, lw=0.6, label=name, **style)
         ax.set_xlabel(ul)
         ax.set_ylabel(vl)
         exp_label(ax, title)
@@ -136,7 +128,7 @@ def _history(history: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for i, key in enumerate(("train_loss", "valid_loss")):
+    for i, key in enumerate(("train_loss", "val_loss")):
         values = history.get(key)
         if values:
             ax.plot(
@@ -266,7 +258,7 @@ def write_report(path: Path, metrics: dict[str, Any], evaluated: Any, fitted: An
     )
     figures = []
     if evaluated.edge_scores:
-        cut = settings["build"]["threshold"]
+        cut = fitted.gnn.build["threshold"]
         figures.append(Figure(lambda: _scores(evaluated.edge_scores, cut), "GNN edge scores"))
     history = metrics["training"].get("gnn_history")
     if history:

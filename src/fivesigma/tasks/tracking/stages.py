@@ -93,7 +93,7 @@ def fit_all(
     pt_min = config.evaluation.pt_min
     training: dict[str, Any] = {}
     method = config.graph.method
-    params = dict(config.graph.params)
+    params = dict(settings.graph_params)
     if method == "metric_learning":
         params.setdefault("epochs", settings.embedding_epochs)
         params.setdefault("seed", settings.seed)
@@ -107,6 +107,7 @@ def fit_all(
     training["graph_build_seconds_per_event"] = (time.perf_counter() - t0) / max(
         1, len(train) + len(valid)
     )
+    _say(progress, f"graph: fitted in {training['graph_seconds']:.1f} s")
     graph = {"valid": mean_graph_metrics(valid, valid_edges, pt_min)}
     _say(progress, "graph (validation): " + _fmt(graph["valid"]))
 
@@ -116,10 +117,25 @@ def fit_all(
     t0 = time.perf_counter()
     classifier = EdgeClassifier(**settings.gnn).fit(train_graphs, valid_graphs, progress=progress)
     training["gnn_seconds"] = time.perf_counter() - t0
+    _say(progress, f"edge classifier: trained in {training['gnn_seconds']:.0f} s")
     history = getattr(classifier, "history", None)
     if history is not None and hasattr(history, "to_dict"):
         training["gnn_history"] = history.to_dict()
-    build = config.build.model_dump()
+    build = {k: v for k, v in config.build.model_dump().items() if k != "tune"}
+    if config.build.tune and any(h.has_truth for h in valid):
+        t0 = time.perf_counter()
+        scores = [classifier.predict(g) for g in valid_graphs]
+        build, table = tune_build(valid, valid_edges, scores, build)
+        training["build_tuning"] = {
+            "chosen": build,
+            "scores": table,
+            "seconds": time.perf_counter() - t0,
+        }
+        _say(
+            progress,
+            f"track building: chose {build['method']} at {build['threshold']:.2f} "
+            f"(validation TrackML score {max(r['score'] for r in table):.4f})",
+        )
     gnn = TrackingPipeline(builder, classifier=classifier, build=build, graph_method=method)
 
     baseline = None
@@ -130,8 +146,54 @@ def fit_all(
         t0 = time.perf_counter()
         tracker = CombinatorialTracker(**config.baseline.params).fit(train)
         training["baseline_seconds"] = time.perf_counter() - t0
+        _say(progress, f"baseline: tuned in {training['baseline_seconds']:.0f} s")
         baseline = TrackingPipeline(None, tracker=tracker)
     return Fitted(gnn, baseline, graph, training)
+
+
+#: thresholds tried by :func:`tune_build`
+TUNE_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def tune_build(
+    events: list[Hits], edges: list[np.ndarray], scores: list[np.ndarray], build: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The track-building method and threshold with the best mean TrackML score on
+    ``events`` (validation events with truth; never the test events)."""
+    from fivesigma.metrics.tracking import trackml_score
+    from fivesigma.tasks.tracking import build as builders
+    from fivesigma.tasks.tracking.hits import submission_track_ids
+
+    table = []
+    for method in ("walk", "cc"):
+        for threshold in TUNE_THRESHOLDS:
+            values = []
+            for hits, e, s in zip(events, edges, scores, strict=True):
+                if not hits.has_truth:
+                    continue
+                if method == "cc":
+                    labels = builders.connected_components(
+                        len(hits), e, s, threshold, min_hits=build["min_hits"]
+                    )
+                else:
+                    labels = builders.walk(
+                        len(hits), e, s, threshold, None, min_hits=build["min_hits"]
+                    )
+                values.append(
+                    trackml_score(
+                        hits.hit_id,
+                        submission_track_ids(labels),
+                        hits.hit_id,
+                        hits.particle_id,
+                        hits.weight,
+                    )
+                )
+            table.append(
+                {"method": method, "threshold": threshold, "score": float(np.mean(values))}
+            )
+    best = max(table, key=lambda r: r["score"])
+    chosen = dict(build, method=best["method"], threshold=best["threshold"], threshold_high=None)
+    return chosen, table
 
 
 @dataclass
@@ -179,7 +241,7 @@ def evaluate_all(
             write_submission(
                 hits, rec.labels, out / "submissions" / f"event{hits.event_id:09d}-{name}.csv"
             )
-            timing = rec.times.flat() | {"hits": float(len(hits))}
+            timing = rec.times.flat() | {"n_hits": float(len(hits))}
             if hits.has_truth:
                 row = evals[name].add(hits, rec.labels, **timing)
             else:
@@ -201,7 +263,9 @@ def evaluate_all(
             "true": _sample(np.concatenate(true_scores)),
             "false": _sample(np.concatenate(false_scores)),
         }
-        result.graph_metrics["test"].update(_edge_metrics(true_scores, false_scores, config))
+        result.graph_metrics["test"].update(
+            _edge_metrics(true_scores, false_scores, fitted.gnn.build["threshold"])
+        )
     for name, ev in evals.items():
         if ev.events:
             result.methods[name] = ev.summary()
@@ -215,12 +279,11 @@ def evaluate_all(
 
 
 def _edge_metrics(
-    true_scores: list[np.ndarray], false_scores: list[np.ndarray], config: Any
+    true_scores: list[np.ndarray], false_scores: list[np.ndarray], cut: float
 ) -> dict[str, float]:
     """Edge efficiency and purity after the GNN's score cut (pooled over test events)."""
     t = np.concatenate(true_scores)
     f = np.concatenate(false_scores)
-    cut = config.build.threshold
     kept_true, kept_false = float((t > cut).sum()), float((f > cut).sum())
     out = {
         "gnn_edge_efficiency": kept_true / max(1.0, float(t.size)),

@@ -218,7 +218,7 @@ class TrackingTask(Task):
                 "mu": s.mu if not config.data.train else None,
                 "graph": config.graph.method,
                 "gnn": s.gnn,
-                "build": config.build.model_dump(),
+                "build": fitted.gnn.build,
                 "evaluation": config.evaluation.model_dump(),
             },
             "data": source | {"events": info},
@@ -249,11 +249,11 @@ class TrackingTask(Task):
         from fivesigma.core.files import ensure_writable_dir
         from fivesigma.tasks.tracking.pipeline import TrackingPipeline
 
-        pipeline = TrackingPipeline.load(bundle)
         prefixes = event_prefixes(list(inputs))
         for p in prefixes:  # every input is checked before anything is written
             if not _has_part(p, "hits"):
                 raise DataError(f"'{p}': no hits file ({p.name}-hits.csv or .csv.gz)")
+        pipeline = TrackingPipeline.load(bundle)
         out = ensure_writable_dir(out)
         scores = []
         for prefix in prefixes:
