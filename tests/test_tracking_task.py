@@ -202,6 +202,27 @@ def test_run_writes_metrics_submissions_bundles_and_apply_reproduces(tmp_path):
     again = pd.read_csv(tmp_path / "applied" / "event000000007-submission.csv")
     assert (again.track_id.to_numpy() == sub.track_id.to_numpy()).all()
     assert (out / "models" / "gnn.onnx").stat().st_size > 0
+    # the same through the command line, into a directory of its own
+    from fivesigma.cli import main
+
+    cli_out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "apply",
+                str(out / "models" / "baseline"),
+                str(tmp_path / "test"),
+                "--out",
+                str(cli_out),
+            ]
+        )
+        == 0
+    )
+    base = pd.read_csv(cli_out / "event000000007-submission.csv")
+    expected = pd.read_csv(out / "submissions" / "event000000007-baseline.csv")
+    assert (base.track_id.to_numpy() == expected.track_id.to_numpy()).all()
+    with pytest.raises(DataError, match="is an input directory"):
+        task.apply(out / "models" / "gnn", [str(tmp_path / "test")], tmp_path / "test")
 
 
 def test_bad_inputs_fail_before_writing(tmp_path):

@@ -219,10 +219,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise FivesigmaError(
             f"--chunk-size must be a positive number of entries, got {args.chunk_size}"
         )
-    check_apply_paths(args.out, args.inputs)
     kind = bundle_kind(args.bundle)
     owner = BUNDLE_KINDS.entry(kind).metadata["task"]
-    info = TASKS.get(owner)().apply(
+    task = TASKS.get(owner)()
+    if not task.apply_writes_directory:
+        check_apply_paths(args.out, args.inputs)
+    info = task.apply(
         Path(args.bundle), args.inputs, Path(args.out), tree=args.tree, chunk_size=args.chunk_size
     )
     print(info["message"])
@@ -296,11 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("apply", help="score files with a saved model bundle")
+    p = sub.add_parser(
+        "apply", help="score files (or reconstruct TrackML events) with a saved model bundle"
+    )
     p.add_argument("bundle", help="model bundle directory (e.g. OUT/models/bdt)")
     p.add_argument("inputs", nargs="+", help="input files or glob patterns")
     p.add_argument(
-        "--out", required=True, help="output file: .parquet, or .root (a friend tree 'scores')"
+        "--out",
+        required=True,
+        help="output file: .parquet, or .root (a friend tree 'scores'); "
+        "tracking: a directory for the TrackML submission CSVs",
     )
     p.add_argument("--tree", default=None, help="tree name (default: the one used in training)")
     p.add_argument(

@@ -76,6 +76,8 @@ class Task:
     config_model: ClassVar[type[TaskConfig]]
     #: file in the ``fivesigma.configs`` package that ``fivesigma init --task`` copies
     template_file: ClassVar[str | None] = None
+    #: ``apply`` writes a directory of outputs (``--out DIR``) instead of one file
+    apply_writes_directory: ClassVar[bool] = False
 
     def run(self, config: Any, out: Path, progress: bool = True) -> Result:
         """Do the whole job for ``config``, writing into ``out``; return a :class:`Result`."""

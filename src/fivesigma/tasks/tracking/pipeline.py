@@ -54,6 +54,11 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _flat(stage: str, name: str) -> str:
+    """The bundle file name of a stage's file (bundles hold plain names only)."""
+    return f"{stage}__{name.replace('/', '__')}"
+
+
 def graph_builder(method: str) -> type:
     """The graph-builder class of ``method`` (one of :data:`GRAPH_BUILDERS`)."""
     if method not in GRAPH_BUILDERS:
@@ -187,10 +192,13 @@ class TrackingPipeline:
             for stage, obj in stages.items():
                 directory = Path(tmp) / stage
                 obj.save(directory)
-                names = sorted(p.name for p in directory.iterdir() if p.is_file())
+                # stages may save sub-directories (the baseline keeps its own graph)
+                names = sorted(
+                    p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()
+                )
                 listing[stage] = names
                 for name in names:
-                    files[f"{stage}__{name}"] = (directory / name).read_bytes()
+                    files[_flat(stage, name)] = (directory / name).read_bytes()
         bundle = Bundle(
             kind=BUNDLE_KIND,
             params={
@@ -217,9 +225,12 @@ class TrackingPipeline:
         with tempfile.TemporaryDirectory() as tmp:
             for stage, names in params["stages"].items():
                 directory = Path(tmp) / stage
-                directory.mkdir()
                 for name in names:
-                    (directory / name).write_bytes(bundle.files[f"{stage}__{name}"])
+                    if name.startswith("/") or ".." in name.split("/"):
+                        raise ModelError(f"bundle '{path}': bad stage file name {name!r}")
+                    target = directory / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(bundle.files[_flat(stage, name)])
                 if stage == "graph":
                     loaded[stage] = graph_builder(params["graph_method"]).load(directory)
                 elif stage == "classifier":

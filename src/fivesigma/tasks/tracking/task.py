@@ -122,6 +122,7 @@ class TrackingTask(Task):
     )
     config_model = TrackingConfig
     template_file = "tracking.yaml"
+    apply_writes_directory = True
 
     def check(self, config: TrackingConfig) -> None:
         config.settings()
@@ -253,6 +254,11 @@ class TrackingTask(Task):
         for p in prefixes:  # every input is checked before anything is written
             if not _has_part(p, "hits"):
                 raise DataError(f"'{p}': no hits file ({p.name}-hits.csv or .csv.gz)")
+        if any(Path(out).resolve() == p.parent.resolve() for p in prefixes):
+            raise DataError(
+                f"--out '{out}' is an input directory; submissions go to a directory of "
+                "their own: choose another --out"
+            )
         pipeline = TrackingPipeline.load(bundle)
         out = ensure_writable_dir(out)
         scores = []
