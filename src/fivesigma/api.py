@@ -47,7 +47,7 @@ def run(
     >>> fs.run({"version": 1, "task": "nope"})
     Traceback (most recent call last):
     ...
-    fivesigma.errors.ConfigError: config: task: unknown task 'nope'; registered: classify, jets
+    fivesigma.errors.ConfigError: config: task: unknown task 'nope'; registered: classify, jets, tracking
     """
     if isinstance(config, TaskConfig):
         cfg = config
