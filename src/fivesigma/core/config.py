@@ -8,7 +8,7 @@ is accepted, e.g.::
 
     config.yaml: data.samples[0].tree: expected a string, got 5
     config.yaml: data.sampels: unknown key; accepted keys: samples, selection, derived, ...
-    config.yaml: task: unknown task 'trak'; registered: classify, jets (did you mean ...)
+    config.yaml: task: unknown task 'trak'; registered: classify, jets, tracking (did you mean ...)
 
 Relative file paths in a config are resolved against the config file's directory, so a
 config and its data can move together.
