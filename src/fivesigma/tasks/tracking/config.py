@@ -28,11 +28,11 @@ __all__ = ["PRESETS", "TrackingConfig", "TrackingSettings"]
 #: stage, evaluation) in under 10 minutes on 2 CPU cores from an empty cache.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "train_events": 24,
+        "train_events": 16,
         "valid_events": 2,
         "test_events": 2,
         "mu": 20,
-        "gnn": {"hidden": 32, "iterations": 4, "epochs": 10},
+        "gnn": {"hidden": 32, "iterations": 4, "epochs": 8},
         "graph": {"layer_pairs": {"pt_min": 0.5}},
         "embedding_epochs": 10,
     },
