@@ -164,7 +164,7 @@ def _toy_config(tmp_path, **extra):
         "version": 1,
         "task": "tracking",
         "data": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
-        "graph": {"params": {"pt_min": 0.0}},
+        "graph": {"method": "layer_pairs", "params": {"pt_min": 0.0}},
         "gnn": {"hidden": 8, "iterations": 2, "epochs": 3},
         "baseline": {"params": {"pt_min": 0.0}},
         "output": {"dir": str(tmp_path / "out")},

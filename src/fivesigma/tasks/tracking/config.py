@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "valid_events": 2,
         "test_events": 2,
         "mu": 20,
-        "gnn": {"hidden": 32, "iterations": 4, "epochs": 8},
+        "gnn": {"hidden": 48, "iterations": 6, "epochs": 12},
         "graph": {"layer_pairs": {"pt_min": 0.5}},
         "embedding_epochs": 10,
     },
@@ -100,7 +100,7 @@ class TrackingGraph(StrictModel):
             description="layer_pairs: learnt layer pairs with phi-slope and z0 cuts; "
             "module_map: learnt module pairs; metric_learning: embedding + radius graph"
         ),
-    ] = "layer_pairs"
+    ] = "metric_learning"
     params: Annotated[dict[str, Any], Field(description="the builder's own settings")] = Field(
         default_factory=dict
     )
