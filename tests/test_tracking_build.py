@@ -11,7 +11,7 @@ from fivesigma.errors import ConfigError, DataError
 from fivesigma.tasks.tracking.build import connected_components, walk
 
 
-def _same_partition(labels: np.ndarray, groups: list[list[int]]) -> None:
+def _assert_same_partition(labels: np.ndarray, groups: list[list[int]]) -> None:
     """``labels`` holds exactly ``groups`` as tracks (any label values), the rest -1."""
     labels = np.asarray(labels)
     listed = [h for g in groups for h in g]
@@ -63,21 +63,23 @@ def test_walk_splits_a_y_with_the_best_scoring_continuation():
     scores = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7])
     cc = connected_components(9, edges, scores, 0.5)
     assert len(set(cc.tolist())) == 1
-    _same_partition(walk(9, edges, scores, 0.5), [[0, 1, 2, 3, 4], [5, 6, 7, 8]])
+    _assert_same_partition(walk(9, edges, scores, 0.5), [[0, 1, 2, 3, 4], [5, 6, 7, 8]])
     # When the wrong edge scores best, the walk follows it: 0-1-2-7-8 is one track, and
     # B's inner hits (5, 6) and A's outer ones (3, 4) are too short to stand alone.
     scores[-1] = 0.95
-    _same_partition(walk(9, edges, scores, 0.5), [[0, 1, 2, 7, 8]])
-    _same_partition(walk(9, edges, scores, 0.5, min_hits=2), [[0, 1, 2, 7, 8], [5, 6], [3, 4]])
+    _assert_same_partition(walk(9, edges, scores, 0.5), [[0, 1, 2, 7, 8]])
+    _assert_same_partition(
+        walk(9, edges, scores, 0.5, min_hits=2), [[0, 1, 2, 7, 8], [5, 6], [3, 4]]
+    )
 
 
 def test_walk_merging_branches_give_the_hits_once():
     # Two inner branches meet at hit 2: 0 -> 1 -> 2 and 5 -> 6 -> 2, then 2 -> 3 -> 4.
     edges = np.array([[0, 1, 5, 6, 2, 3], [1, 2, 6, 2, 3, 4]])
     labels = walk(7, edges, np.full(6, 0.9), 0.5)
-    _same_partition(labels, [[0, 1, 2, 3, 4]])
+    _assert_same_partition(labels, [[0, 1, 2, 3, 4]])
     labels = walk(7, edges, np.full(6, 0.9), 0.5, min_hits=2)
-    _same_partition(labels, [[0, 1, 2, 3, 4], [5, 6]])
+    _assert_same_partition(labels, [[0, 1, 2, 3, 4], [5, 6]])
 
 
 def test_threshold_high_explores_branches_for_the_longest_road():
@@ -85,17 +87,17 @@ def test_threshold_high_explores_branches_for_the_longest_road():
     edges = np.array([[0, 1, 1, 3, 4], [1, 2, 3, 4, 5]])
     scores = np.array([0.9, 0.95, 0.9, 0.9, 0.9])
     # Greedy: 0-1-2 is a track, 3-4-5 another.
-    _same_partition(walk(6, edges, scores, 0.5), [[0, 1, 2], [3, 4, 5]])
+    _assert_same_partition(walk(6, edges, scores, 0.5), [[0, 1, 2], [3, 4, 5]])
     # Exploring edges above 0.8 finds the longer road 0-1-3-4-5.
-    _same_partition(walk(6, edges, scores, 0.5, 0.8), [[0, 1, 3, 4, 5]])
+    _assert_same_partition(walk(6, edges, scores, 0.5, 0.8), [[0, 1, 3, 4, 5]])
     # ... but not when the alternative is below threshold_high.
-    _same_partition(walk(6, edges, scores, 0.5, 0.92), [[0, 1, 2], [3, 4, 5]])
+    _assert_same_partition(walk(6, edges, scores, 0.5, 0.92), [[0, 1, 2], [3, 4, 5]])
 
 
 def test_walk_ignores_edges_at_or_below_threshold_low():
     edges = np.array([[0, 1, 2, 3], [1, 2, 3, 4]])
     scores = np.array([0.9, 0.9, 0.5, 0.9])
-    _same_partition(walk(5, edges, scores, 0.5, min_hits=2), [[0, 1, 2], [3, 4]])
+    _assert_same_partition(walk(5, edges, scores, 0.5, min_hits=2), [[0, 1, 2], [3, 4]])
 
 
 def _chains(n_tracks: int, length: int, n_wrong: int, seed: int = 0):
