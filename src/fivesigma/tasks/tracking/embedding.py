@@ -84,38 +84,18 @@ def embedding_features(hits: Hits) -> np.ndarray:
 
 
 def graph_metrics(hits: Hits, edge_index: np.ndarray) -> dict[str, float]:
-    """Size and quality of a candidate graph against the truth graph of ``hits``.
+    """:func:`fivesigma.tasks.tracking.graph.graph_metrics` of a candidate graph, plus
+    ``same_particle`` (graph edges joining hits of one particle / graph edges) and
+    ``efficiency_pt1`` (the efficiency for truth edges of particles with pT > 1 GeV)."""
+    from fivesigma.tasks.tracking.graph import graph_metrics as shared_metrics
 
-    Returns ``n_hits``, ``n_edges``, ``edges_per_hit``, ``n_truth`` (truth edges),
-    ``efficiency`` (truth edges in the graph / truth edges), ``purity`` (graph edges that
-    are truth edges / graph edges), ``same_particle`` (graph edges joining hits of one
-    particle / graph edges) and, where the particles' pT is known, ``efficiency_pt1``
-    (the efficiency for truth edges of particles with pT > 1 GeV).
-    """
-    if not hits.has_truth:
-        raise DataError(f"event {hits.event_id}: graph metrics need the truth, which was not read")
     edges = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-    truth = hits.truth_edges()
-    n_truth = truth.shape[1]
-    is_true = hits.edge_truth(edges)
-    n = len(hits)
-    keys = np.unique(np.minimum(edges[0], edges[1]) * n + np.maximum(edges[0], edges[1]))
-    t_keys = np.minimum(truth[0], truth[1]) * n + np.maximum(truth[0], truth[1])
-    found = np.isin(t_keys, keys)
-    out = {
-        "n_hits": n,
-        "n_edges": int(edges.shape[1]),
-        "edges_per_hit": edges.shape[1] / max(n, 1),
-        "n_truth": int(n_truth),
-        "efficiency": float(found.mean()) if n_truth else float("nan"),
-        "purity": float(is_true.mean()) if edges.shape[1] else float("nan"),
-        "same_particle": float(hits.same_particle(edges).mean())
-        if edges.shape[1]
-        else float("nan"),
-    }
+    out = shared_metrics(hits, edges)
+    out["same_particle"] = (
+        float(hits.same_particle(edges).mean()) if edges.shape[1] else float("nan")
+    )
     if hits.particle_pt is not None:
-        high = hits.particle_pt[truth[0]] > 1.0
-        out["efficiency_pt1"] = float(found[high].mean()) if high.any() else float("nan")
+        out["efficiency_pt1"] = shared_metrics(hits, edges, pt_min=1.0)["efficiency"]
     return out
 
 
