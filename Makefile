@@ -42,7 +42,7 @@ bench: $(STAMP)
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' \
-	  | sed '1i # Exact versions for the set-up path (make venv). Regenerate with: make lock\ntorch==2.13.0' > requirements.lock
+	  | sed '1i # Exact versions for the set-up path (make venv). Regenerate with: make lock\n# torch 2.13.0 is the CPU build (local wheel on the project machines; on PyPI use\n#   --extra-index-url https://download.pytorch.org/whl/cpu).\ntorch==2.13.0' > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info

@@ -129,6 +129,14 @@ DEPENDENCIES: dict[str, Dependency] = {
             "graph",
             "torch-geometric==2.8.1",
         ),
+        _dep("zuko", "zuko", "for normalizing flows", "flows", "zuko==1.6.0"),
+        _dep(
+            "hls4ml",
+            "hls4ml",
+            "to convert networks to FPGA firmware and emulate it",
+            "firmware",
+            "hls4ml==1.3.0",
+        ),
     )
 }
 
@@ -227,3 +235,13 @@ def jinja2(submodule: str = "") -> ModuleType:
 def torch_geometric(submodule: str = "") -> ModuleType:
     """``torch_geometric`` (PyTorch Geometric), for graph neural networks."""
     return _load("torch_geometric", submodule)
+
+
+def zuko(submodule: str = "") -> ModuleType:
+    """``zuko``, for normalizing flows (anomaly detection, fast simulation)."""
+    return _load("zuko", submodule)
+
+
+def hls4ml(submodule: str = "") -> ModuleType:
+    """``hls4ml``, to convert networks to HLS firmware and compile its C++ emulation."""
+    return _load("hls4ml", submodule)
