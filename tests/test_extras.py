@@ -32,6 +32,8 @@ EXPECTED = {
     "hist": ("hist", "report"),
     "jinja2": ("jinja2", "report"),
     "torch_geometric": ("torch-geometric", "graph"),
+    "zuko": ("zuko", "flows"),
+    "hls4ml": ("hls4ml", "firmware"),
 }
 
 

@@ -14,6 +14,14 @@ clear line.
 from __future__ import annotations
 
 from fivesigma.metrics._validate import MetricError
+from fivesigma.metrics.anomaly import (
+    AnomalyMetricError,
+    max_sic,
+    sic_band,
+    sic_curve,
+    signal_efficiency_at,
+    summarise_runs,
+)
 from fivesigma.metrics.multiclass import (
     DISCRIMINANTS,
     accuracy,
@@ -46,6 +54,7 @@ from fivesigma.metrics.tracking import (
 
 __all__ = [
     "DISCRIMINANTS",
+    "AnomalyMetricError",
     "CutScan",
     "CutScanBest",
     "MatchResult",
@@ -62,6 +71,7 @@ __all__ = [
     "efficiency_vs",
     "fake_rate",
     "ks_test",
+    "max_sic",
     "multiclass_one_vs_rest",
     "multiclass_rejections",
     "permutation_importance",
@@ -70,6 +80,10 @@ __all__ = [
     "roc_curve",
     "separation",
     "sic",
+    "sic_band",
+    "sic_curve",
+    "signal_efficiency_at",
+    "summarise_runs",
     "track_matching",
     "tracking_efficiency",
     "trackml_score",

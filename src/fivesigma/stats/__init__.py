@@ -33,20 +33,28 @@ from __future__ import annotations
 from fivesigma.errors import FivesigmaError
 
 __all__ = [
+    "SQRT_S",
+    "DijetFit",
     "HistInputs",
     "StatsError",
     "StatsResult",
     "asimov_significance",
     "asimov_upper_limit",
     "build_workspace",
+    "bump_hunt",
+    "dijet_function",
     "expected_significance",
     "expected_upper_limit",
+    "fit_dijet",
     "histogram_inputs",
     "merge_bins",
+    "on_off_significance",
     "optimise_binning",
     "robust_stats",
     "run_stats",
     "save_workspace",
+    "sculpting",
+    "signal_event_limits",
     "validate_workspace",
 ]
 
@@ -57,6 +65,16 @@ class StatsError(FivesigmaError):
 
 # Imported after StatsError is defined: both modules raise it.
 from fivesigma.stats.asymptotic import asimov_significance, asimov_upper_limit  # noqa: E402
+from fivesigma.stats.bumphunt import (  # noqa: E402
+    SQRT_S,
+    DijetFit,
+    bump_hunt,
+    dijet_function,
+    fit_dijet,
+    on_off_significance,
+    sculpting,
+    signal_event_limits,
+)
 from fivesigma.stats.inference import (  # noqa: E402
     StatsResult,
     expected_significance,
