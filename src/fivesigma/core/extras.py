@@ -34,6 +34,7 @@ from fivesigma.errors import MissingDependencyError, describe_exception
 __all__ = [
     "DEPENDENCIES",
     "Dependency",
+    "hls4ml",
     "fastjet",
     "hist",
     "jinja2",
@@ -49,6 +50,7 @@ __all__ = [
     "torch",
     "torch_geometric",
     "xgboost",
+    "zuko",
 ]
 
 _TORCH_CPU = "pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
