@@ -34,9 +34,9 @@ from fivesigma.errors import MissingDependencyError, describe_exception
 __all__ = [
     "DEPENDENCIES",
     "Dependency",
-    "hls4ml",
     "fastjet",
     "hist",
+    "hls4ml",
     "jinja2",
     "matplotlib",
     "mplhep",
