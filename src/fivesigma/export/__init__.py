@@ -7,4 +7,4 @@ Exporters work on the estimator contract only (``_onnx_graph``, ``feature_names_
 ``kind``), so every current and future estimator gets them; firmware (hls4ml) is next.
 """
 
-__all__ = ["onnx"]
+__all__ = ["fixed_point", "hls", "onnx"]
