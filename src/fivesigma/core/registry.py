@@ -185,9 +185,21 @@ GENERATORS.register(
     "boosted jets with constituents: top, QCD (light, bb, cc), W, Z, H -> bb",
 )
 GENERATORS.register(
+    "dijets",
+    "fivesigma.generate:PROCESSES.dijets",
+    "LHC Olympics-like dijet events (QCD, W' -> XY signal): jet masses, N-subjettiness, "
+    "constituents",
+)
+GENERATORS.register(
     "tracks",
     "fivesigma.generate:PROCESSES.tracks",
     "TrackML-format events: ttbar + pile-up through the TrackML detector (hits, truth, cells)",
+)
+GENERATORS.register(
+    "l1",
+    "fivesigma.generate:PROCESSES.l1",
+    "Level-1 trigger objects at hardware scales (jets, e/gamma, muons, MET, calorimeter "
+    "regions): zero-bias with pile-up, hh4b, haa4gamma, zprime, ttbar",
 )
 
 for _kind in ("logistic", "bdt", "mlp"):

@@ -17,6 +17,12 @@ hbb; see :mod:`fivesigma.generate.jets`.
 events (``eventNNNNNNNNN-{hits,truth,particles,cells}.csv.gz`` and ``detectors.csv.gz``;
 read them with :func:`fivesigma.io.trackml.iter_events`): ttbar plus pile-up through a
 fast simulation of the TrackML detector; see :mod:`fivesigma.generate.tracks`.
+
+``generate("l1", events=N, out=DIR, options={"process": "zerobias", "mu": 60})`` writes N
+events reduced to Level-1 trigger objects at hardware scales (jets, e/gamma, muons, MET,
+CICADA calorimeter regions) to ``l1_<process>.root`` (TTree ``Events``): zero-bias or a
+signal (hh4b, haa4gamma, zprime, ttbar) with pile-up overlaid from a pool; see
+:mod:`fivesigma.generate.l1`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from fivesigma.core.files import ensure_writable_dir
 from fivesigma.errors import GenerationError, close_matches
-from fivesigma.generate import higgs4l, jets
+from fivesigma.generate import dijets, higgs4l, jets, l1
 from fivesigma.physics.detector import LeptonResponse
 from fivesigma.physics.jet_detector import JetDetectorResponse
 
@@ -121,6 +127,14 @@ PROCESSES: dict[str, ProcessGenerator] = {
         file_names=jets.file_names,
         default_detector=JetDetectorResponse,
     ),
+    "dijets": ProcessGenerator(
+        run=dijets.run,
+        content_key=dijets.content_key,
+        processes=tuple(f"dijets_{name}" for name in dijets.PROCESSES),
+        accepts_options=True,
+        file_names=dijets.file_names,
+        default_detector=JetDetectorResponse,
+    ),
     "tracks": ProcessGenerator(
         run=_tracks("run"),
         content_key=_tracks("content_key"),
@@ -129,6 +143,14 @@ PROCESSES: dict[str, ProcessGenerator] = {
         file_names=_tracks("file_names"),
         default_detector=_tracks("NoResponse"),
         file_suffix=".csv.gz",
+    ),
+    "l1": ProcessGenerator(
+        run=l1.run,
+        content_key=l1.content_key,
+        processes=tuple(f"l1_{name}" for name in l1.L1_PROCESSES),
+        accepts_options=True,
+        file_names=l1.file_names,
+        default_detector=l1.NoDetector,
     ),
 }
 

@@ -51,7 +51,6 @@ constituent sum), also when the constituents are truncated to ``max_particles``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,6 +60,7 @@ import numpy as np
 from fivesigma.errors import ConfigError
 from fivesigma.io.jets import JetSample
 from fivesigma.physics import kinematics
+from fivesigma.physics.substructure import nsubjettiness
 
 __all__ = [
     "FEATURE_VERSION",
@@ -418,66 +418,15 @@ def pairwise_features_numpy(v: np.ndarray, mask: np.ndarray, eps: float = _EPS) 
 # Jet observables
 
 
-def _rap_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
-    # unguarded: a particle with E = |pz| gets an infinite rapidity (never the nearest axis)
-    return kinematics.rapidity(pz, e), kinematics.phi(px, py)
-
-
-def nsubjettiness(
-    sample: JetSample, n_max: int = 3, r0: float = 0.8, beta: float = 1.0
-) -> np.ndarray:
-    """N-subjettiness tau_1 .. tau_{n_max} with exclusive-kT axes, shape (N, n_max).
-
-    ``tau_N = sum_i pT_i * min_k dR_ik^beta / (sum_i pT_i * r0^beta)`` with dR in
-    (rapidity, phi).  The axes are the N exclusive jets of the kT algorithm run on the
-    constituents with R = max_allowable_R (as fastjet-contrib's ``ExclusiveJetAxes``), so no
-    particle is lost to the beam; ``r0`` only normalises.  A jet with at most N particles
-    has tau_N = 0 (each particle can be its own axis); an empty jet has all tau = 0.
-    """
-    from fivesigma.physics._fastjet import import_fastjet
-
-    fastjet = import_fastjet()
-
-    c = sample.constituents
-    counts = np.asarray(ak.to_numpy(ak.num(c, axis=1)), dtype=np.int64)
-    parts = ak.zip(
-        {
-            k2: ak.values_astype(c[k1], np.float64)
-            for k1, k2 in (("px", "px"), ("py", "py"), ("pz", "pz"), ("energy", "E"))
-        }
-    )
-    pt = kinematics.pt(parts.px, parts.py)
-    rap, phi = _rap_phi(parts.px, parts.py, parts.pz, parts.E)
-    norm = np.asarray(ak.to_numpy(ak.sum(pt, axis=1))) * r0**beta
-    taus = np.zeros((len(counts), n_max), dtype=np.float64)
-    jet_def = fastjet.JetDefinition(fastjet.kt_algorithm, fastjet.JetDefinition.max_allowable_R)
-    for n in range(1, n_max + 1):  # a loop over N (<= 3), not over jets
-        sel = np.flatnonzero(counts > n)
-        if len(sel) == 0:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fastjet's generic "exclusive jets" caution
-            axes = fastjet.ClusterSequence(parts[sel], jet_def).exclusive_jets(n)
-        a_rap, a_phi = _rap_phi(axes.px, axes.py, axes.pz, axes.E)
-        p_rap, p_phi, p_pt = rap[sel], phi[sel], pt[sel]
-        best = None
-        for k in range(n):
-            d = kinematics.delta_r(p_rap, p_phi, a_rap[:, k], a_phi[:, k]) ** beta
-            best = d if best is None else np.minimum(best, d)
-        num = np.asarray(ak.to_numpy(ak.sum(p_pt * best, axis=1)))
-        taus[sel, n - 1] = num / np.where(norm[sel] > 0, norm[sel], 1.0)
-    return taus
-
-
 def jet_observables(sample: JetSample) -> tuple[np.ndarray, list[str]]:
     """Jet-level observables (N, K) float64 and their names (:data:`JET_OBSERVABLES`).
 
     ``jet_pt, jet_eta, jet_mass`` (GeV) from ``sample.jet``, ``n_constituents``,
     N-subjettiness ``tau1..tau3`` (beta = 1, R0 = 0.8, exclusive-kT axes, see
-    :func:`nsubjettiness`) and the ratios ``tau21 = tau2/tau1``, ``tau32 = tau3/tau2``
+    :func:`fivesigma.physics.substructure.nsubjettiness`) and the ratios ``tau21 = tau2/tau1``, ``tau32 = tau3/tau2``
     (0 where the denominator is 0).
     """
-    taus = nsubjettiness(sample, 3, r0=0.8, beta=1.0)
+    taus = nsubjettiness(sample.constituents, 3, r0=0.8, beta=1.0)
     t1, t2, t3 = taus.T
     with np.errstate(divide="ignore", invalid="ignore"):
         tau21 = np.where(t1 > 0, t2 / np.where(t1 > 0, t1, 1.0), 0.0)
