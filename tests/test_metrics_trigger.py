@@ -57,8 +57,11 @@ def test_rate_curve_is_monotonic_and_consistent():
 
 @pytest.mark.parametrize(
     ("scores", "budget", "match"),
-    [(np.array([1.0, np.nan]), 1.0, "non-finite"), (np.array([]), 1.0, "empty"),
-     (np.arange(10.0), 2000.0, "input rate")],
+    [
+        (np.array([1.0, np.nan]), 1.0, "non-finite"),
+        (np.array([]), 1.0, "empty"),
+        (np.arange(10.0), 2000.0, "input rate"),
+    ],
 )
 def test_bad_input_is_one_line(scores, budget, match):
     with pytest.raises(MetricError, match=match) as err:

@@ -148,6 +148,16 @@ TASKS.register(
     "fivesigma.tasks.tracking.task:TrackingTask",
     "track reconstruction: graph construction, Interaction Network, CC & walk, TrackML score",
 )
+TASKS.register(
+    "anomaly",
+    "fivesigma.tasks.anomaly.task:AnomalyTask",
+    "anomaly detection on dijets: autoencoders, flows, CWoLa, CATHODE; SIC; bump hunt",
+)
+TASKS.register(
+    "trigger",
+    "fivesigma.tasks.trigger.task:TriggerTask",
+    "L1 trigger networks: quantisation-aware training, hls4ml emulation, rate vs efficiency",
+)
 
 for _name, _cls, _description in (
     (
@@ -205,6 +215,8 @@ GENERATORS.register(
 for _kind in ("logistic", "bdt", "mlp"):
     BUNDLE_KINDS.register(_kind, "fivesigma.estimators.tabular:load", task="classify")
 BUNDLE_KINDS.register("jet_tagger", "fivesigma.tasks.jets.tagger:load", task="jets")
+BUNDLE_KINDS.register("anomaly_detector", "fivesigma.tasks.anomaly.methods:load", task="anomaly")
+BUNDLE_KINDS.register("trigger_model", "fivesigma.tasks.trigger.bundle:load", task="trigger")
 BUNDLE_KINDS.register(
     "tracking_pipeline", "fivesigma.tasks.tracking.pipeline:TrackingPipeline.load", task="tracking"
 )

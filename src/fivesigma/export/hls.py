@@ -47,7 +47,7 @@ from fivesigma.errors import (
 )
 from fivesigma.export.fixed_point import FixedPoint, LayerSpec, network_layers
 
-__all__ = ["DSP_THRESHOLD_BITS", "Firmware", "HLSSettings", "resources"]
+__all__ = ["DSP_THRESHOLD_BITS", "Firmware", "HLSSettings", "require_compiler", "resources"]
 
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel",)
@@ -331,11 +331,7 @@ class Firmware:
         else:
             if self._specs is None:
                 raise ModelError("this firmware was loaded from a bundle and is compiled already")
-            if shutil.which("g++") is None:
-                raise MissingDependencyError(
-                    "g++ is needed to compile the hls4ml emulation of the firmware; install it "
-                    "with: apt-get install g++ (or conda install -c conda-forge gxx)"
-                )
+            require_compiler()
             project = self._build(self.out_dir or Path(tempfile.mkdtemp(prefix="fivesigma-hls-")))
             self._store(project, cached)
         self.directory = project
@@ -536,6 +532,16 @@ def _multiplier_cost(a_bits: int, w_bits: int, code: int) -> tuple[int, int]:
         big, small = max(a_bits, w_bits), min(a_bits, w_bits)
         return math.ceil(big / 27) * math.ceil(small / 18), 0
     return 0, max(0, _csd_digits(code) - 1) * (a_bits + w_bits)
+
+
+def require_compiler() -> None:
+    """Raise a one-line MissingDependencyError when g++ (hls4ml's emulation) is missing."""
+    if shutil.which("g++") is None:
+        raise MissingDependencyError(
+            "g++ is needed to compile the hls4ml emulation of the firmware; install it "
+            "with: apt-get install g++ (or conda install -c conda-forge gxx), or set "
+            "hls.enabled: false to skip the firmware"
+        )
 
 
 def resources(

@@ -56,18 +56,14 @@ def threshold_for_rate(
     s = _scores(zerobias_scores, "zerobias_scores")
     if not 0 < budget_khz < input_rate_khz:
         raise MetricError(
-            f"budget {budget_khz:g} kHz must be between 0 and the input rate "
-            f"{input_rate_khz:g} kHz"
+            f"budget {budget_khz:g} kHz must be between 0 and the input rate {input_rate_khz:g} kHz"
         )
     n = s.size
     allowed = int(np.floor(budget_khz / input_rate_khz * n + 1e-9))
     ordered = np.sort(s)[::-1]
-    if allowed >= n:
-        threshold = float(ordered[-1]) - 1.0
-    else:
-        # pass = score > threshold: put the threshold at the (allowed+1)-th highest score;
-        # ties there may pass fewer than allowed, never more
-        threshold = float(ordered[allowed])
+    # pass = score > threshold: the threshold sits at the (allowed+1)-th highest score, so
+    # ties there may pass fewer than allowed, never more
+    threshold = float(ordered[-1]) - 1.0 if allowed >= n else float(ordered[allowed])
     k = int(np.count_nonzero(s > threshold))
     low, high = _clopper_pearson(k, n)
     return {

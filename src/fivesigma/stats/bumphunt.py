@@ -197,6 +197,8 @@ class DijetFit:
     nll: float
     sqrt_s: float = SQRT_S
     _theta_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    # the fitted (ln p0, p1, ...): p0 itself can underflow to 0 in a poor fit
+    _theta_fit: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def errors(self) -> np.ndarray:
@@ -204,6 +206,8 @@ class DijetFit:
         return np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
 
     def _theta(self) -> np.ndarray:
+        if self._theta_fit is not None:
+            return self._theta_fit
         return np.r_[math.log(self.params[0]), self.params[1 : self.n_params]]
 
     def expected(self, edges: Any) -> np.ndarray:
@@ -336,14 +340,17 @@ def fit_dijet(
         ok = False
         cov_theta = np.linalg.pinv(scaled) / np.outer(d, d)
     cov_theta = 0.5 * (cov_theta + cov_theta.T)
-    p0 = math.exp(theta[0])
+    if not -700.0 < theta[0] < 700.0:  # p0 out of float range: a fit that went astray
+        ok = False
+    p0 = math.exp(float(np.clip(theta[0], -700.0, 700.0)))
     params = np.zeros(4)
     params[0] = p0
     params[1:n_params] = theta[1:]
     # theta_0 = ln p0: d p0 = p0 d theta_0.
     scale = np.r_[p0, np.ones(n_params - 1)]
     cov = np.zeros((4, 4))
-    cov[:n_params, :n_params] = cov_theta * np.outer(scale, scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov[:n_params, :n_params] = cov_theta * np.outer(scale, scale)
     return DijetFit(
         params=params,
         covariance=cov,
@@ -355,6 +362,7 @@ def fit_dijet(
         nll=float(nll),
         sqrt_s=float(sqrt_s),
         _theta_cov=cov_theta,
+        _theta_fit=np.asarray(theta, dtype=np.float64),
     )
 
 

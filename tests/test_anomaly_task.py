@@ -1,0 +1,129 @@
+"""The anomaly task end to end on toy dijet files (no Pythia), and its bad-input paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from _anomaly_toys import write_toy_dijets
+from fivesigma.cli import main
+
+
+def _config(tmp: Path, **extra) -> Path:
+    paths = write_toy_dijets(tmp / "data", n_background=20_000, n_signal=2000)
+    cfg = {
+        "version": 1,
+        "task": "anomaly",
+        "seed": 3,
+        "data": {"background": [str(paths["qcd"])], "signal": [str(paths["signal"])]},
+        "methods": ["supervised", "iad", "cathode", "cwola", "autoencoder"],
+        "injection": {"s_over_b": 0.05, "scan": [0.0, 0.1], "scan_methods": ["cwola"]},
+        "retrainings": 2,
+        "training": {"epochs": 3, "flow_epochs": 3, "patience": 2},
+        "bump_hunt": {"method": "cwola"},
+        "asymmetry": {"enabled": False},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    path = tmp / "anomaly.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_run_judges_every_method_and_hunts_the_bump(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(_config(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    methods = m["methods"]
+    assert set(methods) == {"supervised", "iad", "cathode", "cwola", "autoencoder"}
+    for name, row in methods.items():
+        assert len(row["runs"]) == 2, name  # the retrainings
+        assert np.isfinite(row["max_sic_mean"])
+    # the toy signal is far from the background: the ceilings and the weak methods find it
+    assert methods["supervised"]["auc_mean"] > 0.95
+    assert methods["cathode"]["max_sic_mean"] > 2.0
+    assert methods["cwola"]["max_sic_mean"] > 2.0
+    # injection arithmetic: S/B in the signal region as asked
+    assert m["injection"]["s_over_b_sr"] == pytest.approx(0.05, rel=0.02)
+    # the bump hunt: more significance with more signal, none without
+    z = {p["s_over_b"]: p["bump_hunt_significance"] for p in m["scan"]}
+    assert z[0.1] > z[0.0] + 2 and z[0.1] > 3
+    assert "sculpting" in m and 0 <= m["sculpting"]["p_value"] <= 1
+    assert (out / "report.html").stat().st_size > 10_000
+    for name in methods:
+        assert (out / "models" / name / "manifest.json").is_file()
+    # apply scores new events with the saved detector, features by name
+    scores = tmp_path / "scores.parquet"
+    data = tmp_path / "data" / "dijets_signal.root"
+    assert main(["apply", str(out / "models" / "cwola"), str(data), "--out", str(scores)]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(scores)
+    assert table.num_rows == 2000 and np.isfinite(table["score"].to_numpy()).all()
+
+
+def _fails(argv, capsys, match):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and match in err[0], err
+    return err[0]
+
+
+def test_signal_region_outside_the_data_is_one_line(tmp_path, capsys):
+    cfg = _config(tmp_path, regions={"sr": [9000, 9500], "sidebands": [8000, 10000]},
+                  bump_hunt={"range": [7000, 11000]})  # fmt: skip
+    out = tmp_path / "out"
+    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "signal region")
+    assert not out.exists()
+
+
+def test_sidebands_with_too_few_events_are_one_line(tmp_path, capsys):
+    cfg = _config(tmp_path, regions={"sr": [3300, 3700], "sidebands": [3299, 3701]})
+    out = tmp_path / "out"
+    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "sideband")
+    assert not out.exists()
+
+
+def test_cathode_without_a_conditional_variable_is_refused(tmp_path, capsys):
+    cfg = _config(tmp_path, condition=None)
+    _fails(["config", "--check", str(cfg)], capsys, "conditional variable")
+
+
+def test_a_flow_producing_nan_stops_the_run_without_output(tmp_path, capsys, monkeypatch):
+    from fivesigma.tasks.anomaly import methods
+
+    real = methods.CathodeMethod.sample
+
+    def broken(self, mjj, seed=None):
+        x = real(self, mjj, seed)
+        x[::7] = np.nan
+        return x
+
+    monkeypatch.setattr(methods.CathodeMethod, "sample", broken)
+    cfg = _config(tmp_path, methods=["cathode"], bump_hunt={"method": "cathode"},
+                  injection={"scan": []}, retrainings=1)  # fmt: skip
+    out = tmp_path / "out"
+    msg = _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "cathode")
+    assert "nan" in msg.lower() or "non-finite" in msg.lower() or "NaN" in msg
+    assert not out.exists()
+
+
+def test_template_parses_and_presets_resolve():
+    from fivesigma.core.config import parse_config
+    from fivesigma.core.registry import TASKS
+
+    text = TASKS.get("anomaly")().template()
+    cfg = parse_config(yaml.safe_load(text))
+    s = cfg.settings()
+    assert s.methods[0] == "supervised" and s.retrainings >= 3
+    assert s.sr[0] < s.sr[1] and s.sidebands[0] < s.sr[0]
+    assert s.background_options["mhat_min"] < s.sidebands[0]
