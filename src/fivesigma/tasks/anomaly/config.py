@@ -46,7 +46,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "retrainings": 3,
         "scan": [0.0, 0.006, 0.01, 0.02, 0.04],
         "scan_methods": ["cathode", "cwola", "iad"],
-        "training": {"epochs": 20, "patience": 5, "batch_size": 256, "flow_epochs": 20},
+        "training": {
+            "epochs": 20,
+            "patience": 5,
+            "batch_size": 256,
+            "flow_epochs": 20,
+            "ensemble": 5,
+        },
         "asymmetry_jets": 4000,
     },
     "full": {
@@ -55,7 +61,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "retrainings": 5,
         "scan": [0.0, 0.002, 0.004, 0.006, 0.01, 0.02],
         "scan_methods": ["cathode", "cwola", "iad", "supervised"],
-        "training": {"epochs": 100, "patience": 10, "batch_size": 256, "flow_epochs": 100},
+        "training": {
+            "epochs": 100,
+            "patience": 10,
+            "batch_size": 256,
+            "flow_epochs": 100,
+            "ensemble": 10,
+        },
         "asymmetry_jets": 20_000,
     },
 }
@@ -162,7 +174,13 @@ class AnomalyBumpHunt(StrictModel):
     """The physics result: a dijet-function fit of m_JJ after the anomaly cut."""
 
     enabled: bool = True
-    method: Annotated[str, Field(description="the method whose score is cut on")] = "cathode"
+    method: Annotated[
+        str,
+        Field(
+            description="the method whose score is cut on (cwola: CWoLa hunting, cheap; "
+            "cathode: stronger, a flow per fold)"
+        ),
+    ] = "cwola"
     efficiency: Annotated[
         float,
         Field(gt=0, le=1, description="fraction of signal-region data kept by the cut"),
