@@ -126,6 +126,13 @@ class TriggerConfig(TaskConfig):
     jets_per_class: Annotated[
         int | None, Field(ge=200, description="jet tagger: generated jets per class")
     ] = None
+    jet_files: Annotated[
+        list[str] | None,
+        Field(
+            description="jet tagger: your jet files (the jet task's ROOT layout, labels 0 "
+            "light quark, 1 gluon, 4 top, 5 W, 6 Z) instead of generated jets"
+        ),
+    ] = None
     quantisation: TriggerQuantisation = Field(default_factory=TriggerQuantisation)
     rate: TriggerRate = Field(default_factory=TriggerRate)
     hls: TriggerHLS = Field(default_factory=TriggerHLS)
@@ -172,6 +179,7 @@ class TriggerConfig(TaskConfig):
             generator_options={"pool_size": preset["pool_size"], **s.options},
             jobs=s.jobs,
             jets_per_class=self.jets_per_class or preset["jets_per_class"],
+            jet_files=[str(self.resolve(p)) for p in self.jet_files] if self.jet_files else None,
             nominal_width=q.width,
             integer=q.integer,
             input_width=q.input_width or max(q.width + 4, 12),
@@ -199,6 +207,7 @@ class TriggerSettings:
     generator_options: dict[str, Any]
     jobs: int | None
     jets_per_class: int
+    jet_files: list[str] | None
     nominal_width: int
     integer: int
     input_width: int

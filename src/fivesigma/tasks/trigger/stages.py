@@ -89,6 +89,18 @@ def load_jets(s: TriggerSettings, progress: bool) -> tuple[np.ndarray, np.ndarra
     from fivesigma.io.jets import read_jets
     from fivesigma.tasks.trigger.jet_features import jet_features
 
+    if s.jet_files:
+        jets = read_jets(s.jet_files)
+        label = np.asarray(jets.label)
+        mapping = {1: 0, 0: 1, 5: 2, 6: 3, 4: 4}
+        keep = np.isin(label, list(mapping))
+        if not keep.any():
+            raise DataError(
+                f"jet_files hold no jets with labels 0, 1, 4, 5 or 6 (light quark, gluon, "
+                f"top, W, Z); found {sorted(set(label.tolist()))[:10]}"
+            )
+        y = np.vectorize(mapping.get)(label[keep]).astype(np.int64)
+        return jet_features(jets.constituents[keep]), y
     xs, ys = [], []
     for process, mapping in (
         ("qcd", {1: 0, 0: 1}),  # jets-generator labels: 0 light quark, 1 gluon
