@@ -34,6 +34,10 @@ EXPECTED = {
     "torch_geometric": ("torch-geometric", "graph"),
     "zuko": ("zuko", "flows"),
     "hls4ml": ("hls4ml", "firmware"),
+    "dask": ("dask", "dask"),
+    "distributed": ("distributed", "dask"),
+    "dask_awkward": ("dask-awkward", "dask"),
+    "dask_histogram": ("dask-histogram", "dask"),
 }
 
 

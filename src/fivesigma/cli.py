@@ -74,16 +74,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 )
     if args.option:
         options = {**(options or {}), **_parse_options(args.option)}
-    sample = generate(
-        args.process,
-        events=args.events,
-        out=args.out,
-        seed=args.seed,
-        jobs=args.jobs,
-        luminosity_fb=args.lumi,
-        progress=not args.quiet,
-        options=options,
-    )
+    with _executor(args.scheduler or "local") as client:
+        jobs = args.jobs
+        if client is not None and jobs is None:
+            from fivesigma.core.execution import total_threads
+
+            jobs = total_threads(client)  # the blocks and seeds, so the sample, stay the same
+        sample = generate(
+            args.process,
+            events=args.events,
+            out=args.out,
+            seed=args.seed,
+            jobs=jobs,
+            luminosity_fb=args.lumi,
+            progress=not args.quiet,
+            options=options,
+        )
     prov = sample.provenance
     if args.process == "tracks":
         totals = prov.get("totals", {})
@@ -99,6 +105,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
         xs_txt = f"  sigma = {xs:.4g} pb" if xs is not None else ""
         print(f"  {name:<10} {path.name}{xs_txt}")
     return 0
+
+
+def _executor(scheduler: str, execution: Any = None) -> Any:
+    """The executor context of ``--scheduler`` (or of the config's ``execution:``)."""
+    from fivesigma.core.execution import executor, parse_scheduler
+
+    spec = parse_scheduler(scheduler)
+    if execution is None:
+        return executor(spec)
+    return executor(
+        spec,
+        timeout_s=execution.timeout_s,
+        workers=execution.workers,
+        jobqueue=execution.jobqueue,
+        gateway=execution.gateway,
+    )
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -197,15 +219,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"--quick is for tasks with a preset: key (jets, tracking), not {task.name!r}"
             )
         cfg.preset = "quick"
+    if args.scheduler:
+        from fivesigma.core.execution import parse_scheduler
+
+        parse_scheduler(args.scheduler)  # one line naming the accepted values
+        cfg.execution.scheduler = args.scheduler
     out = Path(args.out) if args.out else cfg.resolve(cfg.output.dir)
-    if args.data_only:
-        if not hasattr(task, "data_summary"):
-            raise FivesigmaError(
-                f"--data-only is for tasks that read event tables, not {task.name!r}"
-            )
-        _show(task.data_summary(cfg, progress=not args.quiet))
-        return 0
-    result = execute(task, cfg, out, progress=not args.quiet, keep_partial=args.keep_partial)
+    if args.data_only and not hasattr(task, "data_summary"):
+        raise FivesigmaError(f"--data-only is for tasks that read event tables, not {task.name!r}")
+    with _executor(cfg.execution.scheduler, cfg.execution):
+        if args.data_only:
+            _show(task.data_summary(cfg, progress=not args.quiet))
+            return 0
+        result = execute(task, cfg, out, progress=not args.quiet, keep_partial=args.keep_partial)
     _show(task.summary(result))
     return 0
 
@@ -224,11 +250,26 @@ def cmd_apply(args: argparse.Namespace) -> int:
     task = TASKS.get(owner)()
     if not task.apply_writes_directory:
         check_apply_paths(args.out, args.inputs)
-    info = task.apply(
-        Path(args.bundle), args.inputs, Path(args.out), tree=args.tree, chunk_size=args.chunk_size
-    )
+    scheduler = args.scheduler or "local"
+    options: dict[str, Any] = {"tree": args.tree, "chunk_size": args.chunk_size}
+    if scheduler != "local":
+        from fivesigma.core.execution import parse_scheduler
+
+        parse_scheduler(scheduler)
+        if not getattr(task, "apply_on_dask", False):
+            raise FivesigmaError(
+                f"--scheduler {scheduler}: applying {kind!r} bundles ({owner} task) runs "
+                "locally only; use --scheduler local"
+            )
+    with _executor(scheduler) as client:
+        if client is not None:
+            options.update(client=client, progress=True)
+        info = task.apply(Path(args.bundle), args.inputs, Path(args.out), **options)
     print(info["message"])
-    return 0
+    failed = info.get("failed") or []
+    for file, reason in failed:
+        _err(f"not scored: {file}: {reason}")
+    return EXIT_USER_ERROR if failed else 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -264,6 +305,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 # Argument parsing
 
 
+def _scheduler_argument(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="SPEC",
+        help="where the work runs: local, threads:N, processes:N, tcp://HOST:PORT, "
+        f"jobqueue:htcondor, jobqueue:slurm or gateway:URL {default}; see docs/scale.md",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fivesigma",
@@ -290,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the task's quick preset (tasks with a preset: key, e.g. jets, tracking)",
     )
+    _scheduler_argument(p, "(default: the config's execution.scheduler, else local)")
     p.add_argument(
         "--keep-partial",
         action="store_true",
@@ -312,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tree", default=None, help="tree name (default: the one used in training)")
     p.add_argument(
         "--chunk-size", type=int, default=200_000, help="entries per chunk (default 200000)"
+    )
+    _scheduler_argument(
+        p,
+        "(default local); on dask each input gets its own output NAME.00000.SUFFIX, ... "
+        "beside --out, with NAME.hist.json and NAME.report.json",
     )
     p.set_defaults(func=cmd_apply)
 
@@ -372,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         "see fivesigma.generate.tracks.TrackOptions and fivesigma.generate.jets.JetOptions",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _scheduler_argument(p, "(default local: --jobs spawn processes here)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(

@@ -38,6 +38,7 @@ from fivesigma.errors import ConfigError
 __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_TASK",
+    "ExecutionConfig",
     "ModelConfig",
     "OutputConfig",
     "StrictModel",
@@ -71,6 +72,45 @@ class OutputConfig(StrictModel):
     dir: Annotated[str, Field(description="output directory (overridden by --out)")] = (
         "fivesigma-out"
     )
+
+
+class ExecutionConfig(StrictModel):
+    """Where the work runs (``--scheduler`` overrides ``scheduler``); see docs/scale.md."""
+
+    scheduler: Annotated[
+        str,
+        Field(
+            description="local (in this process), threads:N, processes:N, tcp://HOST:PORT, "
+            "jobqueue:htcondor, jobqueue:slurm or gateway:URL"
+        ),
+    ] = "local"
+    timeout_s: Annotated[
+        float, Field(gt=0, description="seconds to wait for the scheduler to answer")
+    ] = 10.0
+    workers: Annotated[
+        int, Field(ge=1, description="batch jobs (jobqueue:) or workers (gateway:) to ask for")
+    ] = 2
+    jobqueue: Annotated[
+        dict[str, Any],
+        Field(
+            description="arguments of the dask-jobqueue cluster (cores, memory, disk, "
+            "job_extra_directives, ...)"
+        ),
+    ] = Field(default_factory=dict)
+    gateway: Annotated[
+        dict[str, Any], Field(description="cluster options of the dask-gateway server")
+    ] = Field(default_factory=dict)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        from fivesigma.core.execution import parse_scheduler
+
+        try:
+            parse_scheduler(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return value
 
 
 class ModelConfig(StrictModel):
@@ -129,6 +169,7 @@ class TaskConfig(StrictModel):
     )
     seed: Annotated[int, Field(description="one seed for everything random")] = 42
     output: OutputConfig = Field(default_factory=OutputConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     # Directory of the config file; relative paths are resolved against it.  Private: it
     # is not a config key, load_config() sets it.

@@ -14,13 +14,14 @@ stays light::
 
 The install extras are those of ``pyproject.toml``: ``generate`` (pythia8mc, fastjet),
 ``ml`` (torch, xgboost, scikit-learn, safetensors, onnx, onnxruntime), ``stats`` (pyhf,
-scipy), ``report`` (matplotlib, mplhep, hist, jinja2) and ``graph`` (torch-geometric).
+scipy), ``report`` (matplotlib, mplhep, hist, jinja2), ``graph`` (torch-geometric) and ``dask``
+(dask, distributed, dask-awkward, dask-histogram: running on a cluster).
 
 >>> from fivesigma.core import extras
 >>> extras.scipy("special").expit(0.0)
 np.float64(0.5)
 >>> sorted(DEPENDENCIES)[:3]
-['fastjet', 'hist', 'jinja2']
+['dask', 'dask_awkward', 'dask_histogram']
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from fivesigma.errors import MissingDependencyError, describe_exception
 __all__ = [
     "DEPENDENCIES",
     "Dependency",
+    "dask",
+    "dask_awkward",
+    "dask_histogram",
+    "distributed",
     "fastjet",
     "hist",
     "hls4ml",
@@ -138,6 +143,28 @@ DEPENDENCIES: dict[str, Dependency] = {
             "to convert networks to FPGA firmware and emulate it",
             "firmware",
             "hls4ml==1.3.0",
+        ),
+        _dep("dask", "dask", "to run on a dask cluster (--scheduler)", "dask", "dask==2025.3.0"),
+        _dep(
+            "distributed",
+            "distributed",
+            "to run on a dask cluster (--scheduler)",
+            "dask",
+            "distributed==2025.3.0",
+        ),
+        _dep(
+            "dask_awkward",
+            "dask-awkward",
+            "to read event files on a dask cluster (--scheduler)",
+            "dask",
+            "dask-awkward==2026.2.1",
+        ),
+        _dep(
+            "dask_histogram",
+            "dask-histogram",
+            "to fill histograms on a dask cluster (--scheduler)",
+            "dask",
+            "dask-histogram==2026.2.0",
         ),
     )
 }
@@ -247,3 +274,23 @@ def zuko(submodule: str = "") -> ModuleType:
 def hls4ml(submodule: str = "") -> ModuleType:
     """``hls4ml``, to convert networks to HLS firmware and compile its C++ emulation."""
     return _load("hls4ml", submodule)
+
+
+def dask(submodule: str = "") -> ModuleType:
+    """``dask``, e.g. ``dask("delayed").delayed``, for task graphs."""
+    return _load("dask", submodule)
+
+
+def distributed(submodule: str = "") -> ModuleType:
+    """``distributed`` (dask.distributed): clients, local clusters, workers."""
+    return _load("distributed", submodule)
+
+
+def dask_awkward(submodule: str = "") -> ModuleType:
+    """``dask_awkward``: awkward arrays in partitions (``map_partitions``)."""
+    return _load("dask_awkward", submodule)
+
+
+def dask_histogram(submodule: str = "") -> ModuleType:
+    """``dask_histogram``: histograms filled from dask collections."""
+    return _load("dask_histogram", submodule)

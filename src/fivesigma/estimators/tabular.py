@@ -224,6 +224,12 @@ class BDTClassifier(Estimator):
 
     Missing values (NaN) are xgboost's own: each split sends them the way learned in
     training (``handles_missing``), so nothing is imputed.
+
+    ``fit(..., client=client)`` with a ``distributed.Client`` trains on its dask cluster
+    (:func:`xgboost.dask.train`, the events split into one partition per worker); the
+    booster, the bundle and prediction are those of a local fit, so the bundle loads
+    without dask.  Distributed histograms put the split candidates at slightly different
+    places, so the trees are close to, not equal to, a local fit's.
     """
 
     kind = "bdt"
@@ -305,6 +311,28 @@ class BDTClassifier(Estimator):
         self.class_weight = class_weight
         self.negative_weights = negative_weights
 
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        valid: Sequence[Any] | None = None,
+        feature_names: Sequence[str] | None = None,
+        client: Any = None,
+    ) -> BDTClassifier:
+        """Train (see :meth:`Estimator.fit`); ``client``: a ``distributed.Client`` whose
+        cluster trains the trees (:func:`xgboost.dask.train`), None: this process."""
+        if client is not None and not hasattr(client, "scheduler_info"):
+            raise ModelError(
+                f"bdt client must be a distributed.Client (dask), got {type(client).__name__}"
+            )
+        self._client = client
+        try:
+            return super().fit(X, y, sample_weight, valid=valid, feature_names=feature_names)
+        finally:
+            del self._client  # a client is no hyper-parameter and no fitted state
+
     def _fix_negative(self, w: np.ndarray, role: str) -> np.ndarray:
         n_neg = int(np.sum(w < 0))
         if n_neg == 0:
@@ -334,6 +362,11 @@ class BDTClassifier(Estimator):
                 "validation",
             )
             kwargs = {"eval_set": [(Xv, yv)], "sample_weight_eval_set": [wv], "verbose": False}
+        client = getattr(self, "_client", None)
+        if client is not None:
+            eval_set = None if valid is None else (kwargs["eval_set"][0], wv)
+            self._fit_dask(client, X, y, w, eval_set, binary)
+            return
         model = xgb.XGBClassifier(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
@@ -355,6 +388,72 @@ class BDTClassifier(Estimator):
             raise ModelError(f"xgboost training failed: {str(err).splitlines()[0]}") from None
         booster = model.get_booster()
         best = getattr(model, "best_iteration", None) if valid is not None else None
+        if best is not None:
+            booster = booster[: int(best) + 1]  # keep only the trees up to the best round
+        self.best_iteration_ = int(best) if best is not None else self.n_estimators - 1
+        self.booster_ = booster
+
+    def _fit_dask(
+        self,
+        client: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        eval_set: tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None,
+        binary: bool,
+    ) -> None:
+        """Train with :func:`xgboost.dask.train` on ``client``'s cluster (same parameters
+        as the local :class:`xgboost.XGBClassifier`)."""
+        from fivesigma.core import extras
+
+        da = extras.dask("array")
+        xgb_dask = extras.xgboost("dask")
+        xgb = extras.xgboost()
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+        def matrix(Xa: np.ndarray, ya: np.ndarray, wa: np.ndarray) -> Any:
+            rows = max(1, -(-len(Xa) // n_workers))  # one partition per worker
+            return xgb_dask.DaskDMatrix(
+                client,
+                da.from_array(Xa, chunks=(rows, Xa.shape[1])),
+                da.from_array(ya, chunks=(rows,)),
+                weight=da.from_array(wa, chunks=(rows,)),
+            )
+
+        params: dict[str, Any] = {
+            "objective": "binary:logistic" if binary else "multi:softprob",
+            "eval_metric": "logloss" if binary else "mlogloss",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "reg_lambda": self.reg_lambda,
+            "seed": self.seed,
+        }
+        if self.n_jobs is not None:
+            params["nthread"] = self.n_jobs
+        if not binary:
+            params["num_class"] = self.n_classes_
+        evals = []
+        if eval_set is not None:
+            (Xv, yv), wv = eval_set
+            evals = [(matrix(Xv, yv, wv), "validation")]
+        try:
+            out = xgb_dask.train(
+                client,
+                params,
+                matrix(X, y, w),
+                num_boost_round=self.n_estimators,
+                evals=evals,
+                early_stopping_rounds=self.early_stopping_rounds if evals else None,
+                verbose_eval=False,
+            )
+        except xgb.core.XGBoostError as err:
+            raise ModelError(f"xgboost training on dask failed: {_xgboost_message(err)}") from None
+        booster = out["booster"]
+        best = booster.attr("best_iteration") if evals else None
         if best is not None:
             booster = booster[: int(best) + 1]  # keep only the trees up to the best round
         self.best_iteration_ = int(best) if best is not None else self.n_estimators - 1

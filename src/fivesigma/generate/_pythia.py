@@ -5,7 +5,9 @@
 - :func:`job_seeds` derives per-job seeds from one master seed (documented below).
 - :func:`split_blocks` cuts the events into fixed-size blocks, each with its own seeds.
 - :func:`run_jobs` runs one worker per job in separate processes (``spawn``) with a rich
-  progress bar on stderr showing events/s; one job runs in-process.
+  progress bar on stderr showing events/s; one job runs in-process.  Inside
+  :func:`fivesigma.core.execution.executor` (``--scheduler``) the jobs are dask tasks on
+  that cluster's workers instead: each keeps its own seeds, so the sample is the same.
 - :func:`combine_cross_sections` combines per-job cross sections.
 
 Seed derivation
@@ -246,7 +248,14 @@ def run_jobs(
 
     Returns the results in the order of ``tasks``.  Any failure or Ctrl-C stops all jobs
     and raises (GenerationError for a failed job).
+
+    When a dask client is active (:func:`fivesigma.core.execution.active_client`) every
+    task is submitted to it whatever ``jobs`` is; the progress bar then advances as tasks
+    finish.
     """
+    from fivesigma.core.execution import active_client
+
+    client = active_client()
     labels = list(dict.fromkeys(t[0] for t in tasks))
     totals = {lab: sum(t[2] for t in tasks if t[0] == lab) for lab in labels}
     with _progress(progress, unit) as bar:
@@ -263,6 +272,8 @@ def run_jobs(
             rate = f"{done[label] / dt:,.0f}" if dt > 0 else "-"
             bar.update(ids[label], advance=n, rate=rate)
 
+        if client is not None:
+            return _run_dask(client, worker, tasks, advance, started)
         if jobs <= 1:
             results = []
             for label, task, _ in tasks:
@@ -321,6 +332,45 @@ def _run_parallel(
                 proc.terminate()
             proc.join(timeout=5)
         q.close()
+    return [results[i] for i in range(len(tasks))]
+
+
+def _dask_child(worker: Worker, task: Any) -> Any:
+    """A job as a dask task: progress cannot cross to the client, so it is dropped."""
+    return worker(task, lambda n: None)
+
+
+def _run_dask(
+    client: Any,
+    worker: Worker,
+    tasks: Sequence[tuple[str, Any, int]],
+    advance: Callable[[str, int], None],
+    started: dict[str, float],
+) -> list[Any]:
+    distributed = extras.distributed()
+    now = time.monotonic()
+    for label, _, _ in tasks:
+        started[label] = started[label] or now
+    # pure=False: two tasks with equal arguments are still two jobs.  A job lost with its
+    # worker is rerun by the scheduler; its seeds make the rerun give the same events.
+    futures = [
+        client.submit(_dask_child, worker, task, pure=False, retries=1) for _, task, _ in tasks
+    ]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, Any] = {}
+    try:
+        for future in distributed.as_completed(futures, loop=client.loop):
+            i = index[future.key]
+            if future.status != "finished":
+                err = future.exception()
+                raise GenerationError(
+                    f"generation job {i} ({tasks[i][0]}) failed on a dask worker: "
+                    f"{type(err).__name__}: {err}"
+                )
+            results[i] = future.result()
+            advance(tasks[i][0], tasks[i][2])
+    finally:
+        client.cancel([f for f in futures if not f.done()])
     return [results[i] for i in range(len(tasks))]
 
 

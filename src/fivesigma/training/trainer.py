@@ -66,7 +66,14 @@ import numpy as np
 import torch
 
 from fivesigma.core.files import atomic_file, ensure_writable_dir
-from fivesigma.errors import ConfigError, DataError, ModelError, describe_exception
+from fivesigma.errors import (
+    ConfigError,
+    DataError,
+    FivesigmaError,
+    ModelError,
+    describe_exception,
+)
+from fivesigma.training.distributed import DistributedContext
 from fivesigma.training.params import SCHEDULERS
 
 __all__ = [
@@ -129,6 +136,8 @@ def device_name(name: str) -> str:
 
 #: A batch as the trainer hands it around: positional inputs or keyword inputs.
 Batch = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]
+#: (rank, world size) of the process's share of every batch; (0, 1) alone
+Shard = tuple[int, int]
 #: Called after every epoch (and after its checkpoint is written) with (epoch, history);
 #: raising ``KeyboardInterrupt`` there simulates an interruption.
 Callback = Callable[[int, "TrainHistory"], None]
@@ -163,6 +172,13 @@ class TrainerConfig:
         be larger than ``batch_size``); ``None``: ``max(batch_size, 4096)``.  Models whose
         activations grow with the square of the input length (ParT's particle pairs)
         need less.
+    distributed : train in every process of a ``torch.distributed`` process group with
+        the model in :class:`~torch.nn.parallel.DistributedDataParallel` (``True``), in
+        this process alone (``False``), or ``"auto"``: when ``torch.distributed`` is
+        initialised or torchrun's ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR`` are set.
+        ``batch_size`` stays the global batch (each rank takes ``batch_size /
+        world_size`` examples of it, so it must divide); see "Distributed training" in
+        the :class:`Trainer` docstring and docs/distributed.md.
     """
 
     epochs: int = 50
@@ -178,6 +194,7 @@ class TrainerConfig:
     checkpoint_dir: str | None = None
     device: str = "cpu"
     eval_batch_size: int | None = None
+    distributed: bool | Literal["auto"] = "auto"
 
     @classmethod
     def from_estimator(cls, estimator: Any, what: str) -> TrainerConfig:
@@ -224,6 +241,10 @@ class TrainerConfig:
             )
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"trainer num_threads must be >= 1 or None, got {self.num_threads!r}")
+        if not (isinstance(self.distributed, bool) or self.distributed == "auto"):
+            raise ConfigError(
+                f"trainer distributed must be true, false or 'auto', got {self.distributed!r}"
+            )
         resolve_device(self.device)
 
 
@@ -348,15 +369,30 @@ class _TensorData:
     def fingerprint(self) -> int:
         return self.n
 
-    def steps(self, batch_size: int) -> int:
+    def steps(self, batch_size: int, shard: Shard = (0, 1)) -> int:
         full, rest = divmod(self.n, batch_size)
-        # as in _batches: a trailing single-example batch is dropped (unless it is all there is)
-        return full + (1 if rest > 1 or (rest == 1 and self.n == 1) else 0)
+        # as in _batches: a trailing batch too small to give every rank two examples'
+        # worth (one process: a single example) is dropped, unless it is all there is
+        return full + (1 if rest > shard[1] or (rest >= 1 and self.n == rest) else 0)
 
     def epoch(
-        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+        self,
+        batch_size: int,
+        generator: torch.Generator | None,
+        device: torch.device,
+        shard: Shard = (0, 1),
     ) -> Iterator[Batch]:
-        for idx in _batches(self.n, batch_size, generator):
+        rank, world = shard
+        if generator is None and world > 1:
+            # evaluation: each rank takes one contiguous part of the examples
+            part = torch.tensor_split(torch.arange(self.n), world)[rank]
+            for start in range(0, len(part), batch_size):
+                yield _take(self.batch, part[start : start + batch_size], device)
+            return
+        for idx in _batches(self.n, batch_size, generator, world):
+            if world > 1:
+                # the same global batch as one process sees; this rank's share of it
+                idx = torch.tensor_split(torch.as_tensor(idx), world)[rank]
             yield _take(self.batch, idx, device)
 
 
@@ -373,7 +409,7 @@ class _LoaderData:
         except TypeError:  # a stream of unknown length
             return -1
 
-    def steps(self, batch_size: int) -> int:
+    def steps(self, batch_size: int, shard: Shard = (0, 1)) -> int:
         n = self.fingerprint()
         if n < 0:
             raise ConfigError(
@@ -383,8 +419,14 @@ class _LoaderData:
         return n
 
     def epoch(
-        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+        self,
+        batch_size: int,
+        generator: torch.Generator | None,
+        device: torch.device,
+        shard: Shard = (0, 1),
     ) -> Iterator[Any]:
+        # a loader is iterated as given on every rank: sharding it is the loader's (e.g. a
+        # DistributedSampler); the losses are normalised by the global weight sums either way
         empty = True
         for batch in self.loader:
             empty = False
@@ -471,12 +513,14 @@ def _split(
 
 
 def _batches(
-    n: int, batch_size: int, generator: torch.Generator | None
+    n: int, batch_size: int, generator: torch.Generator | None, world: int = 1
 ) -> Iterator[torch.Tensor | slice]:
-    """Index sets of one epoch; shuffled with ``generator`` when given.
+    """Index sets of one epoch (global batches); shuffled with ``generator`` when given.
 
     A trailing batch of a single example is dropped when shuffling: batch norm cannot
-    train on it, and the example is seen in other epochs anyway.
+    train on it, and the example is seen in other epochs anyway.  Shared between
+    ``world`` ranks, a trailing batch of ``world`` examples or fewer is dropped, so that
+    every rank's share of every batch holds at least one example.
     """
     if generator is None:
         for start in range(0, n, batch_size):
@@ -485,7 +529,7 @@ def _batches(
     perm = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):
         idx = perm[start : start + batch_size]
-        if len(idx) == 1 and n > 1:
+        if len(idx) <= world and n > len(idx):
             break
         yield idx
 
@@ -503,6 +547,112 @@ def weighted_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     total = w.sum()
     norm = torch.where(total > 0, total, w.abs().sum().clamp_min(torch.finfo(loss.dtype).tiny))
     return (loss * w).sum() / norm
+
+
+# --------------------------------------------------------------------------------------
+# Sharing the training between the ranks of a process group
+
+
+def _join_group(cfg: TrainerConfig, device: torch.device) -> DistributedContext:
+    """The process group to train in (see ``TrainerConfig.distributed``), joined, or rank 0
+    of 1 for training alone."""
+    from fivesigma.training import distributed
+
+    if not distributed.wanted(cfg.distributed):
+        return DistributedContext()
+    group = distributed.setup(device.type)
+    world = group.world_size
+    if cfg.batch_size % world:
+        lower = max(world, cfg.batch_size - cfg.batch_size % world)
+        raise ConfigError(
+            f"trainer batch_size {cfg.batch_size} is the global batch of {world} processes "
+            f"and must be divisible by {world}; use e.g. {lower} or {lower + world}"
+        )
+    return group
+
+
+class _SharedModel(torch.nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel that counts its forward calls and lends the wrapped
+    module's attributes (an objective may call ``model.log_prob(...)``)."""
+
+    forward_calls: int
+
+    @classmethod
+    def wrap(cls, model: torch.nn.Module, device: torch.device) -> _SharedModel:
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ModelError("distributed training needs a model with trainable parameters")
+        shared = cls(model, device_ids=[device.index] if device.type == "cuda" else None)
+        shared.forward_calls = 0
+        return shared
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.forward_calls += 1
+        return super().forward(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":
+                raise
+            return getattr(self.module, name)
+
+
+def _shared_weighted_mean(loss: torch.Tensor, weight: torch.Tensor, world: int) -> torch.Tensor:
+    """This rank's part of the global batch's :func:`weighted_mean`, scaled so that the
+    average of the ranks' gradients (what DistributedDataParallel takes) is the gradient
+    of the global batch's weighted mean: ``world * sum_rank(loss * w) / sum_all(w)``."""
+    import torch.distributed as dist
+
+    if loss.shape != weight.shape:
+        loss = loss.reshape(weight.shape)
+    w = weight.to(loss.dtype)
+    sums = torch.stack([w.detach().sum(), w.detach().abs().sum()]).to(torch.float64)
+    dist.all_reduce(sums)
+    total, absolute = sums.tolist()
+    norm = total if total > 0 else max(absolute, torch.finfo(loss.dtype).tiny)
+    return (loss * w).sum() * (world / norm)
+
+
+def _average_gradients(model: torch.nn.Module, world: int) -> None:
+    """Average every parameter's gradient over the ranks (a missing gradient counts as 0)."""
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad.div_(world)
+
+
+def _global_sums(values: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """The sums of float64 scalars over the ranks, exactly rank 0's result on every rank."""
+    import torch.distributed as dist
+
+    stacked = torch.stack([v.to(torch.float64) for v in values]).to(device)
+    dist.all_reduce(stacked)
+    dist.broadcast(stacked, src=0)
+    return list(stacked.cpu().unbind())
+
+
+def _broadcast_values(values: Sequence[float], device: torch.device) -> list[float]:
+    """Rank 0's ``values`` on every rank."""
+    import torch.distributed as dist
+
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.cpu().tolist()
+
+
+def _broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (any picklable object of this run) on every rank."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -573,6 +723,27 @@ class Trainer:
     config : the loop's hyper-parameters.
     callbacks : called as ``callback(epoch, history)`` after every epoch (1-based epoch),
         once its checkpoint is on disk.
+
+    Distributed training
+    --------------------
+    In a ``torch.distributed`` process group (``TrainerConfig.distributed``; started by
+    torchrun or :func:`fivesigma.training.distributed.launch`) every rank calls ``fit``
+    with the same model, data and config.  The model is wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel` (gloo on the CPU, nccl with one GPU
+    per rank).  Every epoch all ranks draw the same shuffled order; each global batch of
+    ``batch_size`` examples is cut into ``world_size`` contiguous shares, one per rank,
+    and the loss of a share is normalised by the weight sum of the whole global batch, so
+    the averaged gradient is that of the global batch: the run follows the one-process
+    run up to floating-point summation order (a trailing batch of ``world_size`` examples
+    or fewer is dropped).  Validation examples are split between the ranks and the
+    weighted sums added up; rank 0's losses and early-stopping decision hold for all,
+    only rank 0 reads and writes checkpoints (the other ranks resume from the state it
+    read) and shows progress; callbacks run on every rank.  Loaders are iterated as
+    given on every rank (shard them with a ``DistributedSampler`` to share the work).
+    Batch-norm layers normalise with each rank's share (no synchronised statistics), and
+    dropout masks are drawn from the same seed on every rank.  An objective that calls
+    the network through a method (``model.log_prob(...)``) rather than ``model(...)``
+    gets its gradients averaged after ``backward``.
     """
 
     def __init__(
@@ -621,15 +792,29 @@ class Trainer:
         if objective is None:
             objective = _supervised_objective(loss_fn)
         device = resolve_device(cfg.device)
+        group = _join_group(cfg, device)
+        if group.active and device.type == "cuda":
+            if cfg.device in ("auto", "cuda"):
+                device = torch.device("cuda", group.local_rank)  # one GPU per process
+            torch.cuda.set_device(device)
         with _GlobalRNG(cfg.num_threads):
-            return self._fit(model.to(device), train_data, valid_data, objective, device)
+            return self._fit(model.to(device), train_data, valid_data, objective, device, group)
 
     # -- internals ----------------------------------------------------------------------
 
     def _run_id(self, model: torch.nn.Module, train: Any, valid: Any | None) -> str:
         """Fingerprint of what makes two runs the same run (for resuming)."""
         cfg = asdict(self.config)
-        for key in ("progress", "checkpoint_dir", "num_threads", "device", "eval_batch_size"):
+        # the batches are the same in one process and in many, so a checkpoint of one
+        # resumes in the other
+        for key in (
+            "progress",
+            "checkpoint_dir",
+            "num_threads",
+            "device",
+            "eval_batch_size",
+            "distributed",
+        ):
             cfg.pop(key)
         if cfg["scheduler"] in ("none", "plateau"):
             # the schedule does not depend on the total, so a finished run may be extended
@@ -668,14 +853,16 @@ class Trainer:
         valid: _TensorData | _LoaderData | None,
         objective: Objective,
         device: torch.device,
+        group: DistributedContext,
     ) -> TrainHistory:
         cfg = self.config
+        shard = (group.rank, group.world_size)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
 
-        steps_per_epoch = train.steps(cfg.batch_size) if cfg.scheduler == "onecycle" else 0
+        steps_per_epoch = train.steps(cfg.batch_size, shard) if cfg.scheduler == "onecycle" else 0
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch)
 
@@ -688,8 +875,18 @@ class Trainer:
 
         ckpt_path = None
         if cfg.checkpoint_dir is not None:
-            ckpt_path = ensure_writable_dir(cfg.checkpoint_dir) / CHECKPOINT_NAME
-            state = self._load_checkpoint(ckpt_path, run_id) if ckpt_path.exists() else None
+            state = None
+            failure: FivesigmaError | None = None
+            if group.is_main:  # only rank 0 reads and writes checkpoints
+                try:
+                    ckpt_path = ensure_writable_dir(cfg.checkpoint_dir) / CHECKPOINT_NAME
+                    state = self._load_checkpoint(ckpt_path, run_id) if ckpt_path.exists() else None
+                except FivesigmaError as err:
+                    failure = err
+            if group.active:  # every rank resumes from rank 0's checkpoint, or fails with it
+                state, failure = _broadcast_object((state, failure))
+            if failure is not None:
+                raise failure
             if state is not None:
                 initial_state = best_state
                 try:
@@ -709,7 +906,8 @@ class Trainer:
                     if "rng_cuda" in state and torch.cuda.is_available():
                         torch.cuda.set_rng_state(state["rng_cuda"])
                 except Exception as err:  # a checkpoint of this run, damaged inside
-                    _damaged_checkpoint(ckpt_path, err, "its state cannot be restored")
+                    if ckpt_path is not None:
+                        _damaged_checkpoint(ckpt_path, err, "its state cannot be restored")
                     # back to exactly where a run without a checkpoint starts
                     best_state = initial_state
                     model.load_state_dict(best_state)
@@ -728,12 +926,15 @@ class Trainer:
                 if history.stopped_early:
                     start_epoch = cfg.epochs + 1  # that run is over; only restore its result
 
-        progress = _Progress(cfg.progress, cfg.epochs, start_epoch - 1)
+        # the module whose forward trains: the model itself, or its DistributedDataParallel
+        # wrapper (which averages the gradients over the ranks)
+        trained = _SharedModel.wrap(model, device) if group.active else model
+        progress = _Progress(cfg.progress and group.is_main, cfg.epochs, start_epoch - 1)
         try:
             for epoch in range(start_epoch, cfg.epochs + 1):
                 lr_now = optimizer.param_groups[0]["lr"]
                 train_loss = self._train_epoch(
-                    model, train, objective, optimizer, scheduler, generator, device
+                    trained, train, objective, optimizer, scheduler, generator, device, group
                 )
                 if not math.isfinite(train_loss):
                     raise ModelError(
@@ -741,7 +942,7 @@ class Trainer:
                         "lower lr or check the inputs for extreme values"
                     )
                 val_loss = (
-                    self._evaluate(model, valid, objective, device)
+                    self._evaluate(model, valid, objective, device, group)
                     if valid is not None
                     else float("nan")
                 )
@@ -771,6 +972,8 @@ class Trainer:
                     and bad_epochs >= cfg.early_stopping_patience
                     and epoch < cfg.epochs
                 )
+                if group.active:  # rank 0 decides for all
+                    stop = bool(_broadcast_values([float(stop)], device)[0])
                 history.stopped_early = stop
 
                 if ckpt_path is not None:
@@ -807,16 +1010,28 @@ class Trainer:
         scheduler: Any,
         generator: torch.Generator,
         device: torch.device,
+        group: DistributedContext | None = None,
     ) -> float:
+        shared = group is not None and group.active
+        shard = (group.rank, group.world_size) if shared else (0, 1)
         model.train()
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
         wabs = torch.zeros((), dtype=torch.float64)
-        for batch in data.epoch(self.config.batch_size, generator, device):
+        for batch in data.epoch(self.config.batch_size, generator, device, shard):
+            if shared:
+                model.forward_calls = 0
             loss_vec, weight = _loss_and_weight(objective, model, batch)
-            loss = weighted_mean(loss_vec, weight)
+            if shared:
+                loss = _shared_weighted_mean(loss_vec, weight, group.world_size)
+            else:
+                loss = weighted_mean(loss_vec, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if shared and model.forward_calls == 0:
+                # the objective used the network without the wrapper's forward (e.g. a
+                # method of it), so the wrapper did not average the gradients
+                _average_gradients(model.module, group.world_size)
             optimizer.step()
             if scheduler is not None and self.config.scheduler == "onecycle":
                 scheduler.step()
@@ -824,6 +1039,8 @@ class Trainer:
             total += (loss_vec.detach().to(torch.float64).reshape(-1) * w).sum().cpu()
             wsum += w.sum().cpu()
             wabs += w.abs().sum().cpu()
+        if shared:
+            total, wsum, wabs = _global_sums((total, wsum, wabs), device)
         return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
 
     @torch.no_grad()
@@ -833,19 +1050,24 @@ class Trainer:
         data: _TensorData | _LoaderData,
         objective: Objective,
         device: torch.device,
+        group: DistributedContext | None = None,
     ) -> float:
+        shared = group is not None and group.active
+        shard = (group.rank, group.world_size) if shared else (0, 1)
         model.eval()
         total = torch.zeros((), dtype=torch.float64)
         wsum = torch.zeros((), dtype=torch.float64)
         wabs = torch.zeros((), dtype=torch.float64)
         size = self.config.eval_batch_size or max(self.config.batch_size, 4096)
-        for batch in data.epoch(size, None, device):
+        for batch in data.epoch(size, None, device, shard):
             loss_vec, weight = _loss_and_weight(objective, model, batch)
             loss_vec = loss_vec.to(torch.float64).reshape(-1)
             w = weight.to(torch.float64).reshape(-1)
             total += (loss_vec * w).sum().cpu()
             wsum += w.sum().cpu()
             wabs += w.abs().sum().cpu()
+        if shared:  # each rank evaluated its part of the examples
+            total, wsum, wabs = _global_sums((total, wsum, wabs), device)
         return float(total / (wsum if wsum > 0 else wabs.clamp_min(1e-300)))
 
     def _save_checkpoint(

@@ -812,6 +812,9 @@ class ClassifyTask(Task):
         bundles = {r.name: r.bundle for r in res.models if r.bundle is not None}
         return Result(self.name, res.out_dir, res.metrics, files, bundles, details=res)
 
+    #: ``fivesigma apply --scheduler`` scores this task's bundles on dask (``client=``)
+    apply_on_dask = True
+
     def apply(self, bundle: Path, inputs: list[str], out: Path, **options: Any) -> dict[str, Any]:
         from fivesigma.tasks.classify.apply import apply_bundle
 
@@ -821,10 +824,15 @@ class ClassifyTask(Task):
             out,
             tree=options.get("tree"),
             chunk_size=options.get("chunk_size") or 200_000,
+            client=options.get("client"),
+            progress=bool(options.get("progress")),
         )
+        where = info["out"]
+        if "outputs" in info:
+            where = f"{len(info['outputs'])} file(s) beside {info['out']} (report {info['report']})"
         info["message"] = (
             f"scored {info['events']} events from {info['files']} file(s) "
-            f"({info['selected']} pass the selection) -> {info['out']}"
+            f"({info['selected']} pass the selection) -> {where}"
         )
         return info
 
