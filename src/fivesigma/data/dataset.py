@@ -489,6 +489,7 @@ def process_chunk(
             )
         mask &= passed
 
+    rows = np.flatnonzero(mask)
     kept: dict[str, Column] = {}
     for j, name in enumerate(_kept_columns(data_cfg, extra_columns)):
         if name in cols:
@@ -502,22 +503,30 @@ def process_chunk(
             )
         if name in data_cfg.features and _is_jagged(value):
             raise DataError(_jagged_feature_message(name))
-        kept[name] = value[mask]
+        kept[name] = _rows(value, mask, rows)
 
     events_read, sum_weights_read = _empty_counts(data_cfg)
     events_read[sample_index] = n
     sum_weights_read[sample_index] = weight.sum()
-    k = int(mask.sum())
+    k = len(rows)
     return Dataset(
         columns=kept,
-        weight=weight[mask],
+        weight=weight.take(rows),
         label=np.full(k, sample.label, dtype=np.int64),
         sample=np.full(k, sample_index, dtype=np.int64),
-        split=split[mask],
+        split=split.take(rows),
         sample_names=[s.name for s in data_cfg.samples],
         events_read=events_read,
         sum_weights_read=sum_weights_read,
     )
+
+
+def _rows(value: Column, mask: np.ndarray, rows: np.ndarray) -> Column:
+    """The selected events of a column: numpy gathers the indices ``rows`` (the events
+    where ``mask`` is true; much faster than a boolean mask), awkward takes the mask."""
+    if isinstance(value, np.ndarray):
+        return value.take(rows, axis=0)
+    return value[mask]
 
 
 def concatenate(parts: Sequence[Dataset]) -> Dataset:
@@ -602,6 +611,10 @@ def _check_missing_columns(file: Path, branches: Sequence[str], data_cfg: DataCo
         )
 
 
+def _shows_progress(enabled: bool) -> bool:
+    return enabled and sys.stderr.isatty()
+
+
 def _progress_bar(enabled: bool) -> Any:
     from rich.console import Console
     from rich.progress import (
@@ -619,7 +632,7 @@ def _progress_bar(enabled: bool) -> Any:
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
-        disable=not (enabled and sys.stderr.isatty()),
+        disable=not _shows_progress(enabled),
     )
 
 
@@ -684,9 +697,11 @@ def load_dataset(
     for _, sample, files, _ in plan:
         for file in files:
             # Counting CSV rows means reading the file; leave the bar open-ended instead.
+            # Without a bar to show, no file is opened only to be counted.
             totals.append(
                 None
-                if file.name.lower().endswith((".csv", ".csv.gz", ".txt", ".txt.gz"))
+                if not _shows_progress(progress)
+                or file.name.lower().endswith((".csv", ".csv.gz", ".txt", ".txt.gz"))
                 else num_entries(file, sample.tree)
             )
     total = None if any(t is None for t in totals) else sum(totals)
@@ -743,7 +758,7 @@ def load_dataset(
                 f"sample cannot be normalised; set {where}.normalisation.sum_weights_generated"
             )
         factor = norm.cross_section_pb * 1000.0 * norm.luminosity_fb / sum_w
-        weight[ds.sample == i] *= factor
+        np.multiply(weight, factor, out=weight, where=ds.sample == i)
         sum_read[i] *= factor
     ds = replace(ds, weight=weight, sum_weights_read=sum_read)
 

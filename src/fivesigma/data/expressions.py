@@ -104,6 +104,23 @@ __all__ = ["ATTRIBUTES", "CONSTANTS", "FUNCTIONS", "METHODS", "Expression", "Exp
 
 vector.register_awkward()  # Momentum4D records get .pt, .mass, +, ak.sum, ...
 
+
+def _load_vector_compute() -> tuple[Callable[..., Any], ...] | None:
+    """``vector``'s formulas for (pt, eta, phi, mass) records and their sums: t, z, x, y
+    of one vector, then the mass and pT of an (x, y, z, t) sum.  The flat kernels of
+    inv_mass/pt_sum apply them to the same buffers ``vector`` would; None (so the kernels
+    stand aside) if a ``vector`` release moves them."""
+    try:
+        from vector._compute.lorentz import t, tau
+        from vector._compute.planar import rho, x, y
+        from vector._compute.spatial import z
+    except ImportError:
+        return None
+    return (t.rhophi_eta_tau, z.rhophi_eta, x.rhophi, y.rhophi, tau.xy_z_t, rho.xy)
+
+
+_vector_compute = _load_vector_compute()
+
 #: Named constants usable in expressions; they are not columns.
 CONSTANTS: dict[str, float] = {"pi": float(np.pi), "inf": float(np.inf), "nan": float(np.nan)}
 
@@ -193,6 +210,98 @@ def _count(x: Any) -> np.ndarray:
 def _nth(x: Any, n: int, fill: float = np.nan) -> np.ndarray:
     """``nth(x, n, fill=nan)``: the n-th object (from 0; -1 = last) per event, else ``fill``."""
     return jagged.nth(x, n, fill=fill)
+
+
+def _summed_vectors(
+    pt: Any, eta: Any, phi: Any, mass: Any, n: Any
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, int] | None:
+    """``(t, z, x, y)`` of the vector sum of the (first ``n``) objects of the events that
+    have enough of them, those events' indices and their number; on the flat buffers of
+    plain jagged floats, or None where that does not apply.
+
+    The coordinates come from ``vector``'s own formulas (its compute functions, the ones
+    its awkward backend applies to the same buffers) and the sums from
+    :func:`jagged.sequential_sum`, so the results equal ``vector``'s bit for bit.
+    """
+    if _vector_compute is None:
+        return None
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
+        return None  # kinematics raises the error
+    parts = [jagged.list_parts(a) for a in (pt, eta, phi, mass)]
+    if any(p is None for p in parts):
+        return None
+    starts, stops, _ = parts[0]
+    counts = stops - starts
+    for other_starts, other_stops, _ in parts[1:]:
+        if len(other_starts) != len(counts) or not np.array_equal(
+            other_stops - other_starts, counts
+        ):
+            return None  # kinematics raises the error
+    # only the events that have objects (n of them, when n is given) are summed
+    events = np.flatnonzero(counts >= (1 if n is None else n))
+    if len(events) == 0:
+        return None  # every event gives NaN: awkward's path is cheap then
+    take = counts[events]
+    slots = np.arange(int(n), dtype=np.int64)[:, None] if n is not None else None
+
+    def index_at(first: np.ndarray) -> np.ndarray | None:
+        if slots is None:  # every object; the slots past an event's objects add zero
+            return jagged.object_index(first[events], take)
+        return first[events] + slots  # the first n objects, no padding
+
+    index = index_at(starts)
+    if index is None:
+        return None
+    rows = []
+    for other_starts, _, values in parts:
+        same = other_starts is starts or np.array_equal(other_starts, starts)
+        here = index if same else index_at(other_starts)
+        if here is None:
+            return None
+        rows.append(values.take(here) if slots is not None else jagged.padded_values(values, here))
+    p, e, f, m = rows
+    t_of, z_of, x_of, y_of = _vector_compute[:4]
+    with np.errstate(all="ignore"):
+        coords = (t_of(np, p, f, e, m), z_of(np, p, f, e), x_of(np, p, f), y_of(np, p, f))
+        sums = tuple(jagged.sequential_sum(c) for c in coords)
+    return sums, events, len(counts)
+
+
+def _on_events(values: np.ndarray, events: np.ndarray, n_events: int) -> np.ndarray:
+    """float64 ``values`` at ``events``, NaN at the other events."""
+    out = np.full(n_events, np.nan)
+    out[events] = values
+    return out
+
+
+def _inv_mass(pt: Any, eta: Any, phi: Any, mass: Any, n: int | None = None) -> np.ndarray:
+    """``inv_mass(pt, eta, phi, mass, n=None)``: invariant mass of the vector sum of the
+    (first ``n``) objects per event; NaN with no (fewer than ``n``) objects.
+
+    :func:`fivesigma.physics.kinematics.invariant_mass`, computed on the flat buffers when
+    the inputs are plain jagged floats (same results, bit for bit).
+    """
+    fast = _summed_vectors(pt, eta, phi, mass, n)
+    if fast is None:
+        return kinematics.invariant_mass(pt, eta, phi, mass, n)
+    (t, z, x, y), events, n_events = fast
+    with np.errstate(all="ignore"):
+        return _on_events(_vector_compute[4](np, x, y, z, t), events, n_events)
+
+
+def _pt_sum(pt: Any, eta: Any, phi: Any, mass: Any, n: int | None = None) -> np.ndarray:
+    """``pt_sum(pt, eta, phi, mass, n=None)``: transverse momentum of the vector sum of the
+    (first ``n``) objects per event; NaN with no (fewer than ``n``) objects.
+
+    :func:`fivesigma.physics.kinematics.pt_of_sum`, computed on the flat buffers when the
+    inputs are plain jagged floats (same results, bit for bit).
+    """
+    fast = _summed_vectors(pt, eta, phi, mass, n)
+    if fast is None:
+        return kinematics.pt_of_sum(pt, eta, phi, mass, n)
+    (_, _, x, y), events, n_events = fast
+    with np.errstate(all="ignore"):
+        return _on_events(_vector_compute[5](np, x, y), events, n_events)
 
 
 def _mz1(pt: Any, eta: Any, phi: Any, mass: Any, pdgid: Any, charge: Any) -> np.ndarray:
@@ -547,8 +656,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "nth": _nth,
     "select": _select,
     # kinematics (GeV, radians)
-    "inv_mass": kinematics.invariant_mass,
-    "pt_sum": kinematics.pt_of_sum,
+    "inv_mass": _inv_mass,
+    "pt_sum": _pt_sum,
     "delta_phi": kinematics.delta_phi,
     "delta_r": kinematics.delta_r,
     "mz1": _mz1,

@@ -5,6 +5,13 @@ Inputs may be jagged awkward arrays, 2-D numpy arrays ``(n_events, n_objects)`` 
 with awkward (``ak.pad_none`` / ``ak.fill_none`` / ``ak.to_numpy``); no Python loop runs
 over events.
 
+The read path's hot spots also have flat numpy kernels that work on the buffers of a
+plain jagged array (:func:`list_parts`: offsets and values, no missing values, no
+records): :func:`nth` takes them when it can, and :func:`object_index`,
+:func:`padded_values` and :func:`sequential_sum` give callers per-event sums that equal
+awkward's bit for bit (awkward adds the objects of an event one after the other,
+starting from zero).
+
 >>> import awkward as ak
 >>> values, mask = pad(ak.Array([[3.0, 2.0, 1.0], [], [5.0]]), 2)
 >>> values.tolist(), mask.tolist()
@@ -21,7 +28,17 @@ import numpy as np
 
 from fivesigma.errors import DataError
 
-__all__ = ["as_jagged", "counts", "nth", "pad", "pad_many"]
+__all__ = [
+    "as_jagged",
+    "counts",
+    "list_parts",
+    "nth",
+    "object_index",
+    "pad",
+    "pad_many",
+    "padded_values",
+    "sequential_sum",
+]
 
 
 def as_jagged(x: Any) -> ak.Array:
@@ -60,6 +77,16 @@ def nth(x: Any, n: int, fill: float = np.nan) -> np.ndarray:
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise DataError(f"nth(): the object index must be an integer constant, got {n!r}")
     n = int(n)
+    parts = list_parts(x, kinds="biuf")
+    if parts is not None and _plain_fill(fill) and abs(n) < 2**31:
+        # the flat kernel: one gather from the values buffer
+        starts, stops, values = parts
+        k = starts + n if n >= 0 else stops + n
+        found = k < stops if n >= 0 else k >= starts
+        out = np.full(len(starts), fill, dtype=np.float64)
+        if len(values):
+            np.copyto(out, values.take(np.where(found, k, 0)), where=found, casting="unsafe")
+        return out
     jag = as_jagged(x)
     # a one-wide slice is empty (not an IndexError) when the event is too short
     window = jag[:, n : n + 1] if n != -1 else jag[:, -1:]
@@ -67,6 +94,79 @@ def nth(x: Any, n: int, fill: float = np.nan) -> np.ndarray:
     if picked.ndim != 1:
         raise DataError("nth(): expected one list of numbers per event, got a nested list")
     return np.asarray(ak.to_numpy(ak.fill_none(picked, fill)), dtype=np.float64)
+
+
+def _plain_fill(fill: Any) -> bool:
+    """Whether ``fill`` is a number that float64 holds the way awkward's fill does."""
+    if isinstance(fill, bool | float | np.floating | np.bool_):
+        return True
+    return isinstance(fill, int | np.integer) and -(2**63) <= int(fill) < 2**63
+
+
+def list_parts(x: Any, kinds: str = "f") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(starts, stops, values)`` of a plain jagged awkward array, else None.
+
+    Plain means one list of numbers per event, as uproot reads a jagged branch: list
+    offsets (or starts/stops) over a flat buffer whose dtype kind is in ``kinds``, with
+    no missing values, records, strings or deeper nesting, in memory (not a dask type
+    tracer).  Object ``j`` of event ``i`` is ``values[starts[i] + j]``.  Anything else
+    gives None, and the caller takes awkward's general path.
+    """
+    if not isinstance(x, ak.Array) or ak.backend(x) != "cpu":
+        return None
+    layout = x.layout
+    if isinstance(layout, ak.contents.ListOffsetArray):
+        offsets = np.asarray(layout.offsets.data).astype(np.int64, copy=False)
+        starts, stops = offsets[:-1], offsets[1:]
+    elif isinstance(layout, ak.contents.ListArray):
+        starts = np.asarray(layout.starts.data).astype(np.int64, copy=False)
+        stops = np.asarray(layout.stops.data).astype(np.int64, copy=False)
+    else:
+        return None
+    content = layout.content
+    if layout.parameters or not isinstance(content, ak.contents.NumpyArray) or content.parameters:
+        return None
+    values = np.asarray(content.data)
+    if values.ndim != 1 or values.dtype.kind not in kinds:
+        return None
+    return starts, stops, values
+
+
+def object_index(starts: np.ndarray, take: np.ndarray) -> np.ndarray | None:
+    """Where the first ``take[i]`` objects of each event sit: a ``(take.max(), n_events)``
+    index into the values of :func:`list_parts`.
+
+    Row ``j`` holds ``starts + j``, and -1 where an event has fewer than ``j + 1`` objects
+    to take (:func:`padded_values` reads 0 there).  None when the padding would cost far
+    more memory than the objects themselves (a few events with many more objects than
+    the rest): the caller then takes awkward's path.
+    """
+    n_events = len(take)
+    width = int(take.max()) if n_events else 0
+    if width * n_events > 8 * max(int(take.sum()), 1024):
+        return None
+    slot = np.arange(width, dtype=np.int64)[:, None]
+    return np.where(slot < take, starts + slot, -1)
+
+
+def padded_values(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values`` at ``index`` (:func:`object_index`), with 0 of their dtype where it is -1."""
+    return np.append(values, values.dtype.type(0)).take(index)
+
+
+def sequential_sum(rows: np.ndarray) -> np.ndarray:
+    """Per-event sums of ``(width, n_events)`` values, added the way awkward does.
+
+    ``ak.sum(x, axis=1)`` starts from zero and adds the objects of an event in order, in
+    the values' dtype; so does this.  The zeros of :func:`padded_values` change nothing:
+    a sum that starts from +0.0 is never -0.0, and adding +0.0 leaves any other value
+    (NaN and inf included) as it is.
+    """
+    total = np.zeros(rows.shape[1], dtype=rows.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # awkward's kernels do not warn
+        for row in rows:
+            total += row
+    return total
 
 
 def pad(x: Any, length: int, fill: float = 0.0, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:

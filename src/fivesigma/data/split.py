@@ -14,6 +14,7 @@ enters the hash, so moving a directory of files does not reshuffle the splits.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,23 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
         return z ^ (z >> np.uint64(31))
+
+
+def _splitmix64_inplace(z: np.ndarray, scratch: np.ndarray) -> None:
+    """:func:`_splitmix64` on ``z`` in place (``scratch``: a buffer of the same size)."""
+    z += _GOLDEN
+    np.right_shift(z, np.uint64(30), out=scratch)
+    z ^= scratch
+    z *= _M1
+    np.right_shift(z, np.uint64(27), out=scratch)
+    z ^= scratch
+    z *= _M2
+    np.right_shift(z, np.uint64(31), out=scratch)
+    z ^= scratch
+
+
+#: Events hashed per block: the working arrays stay in the CPU cache.
+_BLOCK = 1 << 16
 
 
 def _mix(a: int, b: int) -> int:
@@ -89,6 +107,43 @@ def _uniform(hashes: np.ndarray) -> np.ndarray:
     return (hashes >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
+def _top53_bound(fraction: float) -> np.uint64:
+    """The integer ``b`` with ``_uniform(h) < fraction`` exactly when ``h >> 11 < b``.
+
+    ``_uniform`` is ``(h >> 11) * 2**-53``, exact in float64, and scaling ``fraction`` by
+    ``2**53`` is exact too; so the comparison holds in integers with the ceiling.
+    """
+    return np.uint64(math.ceil(fraction * 9007199254740992.0))
+
+
+def _codes(keys: np.ndarray, salt: int, train: float, train_val: float) -> np.ndarray:
+    """Split codes of uint64 ``keys``: ``_uniform`` of two splitmix64 rounds of
+    ``salt ^ key``, below ``train`` train, below ``train_val`` validation, else test."""
+    n = len(keys)
+    codes = np.empty(n, dtype=np.int8)
+    bound_train, bound_val = _top53_bound(train), _top53_bound(train_val)
+    width = min(n, _BLOCK)
+    z, scratch, beyond = (
+        np.empty(width, np.uint64),
+        np.empty(width, np.uint64),
+        np.empty(width, bool),
+    )
+    with np.errstate(over="ignore"):
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            m = stop - start
+            zb, sb, bb, out = z[:m], scratch[:m], beyond[:m], codes[start:stop]
+            np.bitwise_xor(keys[start:stop], np.uint64(salt), out=zb)
+            _splitmix64_inplace(zb, sb)
+            _splitmix64_inplace(zb, sb)
+            zb >>= np.uint64(11)
+            # 0 below the train bound, +1 past it, +1 more past the validation bound
+            np.greater_equal(zb, bound_train, out=out.view(bool))
+            np.greater_equal(zb, bound_val, out=bb)
+            out += bb.view(np.int8)
+    return codes
+
+
 def split_codes(
     event_ids: np.ndarray | Sequence[int] | None = None,
     *,
@@ -134,10 +189,6 @@ def split_codes(
             raise ValueError("give event_ids, or both file and entries")
         keys = _as_uint64_keys(entries, "entry numbers")
         salt = _mix(_mix(_MODE_FILE_ENTRY, int(seed)), file_identity(file))
-    # Two rounds of splitmix64 on (salt xor key): consecutive keys give unrelated values.
-    h = _splitmix64(_splitmix64(keys ^ np.uint64(salt)))
-    u = _uniform(h)
-    codes = np.full(u.shape, TEST, dtype=np.int8)
-    codes[u < train + val] = VALIDATION
-    codes[u < train] = TRAIN
-    return codes
+    # Two rounds of splitmix64 on (salt xor key): consecutive keys give unrelated values;
+    # uniform u = top 53 bits / 2**53: train below `train`, validation below `train + val`.
+    return _codes(keys, salt, train, train + val)
