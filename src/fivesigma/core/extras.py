@@ -40,6 +40,9 @@ __all__ = [
     "dask_histogram",
     "distributed",
     "fastjet",
+    "gplearn",
+    "gymnasium",
+    "hep_ml",
     "hist",
     "hls4ml",
     "jinja2",
@@ -47,11 +50,16 @@ __all__ = [
     "mplhep",
     "onnx",
     "onnxruntime",
+    "optuna",
     "pyhf",
+    "pymoo",
+    "pyoperon",
     "pythia8mc",
     "safetensors",
     "scipy",
     "sklearn",
+    "stable_baselines3",
+    "sympy",
     "torch",
     "torch_geometric",
     "xgboost",
@@ -166,6 +174,34 @@ DEPENDENCIES: dict[str, Dependency] = {
             "dask",
             "dask-histogram==2026.2.0",
         ),
+        _dep("hep_ml", "hep_ml", "for the GBReweighter baseline", "reweight", "hep_ml==0.8.0"),
+        _dep("sympy", "sympy", "for symbolic expressions", "symbolic", "sympy==1.14.0"),
+        _dep(
+            "pyoperon",
+            "pyoperon",
+            "for symbolic regression (Operon)",
+            "symbolic",
+            "pyoperon==0.6.2",
+        ),
+        _dep(
+            "gplearn", "gplearn", "for symbolic regression (gplearn)", "symbolic", "gplearn==0.4.3"
+        ),
+        _dep(
+            "gymnasium",
+            "gymnasium",
+            "for reinforcement-learning environments",
+            "rl",
+            "gymnasium==1.4.0",
+        ),
+        _dep(
+            "stable_baselines3",
+            "stable-baselines3",
+            "for reinforcement-learning agents (PPO, SAC)",
+            "rl",
+            "stable-baselines3==2.9.2",
+        ),
+        _dep("optuna", "optuna", "for Bayesian optimisation baselines", "rl", "optuna==5.0.0"),
+        _dep("pymoo", "pymoo", "for genetic algorithms", "scan", "pymoo==0.6.2"),
     )
 }
 
@@ -294,3 +330,43 @@ def dask_awkward(submodule: str = "") -> ModuleType:
 def dask_histogram(submodule: str = "") -> ModuleType:
     """``dask_histogram``: histograms filled from dask collections."""
     return _load("dask_histogram", submodule)
+
+
+def hep_ml(submodule: str = "") -> ModuleType:
+    """``hep_ml``, for the GBReweighter baseline of reweighting."""
+    return _load("hep_ml", submodule)
+
+
+def sympy(submodule: str = "") -> ModuleType:
+    """``sympy``, for symbolic expressions (symbolic regression)."""
+    return _load("sympy", submodule)
+
+
+def pyoperon(submodule: str = "") -> ModuleType:
+    """``pyoperon`` (Operon), for symbolic regression."""
+    return _load("pyoperon", submodule)
+
+
+def gplearn(submodule: str = "") -> ModuleType:
+    """``gplearn``, for symbolic regression."""
+    return _load("gplearn", submodule)
+
+
+def gymnasium(submodule: str = "") -> ModuleType:
+    """``gymnasium``, for reinforcement-learning environments."""
+    return _load("gymnasium", submodule)
+
+
+def stable_baselines3(submodule: str = "") -> ModuleType:
+    """``stable_baselines3``, for PPO and SAC agents."""
+    return _load("stable_baselines3", submodule)
+
+
+def optuna(submodule: str = "") -> ModuleType:
+    """``optuna``, for Bayesian-optimisation baselines."""
+    return _load("optuna", submodule)
+
+
+def pymoo(submodule: str = "") -> ModuleType:
+    """``pymoo``, for genetic algorithms."""
+    return _load("pymoo", submodule)
