@@ -1,0 +1,1 @@
+"""``task: symbolic``: formulas from data (symbolic regression)."""

@@ -1,0 +1,203 @@
+"""The search: Operon (pyoperon) genetic programming, then SymPy and a Pareto front.
+
+:func:`search` runs NSGA-II on (R², length) with Levenberg-Marquardt constant fitting
+inside the evolution, turns every member of the final front into a SymPy expression,
+re-fits its constants on the data to convergence (scipy), measures its complexity (nodes
+of the SymPy tree), checks its units, and picks one formula: the least complex
+unit-consistent member whose normalised MSE is within ``select_rel`` of the best one
+(plus ``select_abs``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fivesigma.core import extras
+from fivesigma.tasks.symbolic.units import Dim, check_units
+
+__all__ = ["Candidate", "SearchResult", "complexity", "refit_constants", "search"]
+
+
+@dataclass
+class Candidate:
+    """One formula of the front."""
+
+    expr: Any  # sympy expression, fitted float constants
+    complexity: int
+    nmse: float
+    units: str | None  # None: consistent; else why not
+
+    @property
+    def text(self) -> str:
+        return str(self.expr)
+
+
+@dataclass
+class SearchResult:
+    front: list[Candidate]
+    best: Candidate
+    seconds: float
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+def complexity(expr: Any) -> int:
+    """Nodes of the SymPy expression tree (numbers and symbols count one each)."""
+    sp = extras.sympy()
+    return sum(1 for _ in sp.preorder_traversal(expr))
+
+
+def _free_numbers(expr: Any, sp: Any) -> list[Any]:
+    """The numbers of ``expr`` that are fitted constants (not exponents, not +-1)."""
+    out: list[Any] = []
+
+    def walk(e: Any) -> None:
+        if e.is_Number:
+            if e not in (sp.Integer(1), sp.Integer(-1), sp.Integer(0)) and e not in out:
+                out.append(e)
+            return
+        if e.is_Pow and e.args[1].is_Rational:
+            walk(e.args[0])
+            return
+        for a in e.args:
+            walk(a)
+
+    walk(expr)
+    return out
+
+
+def template(expr: Any) -> tuple[Any, list[Any], np.ndarray]:
+    """``expr`` with its fitted constants replaced by symbols ``c0, c1, ...``."""
+    sp = extras.sympy()
+    nums = _free_numbers(expr, sp)
+    syms = [sp.Symbol(f"_c{i}") for i in range(len(nums))]
+    tmpl = expr.xreplace(dict(zip(nums, syms, strict=True)))
+    return tmpl, syms, np.array([float(v) for v in nums], dtype=float)
+
+
+def refit_constants(
+    expr: Any, names: list[str], X: np.ndarray, y: np.ndarray, tight: bool = False
+) -> tuple[Any, float]:
+    """Least-squares re-fit of ``expr``'s constants on ``(X, y)``: (expression, NMSE)."""
+    sp = extras.sympy()
+    optimize = extras.scipy("optimize")
+    tmpl, syms, c0 = template(expr)
+    xs = [sp.Symbol(n, real=True) for n in names]
+    fn = sp.lambdify([*xs, *syms], tmpl, "numpy")
+    var = float(np.var(y)) or 1.0
+
+    def pred(c: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            v = np.asarray(fn(*X.T, *c), dtype=float)
+        return np.broadcast_to(v, y.shape)
+
+    def resid(c: np.ndarray) -> np.ndarray:
+        r = pred(c) - y
+        return np.where(np.isfinite(r), r, 1e6 * np.sqrt(var))
+
+    best_c, best = c0, float(np.mean(resid(c0) ** 2))
+    if len(c0):
+        tol = 1e-15 if tight else 1e-12
+        try:
+            fit = optimize.least_squares(
+                resid,
+                c0,
+                method="trf",
+                xtol=tol,
+                ftol=tol,
+                gtol=tol,
+                max_nfev=(400 if tight else 60) * len(c0),
+            )
+            mse = float(np.mean(resid(fit.x) ** 2))
+            if np.isfinite(mse) and mse <= best:
+                best_c, best = fit.x, mse
+        except (ValueError, FloatingPointError, OverflowError):
+            pass
+    fitted = tmpl.xreplace({s: sp.Float(v, 15) for s, v in zip(syms, best_c, strict=True)})
+    return fitted, best / var
+
+
+def _parse(text: str, names: list[str]) -> Any:
+    sp = extras.sympy()
+    local = {n: sp.Symbol(n, real=True) for n in names}
+    local.update({"abs": sp.Abs, "sqrt": sp.sqrt, "log": sp.log, "exp": sp.exp})
+    return sp.sympify(text.replace("^", "**"), locals=local)
+
+
+def search(
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    units: dict[str, Dim],
+    operators: str,
+    seconds: float,
+    seed: int,
+    population: int = 500,
+    max_length: int = 30,
+    select_rel: float = 0.05,
+    select_abs: float = 1e-8,
+    max_front: int = 40,
+) -> SearchResult:
+    """One symbolic-regression search on ``(X, y)``."""
+    sr = extras.pyoperon("sklearn")
+    t0 = time.perf_counter()
+    reg = sr.SymbolicRegressor(
+        allowed_symbols="constant,variable," + operators,
+        objectives=["r2", "length"],
+        optimizer_iterations=50,
+        generations=100_000,
+        max_evaluations=10**9,
+        population_size=population,
+        max_length=max_length,
+        max_time=max(1, round(seconds)),
+        random_state=int(seed),
+        n_threads=1,
+        epsilon=1e-10,
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    members = sorted(reg.pareto_front_, key=lambda d: d["length"])[:max_front]
+    front: list[Candidate] = []
+    seen: set[str] = set()
+    for d in members:
+        text = reg.get_model_string(d["tree"], 12, names)
+        try:
+            expr = _parse(text, names)
+        except Exception:  # an unreadable member is skipped, never fatal
+            continue
+        expr, nmse = refit_constants(expr, names, X, y)
+        key = str(expr)
+        if key in seen or not np.isfinite(nmse):
+            continue
+        seen.add(key)
+        front.append(Candidate(expr, complexity(expr), nmse, check_units(expr, units)))
+    front = pareto(front)
+    best = select(front, select_rel, select_abs)
+    info = {"engine": "pyoperon", "generations": int(reg.stats_["generations"]),
+            "evaluations": int(reg.stats_["evaluation_count"])}  # fmt: skip
+    return SearchResult(front, best, time.perf_counter() - t0, info)
+
+
+def pareto(cands: list[Candidate]) -> list[Candidate]:
+    """The non-dominated candidates in (complexity, NMSE), by complexity."""
+    out: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (c.complexity, c.nmse)):
+        if not out or c.nmse < out[-1].nmse:
+            out.append(c)
+    return out
+
+
+def select(front: list[Candidate], rel: float, absolute: float) -> Candidate:
+    """The least complex candidate within ``rel`` (and ``absolute``) of the best NMSE,
+    among the unit-consistent ones when there are any."""
+    pool = [c for c in front if c.units is None] or front
+    floor = min(c.nmse for c in pool)
+    return min(
+        (c for c in pool if c.nmse <= floor * (1 + rel) + absolute), key=lambda c: c.complexity
+    )
