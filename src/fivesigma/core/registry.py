@@ -158,6 +158,16 @@ TASKS.register(
     "fivesigma.tasks.trigger.task:TriggerTask",
     "L1 trigger networks: quantisation-aware training, hls4ml emulation, rate vs efficiency",
 )
+TASKS.register(
+    "design",
+    "fivesigma.tasks.design.task:DesignTask",
+    "RL runs the experiment: trigger thresholds through a fill, tracker layout; vs baselines",
+)
+TASKS.register(
+    "reweight",
+    "fivesigma.tasks.reweight.task:ReweightTask",
+    "reweighting one simulation onto another: classifier weights, DCTR, GBReweighter, closure",
+)
 
 for _name, _cls, _description in (
     (
@@ -220,3 +230,5 @@ BUNDLE_KINDS.register("trigger_model", "fivesigma.tasks.trigger.bundle:load", ta
 BUNDLE_KINDS.register(
     "tracking_pipeline", "fivesigma.tasks.tracking.pipeline:TrackingPipeline.load", task="tracking"
 )
+BUNDLE_KINDS.register("design_policy", "fivesigma.tasks.design.bundle:load", task="design")
+BUNDLE_KINDS.register("reweighter", "fivesigma.tasks.reweight.model:load", task="reweight")

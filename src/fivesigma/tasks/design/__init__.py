@@ -1,0 +1,1 @@
+"""The ``design`` task: reinforcement learning that runs the experiment."""

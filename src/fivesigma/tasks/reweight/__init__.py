@@ -1,0 +1,1 @@
+"""The ``reweight`` task: classifier weights that move one simulation onto another."""
