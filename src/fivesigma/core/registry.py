@@ -168,6 +168,11 @@ TASKS.register(
     "fivesigma.tasks.reweight.task:ReweightTask",
     "reweighting one simulation onto another: classifier weights, DCTR, GBReweighter, closure",
 )
+TASKS.register(
+    "scan",
+    "fivesigma.tasks.scan.task:ScanTask",
+    "theory-space scan: Pythia8 Z' oracle, Gaussian-process surrogate, GA search",
+)
 
 for _name, _cls, _description in (
     (
@@ -232,3 +237,4 @@ BUNDLE_KINDS.register(
 )
 BUNDLE_KINDS.register("design_policy", "fivesigma.tasks.design.bundle:load", task="design")
 BUNDLE_KINDS.register("reweighter", "fivesigma.tasks.reweight.model:load", task="reweight")
+BUNDLE_KINDS.register("scan_surrogate", "fivesigma.tasks.scan.bundle:load", task="scan")
