@@ -164,6 +164,11 @@ TASKS.register(
     "RL runs the experiment: trigger thresholds through a fill, tracker layout; vs baselines",
 )
 TASKS.register(
+    "fastsim",
+    "fivesigma.tasks.fastsim.task:FastsimTask",
+    "fast simulation: flows, flow matching and GANs for jets and calorimeter showers",
+)
+TASKS.register(
     "reweight",
     "fivesigma.tasks.reweight.task:ReweightTask",
     "reweighting one simulation onto another: classifier weights, DCTR, GBReweighter, closure",
@@ -236,5 +241,8 @@ BUNDLE_KINDS.register(
     "tracking_pipeline", "fivesigma.tasks.tracking.pipeline:TrackingPipeline.load", task="tracking"
 )
 BUNDLE_KINDS.register("design_policy", "fivesigma.tasks.design.bundle:load", task="design")
+BUNDLE_KINDS.register(
+    "fastsim_surrogate", "fivesigma.tasks.fastsim.models:load_surrogate", task="fastsim"
+)
 BUNDLE_KINDS.register("reweighter", "fivesigma.tasks.reweight.model:load", task="reweight")
 BUNDLE_KINDS.register("scan_surrogate", "fivesigma.tasks.scan.bundle:load", task="scan")
