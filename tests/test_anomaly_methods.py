@@ -96,15 +96,15 @@ def toy() -> AnomalySample:
 
 
 @pytest.fixture(scope="module")
-def test_set() -> tuple[np.ndarray, np.ndarray]:
+def held_out() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(123)
     x = np.concatenate([rng.normal(size=(100_000, 4)), rng.normal(MU_S, SIGMA_S, (20_000, 4))])
     return x, np.r_[np.zeros(100_000), np.ones(20_000)]
 
 
 @pytest.fixture(scope="module")
-def optimum(test_set) -> float:
-    x, y = test_set
+def optimum(held_out) -> float:
+    x, y = held_out
     return _max_sic(_log_lr(x), y)
 
 
@@ -122,8 +122,8 @@ def test_toy_optimum_is_what_the_docstring_says(optimum):
 
 
 @pytest.mark.parametrize("name", ["supervised", "iad"])
-def test_references_reach_the_neyman_pearson_optimum(name, toy, test_set, optimum):
-    x, y = test_set
+def test_references_reach_the_neyman_pearson_optimum(name, toy, held_out, optimum):
+    x, y = held_out
     sic = _max_sic(make_method(name, _fast(epochs=20)).fit(toy).score(x), y)
     # supervised learns p_s/p_b from 3k labelled signal events; the IAD from 10% signal in
     # 6k SR events against 6k background (measured over 3 toys x 2 seeds: 0.95-0.97 and
@@ -132,15 +132,15 @@ def test_references_reach_the_neyman_pearson_optimum(name, toy, test_set, optimu
     assert floor * optimum < sic <= optimum * 1.05, (name, sic, optimum)
 
 
-def test_cwola_finds_the_signal(toy, test_set, optimum):
-    x, y = test_set
+def test_cwola_finds_the_signal(toy, held_out, optimum):
+    x, y = held_out
     sic = _max_sic(make_method("cwola", _fast()).fit(toy).score(x), y)
     assert 2.5 < sic <= optimum * 1.05
 
 
 @pytest.mark.slow
-def test_cathode_finds_the_signal(toy, test_set, optimum):
-    x, y = test_set
+def test_cathode_finds_the_signal(toy, held_out, optimum):
+    x, y = held_out
     model = make_method("cathode", _fast(flow_epochs=15)).fit(toy)
     assert set(model.history_) == {"flow", "classifier"}
     sic = _max_sic(model.score(x), y)

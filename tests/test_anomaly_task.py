@@ -95,7 +95,8 @@ def test_sidebands_with_too_few_events_are_one_line(tmp_path, capsys):
 
 def test_cathode_without_a_conditional_variable_is_refused(tmp_path, capsys):
     cfg = _config(tmp_path, condition=None)
-    _fails(["config", "--check", str(cfg)], capsys, "conditional variable")
+    msg = _fails(["config", "--check", str(cfg)], capsys, "conditional variable")
+    assert "cathode" in msg
 
 
 def test_a_flow_producing_nan_stops_the_run_without_output(tmp_path, capsys, monkeypatch):
