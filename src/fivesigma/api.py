@@ -44,10 +44,10 @@ def run(
     partial output goes to ``<out>.partial``).
 
     >>> import fivesigma as fs
-    >>> fs.run({"version": 1, "task": "nope"})
+    >>> fs.run({"version": 1, "task": "nope"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    fivesigma.errors.ConfigError: config: task: unknown task 'nope'; registered: classify, jets, tracking
+    fivesigma.errors.ConfigError: config: task: unknown task 'nope'; registered: classify, jets, ...
     """
     if isinstance(config, TaskConfig):
         cfg = config
