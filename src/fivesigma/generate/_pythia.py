@@ -383,3 +383,20 @@ def default_jobs(jobs: int | None) -> int:
     if not isinstance(jobs, int | np.integer) or jobs < 1:
         raise GenerationError(f"jobs must be a positive integer, got {jobs!r}")
     return int(jobs)
+
+
+class ParticleCharges:
+    """Electric charges of PDG ids from Pythia's particle data, cached."""
+
+    def __init__(self, pythia: Any) -> None:
+        self._pdt = pythia.particleData
+        self._cache: dict[int, float] = {}
+
+    def __call__(self, pid: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(pid, return_inverse=True)
+        vals = np.empty(uniq.size)
+        for k, u in enumerate(uniq.tolist()):
+            if u not in self._cache:
+                self._cache[u] = float(self._pdt.charge(u))
+            vals[k] = self._cache[u]
+        return vals[inv.reshape(-1)]

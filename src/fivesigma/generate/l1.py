@@ -332,21 +332,7 @@ def content_key(options: dict[str, Any] | None = None) -> dict[str, Any]:
 # Pythia events -> deposits
 
 
-class _Charges:
-    """Electric charges of PDG ids from Pythia's particle data, cached."""
-
-    def __init__(self, pythia: Any) -> None:
-        self._pdt = pythia.particleData
-        self._cache: dict[int, float] = {}
-
-    def __call__(self, pid: np.ndarray) -> np.ndarray:
-        uniq, inv = np.unique(pid, return_inverse=True)
-        vals = np.empty(uniq.size)
-        for k, u in enumerate(uniq.tolist()):
-            if u not in self._cache:
-                self._cache[u] = float(self._pdt.charge(u))
-            vals[k] = self._cache[u]
-        return vals[inv.reshape(-1)]
+_Charges = _pythia.ParticleCharges
 
 
 def _next_events(pythia: Any, count: int) -> Any:
