@@ -30,13 +30,41 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "jet_events": {"qcd": 12000, "qcd_bb": 4000},
         "showers": 12000,
-        "training": {"epochs": 25, "batch_size": 512, "patience": 5, "gan_epochs": 40},
+        "training": {
+            "epochs": 25,
+            "batch_size": 512,
+            "patience": 5,
+            "gan_epochs": 40,
+            "flow_passes": 2,
+            "flow_transforms": 3,
+            "flow_hidden": [64, 64],
+            "ode_solver": "midpoint",
+            "ode_steps": 3,
+            "fm_epochs": 150,
+            "fm_batch_size": 256,
+            "fm_learning_rate": 3e-3,
+            "fm_patience": 25,
+        },
         "classifier_trees": 200,
     },
     "full": {
         "jet_events": {"qcd": 80000, "qcd_bb": 25000, "qcd_cc": 10000},
         "showers": 60000,
-        "training": {"epochs": 100, "batch_size": 1024, "patience": 10, "gan_epochs": 150},
+        "training": {
+            "epochs": 100,
+            "batch_size": 1024,
+            "patience": 10,
+            "gan_epochs": 150,
+            "flow_passes": 2,
+            "flow_transforms": 4,
+            "flow_hidden": [96, 96],
+            "ode_solver": "midpoint",
+            "ode_steps": 4,
+            "fm_epochs": 400,
+            "fm_batch_size": 512,
+            "fm_learning_rate": 3e-3,
+            "fm_patience": 40,
+        },
         "classifier_trees": 400,
     },
 }
@@ -110,12 +138,32 @@ class FastsimTraining(StrictModel):
 
     epochs: Annotated[int | None, Field(ge=1)] = None
     gan_epochs: Annotated[int | None, Field(ge=1, description="epochs of the GAN")] = None
+    fm_epochs: Annotated[
+        int | None, Field(ge=1, description="epochs of flow matching (it needs many)")
+    ] = None
+    fm_batch_size: Annotated[int | None, Field(ge=16, description="flow matching")] = None
+    fm_learning_rate: Annotated[float | None, Field(gt=0, description="flow matching")] = None
+    fm_patience: Annotated[int | None, Field(ge=1, description="flow matching")] = None
+    flow_passes: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="passes of the spline flow's inverse: 2 (coupling, fast sampling) "
+            "or 0 (fully autoregressive: one pass per output, slower)",
+        ),
+    ] = None
     batch_size: Annotated[int | None, Field(ge=16)] = None
     learning_rate: Annotated[float | None, Field(gt=0)] = None
     patience: Annotated[int | None, Field(ge=1, description="early-stopping patience")] = None
     hidden: Annotated[list[int] | None, Field(description="hidden layer widths")] = None
     ode_steps: Annotated[int | None, Field(ge=1, le=1000, description="flow-matching steps")] = None
     ode_solver: Annotated[Literal["euler", "midpoint", "rk4"] | None, Field()] = None
+    flow_transforms: Annotated[
+        int | None, Field(ge=1, description="spline transforms of the flow")
+    ] = None
+    flow_hidden: Annotated[
+        list[int] | None, Field(description="hidden widths of the flow (default: hidden)")
+    ] = None
     threads: Annotated[int | None, Field(ge=1, description="torch threads")] = None
 
 
@@ -182,7 +230,8 @@ class FastsimConfig(TaskConfig):
             )
         train = dict(preset["training"])
         t = self.training
-        for key in ("epochs", "gan_epochs", "batch_size", "learning_rate", "patience"):
+        for key in ("epochs", "gan_epochs", "batch_size", "learning_rate", "patience",
+                    "fm_epochs", "fm_batch_size", "fm_learning_rate", "fm_patience"):  # fmt: skip
             if getattr(t, key) is not None:
                 train[key] = getattr(t, key)
         if t.hidden is not None:
@@ -192,6 +241,16 @@ class FastsimConfig(TaskConfig):
         for key in ("ode_steps", "ode_solver"):
             if getattr(t, key) is not None:
                 train[key] = getattr(t, key)
+        if t.flow_transforms is not None:
+            train["flow_transforms"] = t.flow_transforms
+        if t.flow_hidden is not None:
+            if not t.flow_hidden or any(h < 1 for h in t.flow_hidden):
+                raise ConfigError(
+                    f"training.flow_hidden must be positive widths, got {t.flow_hidden}"
+                )
+            train["flow_hidden"] = list(t.flow_hidden)
+        if t.flow_passes is not None:
+            train["flow_passes"] = t.flow_passes or None  # 0: autoregressive
         if t.threads is not None:
             train["num_threads"] = t.threads
         return FastsimSettings(
