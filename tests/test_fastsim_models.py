@@ -93,33 +93,3 @@ def test_unknown_model() -> None:
     c, x = _toy(100, 4)
     with pytest.raises(ModelError, match="accepted: flow, flow_matching, gan"):
         Surrogate.fit("vae", _pre(), c, x, GeneratorSettings())
-
-
-@pytest.mark.parametrize("passes", [None, 2])
-def test_spline_flow_is_zukos_nsf(passes) -> None:
-    """The flow's faster spline is zuko's NSF: the same parameters give the same density,
-    and its draws invert to the noise they came from (coupling and autoregressive)."""
-    torch = pytest.importorskip("torch")
-    zuko = pytest.importorskip("zuko")
-    from fivesigma.tasks.fastsim.models import build_network
-
-    s = GeneratorSettings(hidden=[16, 16], flow_transforms=2, flow_bins=6, flow_passes=passes)
-    ours = build_network("flow", 3, 2, s)["flow"]
-    ref = zuko.flows.NSF(
-        3, context=2, bins=6, transforms=2, hidden_features=(16, 16), passes=passes
-    )
-    ref.load_state_dict(ours.state_dict())
-    gen = torch.Generator().manual_seed(0)
-    for p in ours.parameters():  # away from the identity initialisation
-        with torch.no_grad():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    ref.load_state_dict(ours.state_dict())
-    c = torch.randn(500, 2, generator=gen)
-    x = 2 * torch.randn(500, 3, generator=gen)
-    with torch.no_grad():
-        lp_ours, lp_ref = ours(c).log_prob(x), ref(c).log_prob(x)
-        assert torch.allclose(lp_ours, lp_ref, atol=1e-4)
-        z = torch.randn(500, 3, generator=gen)
-        dist = ours(c)
-        xs = dist.transform.inv(z)
-        assert torch.allclose(dist.transform(xs), z, atol=1e-3)

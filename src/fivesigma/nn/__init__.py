@@ -10,6 +10,8 @@ One module per concept:
   formulas are :func:`fivesigma.physics.kinematics.pair_features`).
 - :mod:`~fivesigma.nn.mlp`: the ``mlp`` layer stack and the event classifier ``MLP``.
 - :mod:`~fivesigma.nn.utils`: parameter counts and config checks.
+- :mod:`~fivesigma.nn.flows`: zuko's neural spline flow with a faster spline (not
+  imported here: it needs the ``flows`` extra).
 
 Importing this package imports torch.
 """

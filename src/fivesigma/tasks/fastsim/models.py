@@ -248,57 +248,15 @@ def _velocity_net(dx: int, dc: int, hidden: list[int]) -> Any:
     return Velocity()
 
 
-def _spline_flow(dx: int, dc: int, s: GeneratorSettings) -> Any:
-    """zuko's neural spline flow (``zuko.flows.NSF``), with its rational-quadratic spline
-    built by :func:`_fast_rqs`: the same transform and parameters, sampled faster."""
-    zuko = extras.zuko()
-    return zuko.flows.MAF(
-        dx,
-        context=dc,
-        univariate=_fast_rqs(),
-        shapes=[(s.flow_bins,), (s.flow_bins,), (s.flow_bins - 1,)],
-        transforms=s.flow_transforms,
-        hidden_features=tuple(s.flow_hidden or s.hidden),
-        passes=s.flow_passes,
-    )
-
-
-def _fast_rqs() -> Any:
-    """``zuko.transforms.MonotonicRQSTransform`` with a hand-written softmax over the bins.
-
-    torch's CPU softmax over an inner dimension of a few bins is about four times slower
-    than exp / sum; it took half of a spline flow's sampling time.  The arithmetic is
-    zuko's, line for line, so trained parameters carry over unchanged.
-    """
-    torch = extras.torch()
-    zuko = extras.zuko()
-    pad = torch.nn.functional.pad
-
-    def softmax(x: Any) -> Any:
-        e = torch.exp(x - x.amax(dim=-1, keepdim=True))
-        return e / e.sum(dim=-1, keepdim=True)
-
-    class RQS(zuko.transforms.MonotonicRQSTransform):
-        def __init__(self, widths, heights, derivatives, bound=5.0, slope=1e-3, **kwargs):
-            torch.distributions.Transform.__init__(self, **kwargs)
-            widths = widths / (1 + abs(2 * widths / math.log(slope)))
-            heights = heights / (1 + abs(2 * heights / math.log(slope)))
-            derivatives = derivatives / (1 + abs(derivatives / math.log(slope)))
-            widths = pad(softmax(widths), (1, 0), value=0)
-            heights = pad(softmax(heights), (1, 0), value=0)
-            derivatives = pad(derivatives, (1, 1), value=0)
-            self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
-            self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
-            self.derivatives = torch.exp(derivatives)
-
-    return RQS
-
-
 def build_network(model: str, dx: int, dc: int, s: GeneratorSettings) -> dict[str, Any]:
     """The torch modules of ``model`` (``flow``: ``{"flow"}``, ``flow_matching``:
     ``{"velocity"}``, ``gan``: ``{"generator", "discriminator"}``)."""
     if model == "flow":
-        return {"flow": _spline_flow(dx, dc, s)}
+        from fivesigma.nn.flows import spline_flow
+
+        hidden = s.flow_hidden or s.hidden
+        flow = spline_flow(dx, dc, s.flow_bins, s.flow_transforms, hidden, s.flow_passes)
+        return {"flow": flow}
     if model == "flow_matching":
         return {"velocity": _velocity_net(dx, dc, list(s.hidden))}
     if model == "gan":
