@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fivesigma.errors import GenerationError
-from fivesigma.generate import PROCESSES, GeneratedSample, cached_sample, generate
+from fivesigma.generate import PROCESSES, GeneratedSample, _pythia, cached_sample, generate
 from fivesigma.generate import jets as jets_mod
 from fivesigma.generate.cache import cache_key
 from fivesigma.physics.jet_detector import JetDetectorResponse
@@ -192,7 +192,7 @@ def test_flat_event_record_vertices_unset_are_the_origin():
             depth_limit=2,
         )
     }
-    rec, offsets = jets_mod._flat(batch)
+    rec, offsets = _pythia.flatten_events(batch)
     assert offsets.tolist() == [0, 2, 3]
     assert rec["vx"].tolist() == [0.0, 0.1, 1.5]
     assert rec["vy"].tolist() == [0.0, -0.2, 0.0]

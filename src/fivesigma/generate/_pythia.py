@@ -41,9 +41,12 @@ from fivesigma.errors import GenerationError
 
 __all__ = [
     "COMMON_SETTINGS",
+    "INVISIBLE",
     "JobSeeds",
+    "ParticleCharges",
     "combine_cross_sections",
     "default_jobs",
+    "flatten_events",
     "job_seeds",
     "make_pythia",
     "pythia_version",
@@ -400,3 +403,37 @@ class ParticleCharges:
                 self._cache[u] = float(self._pdt.charge(u))
             vals[k] = self._cache[u]
         return vals[inv.reshape(-1)]
+
+
+#: PDG ids of neutrinos: generated, never seen by a detector
+INVISIBLE = (12, 14, 16)
+
+
+def flatten_events(batch: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The event records of a ``nextBatch`` result as flat numpy arrays, and their offsets.
+
+    Keys: ``id, status, d1, d2, px, py, pz, e, vx, vy, vz``.  ``vx, vy, vz`` are the
+    production vertices in mm; Pythia leaves them unset (None in the batch) for particles
+    made at the primary vertex, the origin, so those become 0.
+    """
+    import awkward as ak
+
+    prt = batch["prt"]
+    counts = ak.to_numpy(ak.num(prt)).astype(np.int64)
+    get = lambda arr: ak.to_numpy(ak.flatten(arr))  # noqa: E731
+    vert = lambda arr: np.asarray(ak.to_numpy(ak.fill_none(ak.flatten(arr), 0.0)), float)  # noqa: E731
+    rec = {
+        "id": get(prt["id"]).astype(np.int64),
+        "status": get(prt["status"]),
+        "d1": get(prt["daughter1"]),
+        "d2": get(prt["daughter2"]),
+        "px": get(prt["p"]["px"]),
+        "py": get(prt["p"]["py"]),
+        "pz": get(prt["p"]["pz"]),
+        "e": get(prt["p"]["e"]),
+        # vProd is a Lorentz vector (x, y, z, t) stored in px, py, pz, e fields.
+        "vx": vert(prt["vProd"]["px"]),
+        "vy": vert(prt["vProd"]["py"]),
+        "vz": vert(prt["vProd"]["pz"]),
+    }
+    return rec, np.concatenate([[0], np.cumsum(counts)])

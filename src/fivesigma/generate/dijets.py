@@ -140,7 +140,8 @@ import numpy as np
 from fivesigma import __version__
 from fivesigma.errors import GenerationError, close_matches
 from fivesigma.generate import _pythia
-from fivesigma.generate.jets import _INVISIBLE, _Charges, _eta_phi, _fastjet_version, _flat
+from fivesigma.generate._pythia import INVISIBLE, ParticleCharges, flatten_events
+from fivesigma.generate.jets import eta_phi, fastjet_version
 from fivesigma.physics import kinematics
 from fivesigma.physics.jet_detector import JetDetectorResponse
 from fivesigma.physics.substructure import nsubjettiness, tau_ratio
@@ -414,7 +415,7 @@ def _process_batch(
     opts: DijetOptions,
     response: JetDetectorResponse,
     rng: np.random.Generator,
-    charges: _Charges,
+    charges: ParticleCharges,
     jetdef: Any,
 ) -> dict[str, np.ndarray]:
     """Reconstruct, cluster and select the events of one batch; per-event and flat
@@ -425,10 +426,10 @@ def _process_batch(
 
     fastjet = import_fastjet()
 
-    rec, offsets = _flat(batch)
+    rec, offsets = flatten_events(batch)
     nev = offsets.size - 1
     event_of = np.repeat(np.arange(nev), np.diff(offsets))
-    visible = (rec["status"] > 0) & ~np.isin(np.abs(rec["id"]), _INVISIBLE)
+    visible = (rec["status"] > 0) & ~np.isin(np.abs(rec["id"]), INVISIBLE)
     pid = rec["id"][visible]
     reco = response.apply(
         rec["px"][visible],
@@ -455,7 +456,7 @@ def _process_batch(
     jets, cidx = jets[two], cidx[two]
     p = {f: ak.to_numpy(jets[f]).astype(np.float64) for f in ("px", "py", "pz", "E")}  # (n, 2)
     pt = kinematics.pt(p["px"], p["py"])
-    eta, phi = _eta_phi(p["px"], p["py"], p["pz"])
+    eta, phi = eta_phi(p["px"], p["py"], p["pz"])
     keep = (pt[:, 0] > opts.leading_pt_min) & np.all(np.abs(eta) < opts.eta_max, axis=1)
     ev = two[keep]
     p = {f: v[keep] for f, v in p.items()}
@@ -526,7 +527,7 @@ def _generate_blocks(task: dict[str, Any], report: Any) -> list[dict[str, Any]]:
     for block in task["blocks"]:
         # A fresh Pythia per block: a block's content depends on its seed only.
         pythia = _pythia.make_pythia(task["settings"], block["pythia_seed"])
-        charges = _Charges(pythia)
+        charges = ParticleCharges(pythia)
         rng = np.random.default_rng(block["detector_seed"])
         parts: list[dict[str, np.ndarray]] = []
         done = kept = 0
@@ -724,7 +725,7 @@ def run(
             "format_version": FORMAT_VERSION,
             "fivesigma_version": __version__,
             "pythia8mc_version": _pythia.pythia_version(),
-            "fastjet_version": _fastjet_version(),
+            "fastjet_version": fastjet_version(),
             "sample": "dijets",
             "process": opts.process,
             "options": asdict(opts),

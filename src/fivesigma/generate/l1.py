@@ -332,9 +332,6 @@ def content_key(options: dict[str, Any] | None = None) -> dict[str, Any]:
 # Pythia events -> deposits
 
 
-_Charges = _pythia.ParticleCharges
-
-
 def _next_events(pythia: Any, count: int) -> Any:
     """``count`` events from ``pythia`` (retrying the few it may fail) as one batch."""
     import awkward as ak
@@ -351,7 +348,7 @@ def _next_events(pythia: Any, count: int) -> Any:
 
 
 def _deposits_of(
-    prt: Any, charges: _Charges, response: L1Response
+    prt: Any, charges: _pythia.ParticleCharges, response: L1Response
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Calorimeter deposits and muons of the final-state particles of a batch of events."""
     import awkward as ak
@@ -498,7 +495,7 @@ def _generate_blocks(task: dict[str, Any], report: Any) -> list[dict[str, Any]]:
         hard = _make_generator(
             task["settings"]["hard"], block["hard_seed"], task["init_files"]["hard"]
         )
-        charges = _Charges(hard)
+        charges = _pythia.ParticleCharges(hard)
         rng = np.random.default_rng(block["detector_seed"])
         pool = None
         if opts.mu > 0:

@@ -1246,23 +1246,6 @@ def _write_csv_gz(table: pd.DataFrame, path: Path) -> None:
 # Pythia particles
 
 
-class _Charges:
-    """Electric charges of PDG ids from Pythia's particle data, cached."""
-
-    def __init__(self, pythia: Any) -> None:
-        self._pdt = pythia.particleData
-        self._cache: dict[int, float] = {}
-
-    def __call__(self, pid: np.ndarray) -> np.ndarray:
-        uniq, inv = np.unique(pid, return_inverse=True)
-        vals = np.empty(uniq.size)
-        for k, u in enumerate(uniq.tolist()):
-            if u not in self._cache:
-                self._cache[u] = float(self._pdt.charge(u))
-            vals[k] = self._cache[u]
-        return vals[inv.reshape(-1)]
-
-
 def _next_events(pythia: Any, count: int) -> Any:
     """``count`` events from ``pythia`` (retrying the few it may fail) as one batch."""
     import awkward as ak
@@ -1279,7 +1262,11 @@ def _next_events(pythia: Any, count: int) -> Any:
 
 
 def _particles_of(
-    prt: Any, interaction0: int, charges: _Charges, opts: TrackOptions, rng: np.random.Generator
+    prt: Any,
+    interaction0: int,
+    charges: _pythia.ParticleCharges,
+    opts: TrackOptions,
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """Selected charged particles of a batch of interactions, with beam-spot vertices."""
     import awkward as ak
@@ -1369,7 +1356,7 @@ def _generate_blocks(task: dict[str, Any], report: Any) -> list[dict[str, Any]]:
             else None
             for kind in ("hard", "pileup")
         )
-        charges = _Charges(hard if hard is not None else pileup)
+        charges = _pythia.ParticleCharges(hard if hard is not None else pileup)
         rng = np.random.default_rng(block["detector_seed"])
         init_s = time.monotonic() - t0
         events = []

@@ -195,7 +195,7 @@ def _block(
     fastjet = import_fastjet()
     jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, RADIUS)
     pythia = _pythia.make_pythia(settings, pythia_seed)
-    charges = genjets._Charges(pythia)
+    charges = _pythia.ParticleCharges(pythia)
     response = JetDetectorResponse()
     rng = np.random.default_rng(detector_seed)
     out: list[dict[str, np.ndarray]] = []
@@ -205,7 +205,7 @@ def _block(
         batch = pythia.nextBatch(min(50, events - done))
         if len(batch) == 0:
             raise GenerationError("Pythia failed to generate events for the jet pairs")
-        rec, offsets = genjets._flat(batch)
+        rec, offsets = _pythia.flatten_events(batch)
         nev = offsets.size - 1
         done += nev
         event_of = np.repeat(np.arange(nev), np.diff(offsets))
@@ -256,8 +256,8 @@ def _block(
             evn = int(gen["event"][j])
             if evn not in truth:
                 lo, hi = offsets[evn], offsets[evn + 1]
-                truth[evn] = genjets._qcd_truth({key: v[lo:hi] for key, v in rec.items()})
-            label = genjets._qcd_label(truth[evn], float(gen["eta"][j]), float(gen["phi"][j]))
+                truth[evn] = genjets.flavour_truth({key: v[lo:hi] for key, v in rec.items()})
+            label = genjets.flavour_label(truth[evn], float(gen["eta"][j]), float(gen["phi"][j]))
             flavour[k] = 0 if label is None else label
         row = {
             "gen_pt": gen["pt"][keep],

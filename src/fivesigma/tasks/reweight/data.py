@@ -154,9 +154,9 @@ def _leading_jets(
 
 def _process_batch(batch: Any, response: Any, rng: np.random.Generator, charges: Any,
                    jet_pt_min: float) -> dict[str, np.ndarray]:  # fmt: skip
-    from fivesigma.generate.jets import _flat
+    from fivesigma.generate._pythia import flatten_events
 
-    rec, offsets = _flat(batch)
+    rec, offsets = flatten_events(batch)
     nev = offsets.size - 1
     event_of = np.repeat(np.arange(nev), np.diff(offsets))
     visible = (rec["status"] > 0) & ~np.isin(np.abs(rec["id"]), (12, 14, 16))
@@ -178,14 +178,14 @@ def _process_batch(batch: Any, response: Any, rng: np.random.Generator, charges:
 def _worker(task: dict[str, Any], report: Any) -> list[dict[str, np.ndarray]]:
     """Generate the blocks of one job (module level: run in a spawned process)."""
     from fivesigma.generate import _pythia
-    from fivesigma.generate.jets import _Charges
+    from fivesigma.generate._pythia import ParticleCharges
     from fivesigma.physics.jet_detector import JetDetectorResponse
 
     response = JetDetectorResponse()
     results = []
     for block in task["blocks"]:
         pythia = _pythia.make_pythia(task["settings"], block["pythia_seed"])
-        charges = _Charges(pythia)
+        charges = ParticleCharges(pythia)
         rng = np.random.default_rng(block["detector_seed"])
         parts, done = [], 0
         while done < block["events"]:
