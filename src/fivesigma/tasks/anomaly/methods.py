@@ -126,7 +126,8 @@ class MethodSettings:
         ``onecycle``); constant by default, as in CATHODE.
     latent : latent dimension of the autoencoder and VAE, output dimension of Deep SVDD.
     beta : weight of the KL term of the VAE (training loss and score).
-    flow_transforms, flow_hidden, flow_bins : the neural spline flow (zuko ``NSF``).
+    flow_transforms, flow_hidden, flow_bins : the neural spline flow
+        (:func:`fivesigma.nn.flows.spline_flow`, zuko's ``NSF``).
     flow_epochs : epochs of the flow (``flow``, ``cathode``); None: ``epochs``.
     oversampling : CATHODE samples per SR data event.
     ensemble : classifiers averaged: the ``ensemble`` epochs of lowest validation loss of
@@ -320,14 +321,10 @@ def _classifier_net(n_features: int, s: MethodSettings) -> Any:
 
 
 def _flow_net(n_features: int, context: int, s: MethodSettings) -> Any:
-    zuko = extras.zuko()
-    return zuko.flows.NSF(
-        n_features,
-        context=context,
-        bins=s.flow_bins,
-        transforms=s.flow_transforms,
-        hidden_features=tuple(s.flow_hidden),
-    )
+    extras.zuko()  # the install hint when zuko is missing
+    from fivesigma.nn.flows import spline_flow
+
+    return spline_flow(n_features, context, s.flow_bins, s.flow_transforms, s.flow_hidden)
 
 
 def _split(n: int, fraction: float, seed: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
