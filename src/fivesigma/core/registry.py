@@ -178,6 +178,11 @@ TASKS.register(
     "fivesigma.tasks.scan.task:ScanTask",
     "theory-space scan: Pythia8 Z' oracle, Gaussian-process surrogate, GA search",
 )
+TASKS.register(
+    "symbolic",
+    "fivesigma.tasks.symbolic.task:SymbolicTask",
+    "symbolic regression: Operon + SymPy; exact recovery of physics formulas",
+)
 
 for _name, _cls, _description in (
     (
@@ -246,3 +251,4 @@ BUNDLE_KINDS.register(
 )
 BUNDLE_KINDS.register("reweighter", "fivesigma.tasks.reweight.model:load", task="reweight")
 BUNDLE_KINDS.register("scan_surrogate", "fivesigma.tasks.scan.bundle:load", task="scan")
+BUNDLE_KINDS.register("symbolic_formula", "fivesigma.tasks.symbolic.bundle:load", task="symbolic")

@@ -4,8 +4,9 @@
 inside the evolution, turns every member of the final front into a SymPy expression,
 re-fits its constants on the data to convergence (scipy), measures its complexity (nodes
 of the SymPy tree), checks its units, and picks one formula: the least complex
-unit-consistent member whose normalised MSE is within ``select_rel`` of the best one
-(plus ``select_abs``).
+unit-consistent member with the smallest Bayesian information criterion,
+``n ln(max(NMSE, floor)) + penalty * complexity * ln(n)``: more nodes must buy a
+better fit than noise alone gives (the floor makes fits at machine precision equal).
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ from typing import Any
 import numpy as np
 
 from fivesigma.core import extras
+from fivesigma.errors import ModelError
 from fivesigma.tasks.symbolic.units import Dim, check_units
 
-__all__ = ["Candidate", "SearchResult", "complexity", "refit_constants", "search"]
+__all__ = [
+    "Candidate",
+    "EngineSettings",
+    "SearchResult",
+    "complexity",
+    "refit_constants",
+    "search",
+]
 
 
 @dataclass
@@ -78,12 +87,22 @@ def template(expr: Any) -> tuple[Any, list[Any], np.ndarray]:
     return tmpl, syms, np.array([float(v) for v in nums], dtype=float)
 
 
+def least_squares(*args: Any, **kwargs: Any) -> Any:
+    """``scipy.optimize.least_squares`` without its overflow warnings (trial steps of a
+    fit may overflow; the fit handles that)."""
+    import warnings
+
+    optimize = extras.scipy("optimize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return optimize.least_squares(*args, **kwargs)
+
+
 def refit_constants(
     expr: Any, names: list[str], X: np.ndarray, y: np.ndarray, tight: bool = False
 ) -> tuple[Any, float]:
     """Least-squares re-fit of ``expr``'s constants on ``(X, y)``: (expression, NMSE)."""
     sp = extras.sympy()
-    optimize = extras.scipy("optimize")
     tmpl, syms, c0 = template(expr)
     xs = [sp.Symbol(n, real=True) for n in names]
     fn = sp.lambdify([*xs, *syms], tmpl, "numpy")
@@ -102,7 +121,7 @@ def refit_constants(
     if len(c0):
         tol = 1e-15 if tight else 1e-12
         try:
-            fit = optimize.least_squares(
+            fit = least_squares(
                 resid,
                 c0,
                 method="trf",
@@ -127,60 +146,108 @@ def _parse(text: str, names: list[str]) -> Any:
     return sp.sympify(text.replace("^", "**"), locals=local)
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """The search budget and operators, fixed so that a run does not depend on load.
+
+    ``generations`` (per restart) is the budget; ``max_seconds`` is only a safety cap
+    per restart (a run that hits it says so in ``SearchResult.engine``).  ``restarts``
+    independent runs with seeds ``seed, seed + 1, ...`` are merged into one front; no
+    further restart runs once a member fits to ``stop_nmse`` (noise-free data, formula
+    found).  ``select_penalty`` and ``select_floor`` set the choice (:func:`select`).
+    """
+
+    generations: int = 60
+    population: int = 500
+    max_length: int = 30
+    restarts: int = 2
+    optimizer_iterations: int = 50
+    max_seconds: float = 600.0
+    select_penalty: float = 1.0
+    select_floor: float = 1e-20
+    stop_nmse: float = 1e-20
+    max_front: int = 40
+
+
+def _operon_front(
+    X: np.ndarray, y: np.ndarray, names: list[str], operators: str, e: EngineSettings, seed: int
+) -> tuple[list[str], dict[str, Any]]:
+    """One Operon run: the final front's members as strings in ``names``, and its stats."""
+    import warnings
+
+    sr = extras.pyoperon("sklearn")
+    reg = sr.SymbolicRegressor(
+        allowed_symbols="constant,variable," + operators,
+        objectives=["r2", "length"],
+        optimizer_iterations=e.optimizer_iterations,
+        generations=e.generations,
+        max_evaluations=2**62,
+        population_size=e.population,
+        max_length=e.max_length,
+        max_time=max(1, round(e.max_seconds)),
+        random_state=int(seed),
+        n_threads=1,
+        epsilon=1e-10,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    members = sorted(reg.pareto_front_, key=lambda d: d["length"])[: e.max_front]
+    stats = {
+        "seed": int(seed),
+        "generations": int(reg.stats_["generations"]),
+        "residual_evaluations": int(reg.stats_["residual_evaluations"]),
+        "seconds": time.perf_counter() - t0,
+    }
+    # fewer generations than asked: the time cap stopped the run
+    stats["time_capped"] = stats["generations"] < e.generations
+    return [reg.get_model_string(d["tree"], 12, names) for d in members], stats
+
+
 def search(
     X: np.ndarray,
     y: np.ndarray,
     names: list[str],
     units: dict[str, Dim],
     operators: str,
-    seconds: float,
     seed: int,
-    population: int = 500,
-    max_length: int = 30,
-    select_rel: float = 0.05,
-    select_abs: float = 1e-8,
-    max_front: int = 40,
+    settings: EngineSettings | None = None,
 ) -> SearchResult:
-    """One symbolic-regression search on ``(X, y)``."""
-    sr = extras.pyoperon("sklearn")
+    """A symbolic-regression search on ``(X, y)``: ``settings.restarts`` Operon runs, their
+    fronts merged, every member refitted in SymPy, then the Pareto front and one choice."""
+    e = settings or EngineSettings()
     t0 = time.perf_counter()
-    reg = sr.SymbolicRegressor(
-        allowed_symbols="constant,variable," + operators,
-        objectives=["r2", "length"],
-        optimizer_iterations=50,
-        generations=100_000,
-        max_evaluations=10**9,
-        population_size=population,
-        max_length=max_length,
-        max_time=max(1, round(seconds)),
-        random_state=int(seed),
-        n_threads=1,
-        epsilon=1e-10,
-    )
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reg.fit(X, y)
-    members = sorted(reg.pareto_front_, key=lambda d: d["length"])[:max_front]
+    runs = []
     front: list[Candidate] = []
     seen: set[str] = set()
-    for d in members:
-        text = reg.get_model_string(d["tree"], 12, names)
-        try:
-            expr = _parse(text, names)
-        except Exception:  # an unreadable member is skipped, never fatal
-            continue
-        expr, nmse = refit_constants(expr, names, X, y)
-        key = str(expr)
-        if key in seen or not np.isfinite(nmse):
-            continue
-        seen.add(key)
-        front.append(Candidate(expr, complexity(expr), nmse, check_units(expr, units)))
+    for k in range(e.restarts):
+        texts, stats = _operon_front(X, y, names, operators, e, seed + k)
+        runs.append(stats)
+        for text in texts:
+            try:
+                expr = _parse(text, names)
+            except Exception:  # an unreadable member is skipped, never fatal
+                continue
+            expr, nmse = refit_constants(expr, names, X, y)
+            key = str(expr)
+            if key in seen or not np.isfinite(nmse):
+                continue
+            seen.add(key)
+            front.append(Candidate(expr, complexity(expr), nmse, check_units(expr, units)))
+        if front and min(c.nmse for c in front) < e.stop_nmse:
+            break
+    if not front:
+        raise ModelError("the search found no finite formula; try more generations")
     front = pareto(front)
-    best = select(front, select_rel, select_abs)
-    info = {"engine": "pyoperon", "generations": int(reg.stats_["generations"]),
-            "evaluations": int(reg.stats_["evaluation_count"])}  # fmt: skip
+    best = select(front, len(y), e.select_penalty, e.select_floor)
+    info = {
+        "engine": "pyoperon",
+        "restarts": runs,
+        "generations": sum(r["generations"] for r in runs),
+        "residual_evaluations": sum(r["residual_evaluations"] for r in runs),
+        "time_capped": any(r["time_capped"] for r in runs),
+    }
     return SearchResult(front, best, time.perf_counter() - t0, info)
 
 
@@ -193,11 +260,10 @@ def pareto(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-def select(front: list[Candidate], rel: float, absolute: float) -> Candidate:
-    """The least complex candidate within ``rel`` (and ``absolute``) of the best NMSE,
-    among the unit-consistent ones when there are any."""
+def select(front: list[Candidate], n: int, penalty: float = 1.0, floor: float = 1e-20) -> Candidate:
+    """The candidate with the smallest ``n ln(max(NMSE, floor)) + penalty * complexity *
+    ln(n)`` (a BIC with one parameter per node), among the unit-consistent ones when
+    there are any."""
     pool = [c for c in front if c.units is None] or front
-    floor = min(c.nmse for c in pool)
-    return min(
-        (c for c in pool if c.nmse <= floor * (1 + rel) + absolute), key=lambda c: c.complexity
-    )
+    log_n = float(np.log(max(n, 2)))
+    return min(pool, key=lambda c: n * np.log(max(c.nmse, floor)) + penalty * c.complexity * log_n)
