@@ -94,6 +94,12 @@ def test_exact_recovery_proves_equal_structures_with_other_constants():
         -5.86420400049266e-8 * s**2 + 0.000971230096 * s - 4.024415969849
     )
     assert exact_recovery(cand, truth, f.names, Xc, yc, X)["exact"]
+    # one found at 1% noise whose float constants no simple rational fits: solved exactly
+    cand = 4.8259422e-5 + 0.0119294462564446 / (
+        2.30556448949444e-7 * s**2 - 0.003818551544 * s + 15.822956085205
+    )
+    rec = exact_recovery(cand, truth, f.names, Xc, yc, X)
+    assert rec["exact"] and sp.simplify(rec["expression"] / truth).is_number
 
 
 def test_exact_recovery_refuses_a_wrong_or_merely_close_formula():

@@ -14,7 +14,10 @@ The definition used (docs/symbolic.md):
    as **exactly recovered** when SymPy simplifies ``candidate - truth`` or ``candidate /
    truth`` to a number (free of the inputs), directly or after rewriting roots and logs
    as for positive arguments (``sqrt(1/x) = 1/sqrt(x)``, ``log(a*b) = log(a) + log(b)``;
-   the numeric agreement on the fresh points rules out a sign or branch slip).  ``numeric`` marks a candidate whose re-fit matches the truth to 1e-8 RMS but
+   the numeric agreement on the fresh points rules out a sign or branch slip); constants
+   still left as fitted floats are solved exactly from the truth at a few exact points
+   when the equations are linear in them (a rational function's coefficients), and the
+   solved formula must simplify to the truth.  ``numeric`` marks a candidate whose re-fit matches the truth to 1e-8 RMS but
    that SymPy could not prove.
 
 The re-fit is allowed to move the candidate's prediction on the data by at most
@@ -225,9 +228,52 @@ def _attempt(
         snapped = sp.simplify(snapped)
     out["expression"] = snapped
     proof = _prove(snapped, truth, set(xs), sp)
+    if proof is None:
+        solved = _solve_linear(tmpl, pinned, syms, truth, xs, X_fresh, sp)
+        if solved is not None:
+            out["expression"], proof = solved, "constants solved exactly (linear), then equal"
     if proof is not None:
         out["exact"], out["proof"] = True, proof
     return out
+
+
+def _solve_linear(
+    tmpl: Any,
+    pinned: dict[Any, Any],
+    syms: list[Any],
+    truth: Any,
+    xs: list[Any],
+    X: np.ndarray,
+    sp: Any,
+    max_free: int = 6,
+) -> Any:
+    """The constants left as fitted floats, solved exactly when ``template = truth`` at a
+    few exact points is linear in them (a rational function's coefficients, say); the
+    solved formula if SymPy then simplifies it minus the truth to zero, else None."""
+    free = [sym for sym in syms if isinstance(pinned[sym], sp.Float)]
+    if not free or len(free) > max_free or len(X) < len(free) + 2:
+        return None
+    form = tmpl.xreplace({k: v for k, v in pinned.items() if k not in free})
+    try:
+        eqs = []
+        for row in X[: len(free) + 2]:
+            at = {x: sp.Rational(str(round(float(v), 4))) for x, v in zip(xs, row, strict=True)}
+            num = sp.numer(sp.together(form.xreplace(at) - truth.xreplace(at)))
+            if sp.Poly(num, *free).total_degree() > 1:
+                return None
+            eqs.append(num)
+        solution = sp.linsolve(eqs, free)
+        if len(solution) != 1:
+            return None
+        values = next(iter(solution))
+        if any(v.free_symbols for v in values):
+            return None
+        solved = form.xreplace(dict(zip(free, values, strict=True)))
+        if sp.simplify(solved - truth) == 0:
+            return sp.simplify(solved)
+    except Exception:  # not polynomial in the constants, or SymPy gives up
+        return None
+    return None
 
 
 def exact_recovery(
