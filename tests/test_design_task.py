@@ -75,6 +75,29 @@ def test_pid_controller_holds_the_rate_as_the_luminosity_falls():
     assert pid["integrated_efficiency"] > fixed["integrated_efficiency"] + 0.05
 
 
+def test_menu_tuning_spends_one_rate_evaluation_per_candidate():
+    # most random menus are over budget here; each must cost one rate evaluation, so
+    # the counted simulation budget of the fixed and PID baselines is what they spend
+    m = _toy_model()
+    bmap = ThresholdMap({"x": (1.0, 200.0)})
+    budget = 0.01 * INPUT_RATE_KHZ
+    before = m.calls
+    t, spent = tune_thresholds(m, 58.0, budget, bmap, np.random.default_rng(3), 200)
+    assert spent == 200
+    assert 190 <= m.calls - before <= 200
+    assert m.rate_khz(t, 58.0) <= budget
+
+
+def test_pid_gains_are_chosen_on_as_many_fills_as_the_agents_budget_pays_for():
+    from fivesigma.tasks.design.stages import _PID_GRID, _TUNE_CALLS, pid_tuning_fills
+
+    per_fill = len(_PID_GRID) * (_TUNE_CALLS + 2 + 20)
+    n = pid_tuning_fills(48_000, 20)
+    assert n == 48_000 // per_fill == 8
+    assert n * per_fill <= 48_000 < (n + 1) * per_fill
+    assert pid_tuning_fills(160, 5) == 3  # never fewer than 3
+
+
 def test_threshold_map_round_trips_and_clips():
     bmap = ThresholdMap({"a": (10.0, 1000.0), "b": (1.0, 4.0)})
     t = bmap.thresholds(np.array([0.0, 1.0]))
@@ -168,6 +191,37 @@ def test_exported_policy_equals_the_agent(kind):
     expected, _ = agent.predict(obs, deterministic=True)
     got = np.array([policy(o) for o in obs])
     assert got == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_ppo_learns_to_follow_the_falling_pile_up():
+    # the reference menu is tuned at the highest starting pile-up; as the pile-up falls
+    # through a fill the agent must lower the threshold (a feed-forward schedule in mu)
+    # to keep signal, without going over budget
+    pytest.importorskip("stable_baselines3")
+    from fivesigma.tasks.design.agents import train_agent
+    from fivesigma.tasks.design.env import (
+        FixedController,
+        PolicyController,
+        evaluate,
+        make_trigger_env,
+    )
+
+    s = _settings(stream={"mu_grid": [10, 60]}, fill={"mu_start": [40, 50]})
+    m = _toy_model()
+    m.seeds = s.seeds = ["x"]
+    plain = ThresholdMap({"x": (1.0, 200.0)})
+    t_ref, _ = tune_thresholds(m, 50.0, s.budget_khz, plain, np.random.default_rng(0), 200)
+    bmap = ThresholdMap({"x": (1.0, 200.0)}, centre=t_ref, width=1.0)
+    policy, _ = train_agent("ppo", lambda j: make_trigger_env(m, s, bmap, [0, j]), 4000, 0)
+    high = bmap.thresholds(policy(np.array([48 / 60, 0.0], dtype=np.float32)))
+    low = bmap.thresholds(policy(np.array([20 / 60, 0.9], dtype=np.float32)))
+    assert low[0] < 0.8 * high[0]
+    fills = [Fill(45.0, 12.0, 10.0, 20), Fill(42.0, 18.0, 10.0, 20)]
+    agent = evaluate(PolicyController(policy, bmap, 60.0), m, fills, s.budget_khz, s.penalty)
+    fixed = evaluate(FixedController(t_ref), m, fills, s.budget_khz, s.penalty)
+    assert agent["integrated_efficiency"] > fixed["integrated_efficiency"] + 0.2
+    assert agent["violation"] < 0.01
 
 
 # ----------------------------------------------------------------------- config, CLI

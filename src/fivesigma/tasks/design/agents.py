@@ -126,8 +126,11 @@ def train_agent(
         if kind == "ppo":
             envs = [make_env(i) for i in range(n_envs)]
             venv = vec.DummyVecEnv([lambda e=e: e for e in envs])
-            # short rollouts: many small updates (the return is one step long)
-            n_steps = max([8] + [n for n in (16, 32, 64) if timesteps >= 40 * n * n_envs])
+            # short rollouts: many small updates (the return is one step long).  PPO's
+            # clipped ratio lets the mean action move by a fraction of the small
+            # exploration width per update, so the number of updates, not the rollout
+            # length, sets how far the menu can move from the reference
+            n_steps = max([8] + [n for n in (16, 32) if timesteps >= 40 * n * n_envs])
             agent = sb3.PPO(
                 "MlpPolicy",
                 venv,

@@ -241,8 +241,9 @@ def tune_thresholds(
 
     def score(a: np.ndarray) -> float:
         t = bmap.thresholds(a)
-        if model.rate_khz(t, mu) > budget_khz:
-            return -1.0 - model.rate_khz(t, mu) / budget_khz
+        rate = model.rate_khz(t, mu)  # one rate evaluation per candidate menu
+        if rate > budget_khz:
+            return -1.0 - rate / budget_khz
         return float(np.mean(list(model.efficiencies(t, mu).values())))
 
     # random search, then a shrinking local search from each of the three best points

@@ -5,8 +5,9 @@ fills or at the start of each fill and judged on the same held-out fills:
 
 - ``fixed``: thresholds tuned at the start of each fill (at its first pile-up, the best
   mean efficiency within budget, :func:`tune_thresholds`) and kept all fill long;
-- ``pid``: the same start, then a PID controller on the total rate; its gains chosen on
-  training fills from a small grid;
+- ``pid``: the same start, then a PID controller on the total rate; its gains chosen
+  from a small grid on training fills started the same way, as many fills as the
+  agents' simulation budget pays for (:func:`pid_tuning_fills`);
 - ``bo``: optuna (TPE) over a threshold schedule in pile-up (2K parameters), each trial
   judged on ``bo_fills`` training fills, as many simulated steps as the largest agent;
 - ``ppo``, ``sac``: Stable-Baselines3 agents trained on fresh training fills.
@@ -41,7 +42,7 @@ from fivesigma.tasks.design.env import (
 )
 from fivesigma.tasks.design.fill import Fill, RateModel, sample_fills
 
-__all__ = ["check_budget", "detector_study", "summarise", "trigger_study"]
+__all__ = ["check_budget", "detector_study", "pid_tuning_fills", "summarise", "trigger_study"]
 
 #: budget-violation tolerance of the "equal or lower violation" comparison
 VIOLATION_TOLERANCE = 1e-3
@@ -117,6 +118,15 @@ class _Fixed(Controller):
         return self.t
 
 
+def pid_tuning_fills(sim_budget: int, steps: int) -> int:
+    """Training fills the PID gains are chosen on: as many as ``sim_budget`` simulated
+    steps pay for when every gain pair of the grid runs on each fill from a start menu
+    tuned as on the held-out fills (``_TUNE_CALLS`` rate evaluations, 2 for the rate
+    elasticity, then ``steps`` steps), and at least 3."""
+    per_fill = len(_PID_GRID) * (_TUNE_CALLS + 2 + steps)
+    return max(3, int(sim_budget) // per_fill)
+
+
 def _train_fills(s: Any, seed: int, n: int) -> list[Fill]:
     rng = np.random.default_rng([seed, 7])
     return sample_fills(n, rng, s.mu_start, s.lifetime_h, s.fill_hours, s.fill_steps)
@@ -163,11 +173,14 @@ def trigger_study(model: RateModel, s: Any, progress: bool = True) -> dict[str, 
         row["fixed"]["seconds"] = time.perf_counter() - t0
         # PID: gains from a grid on training fills
         t0 = time.perf_counter()
-        train = _train_fills(s, seed, 3)
+        # each gain pair on the same training fills, each fill started from a menu tuned
+        # exactly as on the held-out fills (the start the gains will be used from), on
+        # as many fills as the agents' simulation budget pays for
+        train = _train_fills(s, seed, pid_tuning_fills(sim_budget, s.fill_steps))
         best, best_gains = -np.inf, _PID_GRID[0]
         calls0 = model.calls
         for gains in _PID_GRID:
-            c = _TunedAtStart(model, s, plain, seed, pid=gains, calls=100)
+            c = _TunedAtStart(model, s, plain, seed, pid=gains)
             v = evaluate(c, model, train, s.budget_khz, s.penalty)["reward"]
             if v > best:
                 best, best_gains = v, gains
