@@ -46,12 +46,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "retrainings": 3,
         "scan": [0.0, 0.006, 0.01, 0.02, 0.04],
         "scan_methods": ["cathode", "cwola", "iad"],
+        # CATHODE's protocol at a smaller scale: no early stopping (patience = epochs),
+        # the classifiers averaged over their 10 epochs of lowest validation loss
         "training": {
-            "epochs": 20,
-            "patience": 5,
+            "epochs": 40,
+            "patience": 40,
             "batch_size": 256,
-            "flow_epochs": 20,
-            "ensemble": 5,
+            "flow_epochs": 40,
+            "ensemble": 10,
         },
         "asymmetry_jets": 4000,
     },
@@ -63,7 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scan_methods": ["cathode", "cwola", "iad", "supervised"],
         "training": {
             "epochs": 100,
-            "patience": 10,
+            "patience": 100,
             "batch_size": 256,
             "flow_epochs": 100,
             "ensemble": 10,
@@ -120,7 +122,13 @@ class AnomalyGenerate(StrictModel):
         dict[str, Any],
         Field(description="further generator options (see `fivesigma generate dijets -h`)"),
     ] = Field(default_factory=dict)
-    jobs: Annotated[int | None, Field(ge=1, description="generation processes")] = None
+    jobs: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="processes for the generation and for the trainings; default: every core",
+        ),
+    ] = None
 
 
 class AnomalyRegions(StrictModel):
@@ -194,9 +202,20 @@ class AnomalyBumpHunt(StrictModel):
     sculpting_tolerance: Annotated[
         float,
         Field(
-            gt=0, lt=1, description="smallest p-value of the sculpting test called 'not sculpted'"
+            gt=0,
+            lt=1,
+            description="smallest p-value called a good fit (dijet function on the cut "
+            "background) or an unchanged shape",
         ),
     ] = 0.01
+    spurious_tolerance: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="largest |Z| of the spurious signal (the bump hunt on the cut test "
+            "background) called 'not sculpted'",
+        ),
+    ] = 2.0
 
 
 class AnomalyAsymmetry(StrictModel):

@@ -103,13 +103,33 @@ def metrics(
                 "p_value",
                 "ks_statistic",
                 "ks_p_value",
+                "shape_unchanged",
+                "spurious_significance",
+                "spurious_fit_p_value",
+                "spurious_error",
                 "not_sculpted",
                 "tolerance",
+                "spurious_tolerance",
             )
             if k in result.sculpting
         }
         out["sculpting"]["method"] = config.bump_hunt.method
         out["sculpting"]["efficiency"] = config.bump_hunt.efficiency
+    if result.sculpting_by_method:
+        out["sculpting_by_method"] = {
+            method: {
+                k: sc[k]
+                for k in (
+                    "chi2",
+                    "ndf",
+                    "p_value",
+                    "spurious_significance",
+                    "spurious_fit_p_value",
+                    "not_sculpted",
+                )
+            }
+            for method, sc in result.sculpting_by_method.items()
+        }
     if asymmetry is not None:
         out["autoencoder_asymmetry"] = {
             k: v for k, v in asymmetry.items() if not isinstance(v, np.ndarray | dict)
@@ -385,9 +405,13 @@ def write_report(
             Box(
                 [
                     Text(
-                        f"{verdict}: χ²/ndf = {sc['chi2']:.1f}/{sc['ndf']} (p = "
-                        f"{sc['p_value']:.3g}), KS p = {sc['ks_p_value']:.3g}; tolerance p ≥ "
-                        f"{sc['tolerance']:g}"
+                        f"{verdict}: the bump hunt on the cut background finds a spurious "
+                        f"signal of {sc['spurious_significance']:+.2f}σ (tolerance "
+                        f"±{sc['spurious_tolerance']:g}σ), dijet fit p = "
+                        f"{sc['spurious_fit_p_value']:.3g} (tolerance ≥ {sc['tolerance']:g}). "
+                        f"Shape change: χ²/ndf = {sc['chi2']:.1f}/{sc['ndf']} (p = "
+                        f"{sc['p_value']:.3g}), KS p = {sc['ks_p_value']:.3g}."
+                        + (f" {sc['spurious_error']}" if "spurious_error" in sc else "")
                     )
                 ]
             ),
@@ -399,6 +423,25 @@ def write_report(
                 ),
             ),
         )
+        by_method = m.get("sculpting_by_method", {})
+        if by_method:
+            sec.add(
+                Table(
+                    ["method", "spurious Z", "dijet fit p", "shape χ²/ndf", "shape p", "verdict"],
+                    [
+                        [
+                            name,
+                            r["spurious_significance"],
+                            r["spurious_fit_p_value"],
+                            f"{r['chi2']:.1f}/{r['ndf']}",
+                            r["p_value"],
+                            "not sculpted" if r["not_sculpted"] else "SCULPTED",
+                        ]
+                        for name, r in by_method.items()
+                    ],
+                    digits=3,
+                )
+            )
         report.add(sec)
 
     if asymmetry is not None:

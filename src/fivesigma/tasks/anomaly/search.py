@@ -30,7 +30,7 @@ from fivesigma.errors import DataError
 from fivesigma.tasks.anomaly.config import AnomalySettings
 from fivesigma.tasks.anomaly.data import DijetTable, Regions, check_regions, inject
 
-__all__ = ["MethodRun", "SearchSplits", "make_splits", "run_search"]
+__all__ = ["MethodRun", "SearchSplits", "TrainingJob", "make_splits", "run_search"]
 
 #: published max SIC at S/B ~ 0.6% in the signal region on the LHC Olympics R&D set
 #: (CATHODE paper, arXiv:2109.00546, Fig. 6; ANODE arXiv:2001.04990)
@@ -237,6 +237,29 @@ def train_and_judge(
 # The bump hunt
 
 
+def _folds(n: int, seed: int) -> np.ndarray:
+    """The two-fold assignment (0 or 1) of ``n`` data events for cross-scoring."""
+    return np.random.default_rng([seed, 0xB0]).integers(0, 2, n)
+
+
+def fold_scores(
+    method: str,
+    data: DijetTable,
+    splits: SearchSplits,
+    s: AnomalySettings,
+    seed: int,
+    k: int,
+) -> np.ndarray:
+    """Scores of the data events of fold ``k`` from the model trained on the other fold."""
+    from fivesigma.tasks.anomaly.methods import make_method
+
+    fold = _folds(len(data), seed)
+    train, held = data.take(fold != k), data.take(fold == k)
+    model = make_method(method, method_settings(s, method, seed + 101 * (k + 1), False))
+    model.fit(_sample(train, splits, s.features, method))
+    return model.score(held.features(s.features), np.asarray(held.mjj, float))
+
+
 def cross_scores(
     method: str,
     data: DijetTable,
@@ -245,17 +268,10 @@ def cross_scores(
     seed: int,
 ) -> np.ndarray:
     """Scores of every data event from the model trained on the other half (2 folds)."""
-    from fivesigma.tasks.anomaly.methods import make_method
-
-    rng = np.random.default_rng([seed, 0xB0])
-    fold = rng.integers(0, 2, len(data))
+    fold = _folds(len(data), seed)
     scores = np.empty(len(data), dtype=np.float64)
     for k in (0, 1):
-        train = data.take(fold != k)
-        held = data.take(fold == k)
-        model = make_method(method, method_settings(s, method, seed + 101 * (k + 1), False))
-        model.fit(_sample(train, splits, s.features, method))
-        scores[fold == k] = model.score(held.features(s.features), np.asarray(held.mjj, float))
+        scores[fold == k] = fold_scores(method, data, splits, s, seed, k)
     return scores
 
 
@@ -285,8 +301,16 @@ def sculpting_check(
     model: Any, splits: SearchSplits, s: AnomalySettings, hunt: Any
 ) -> dict[str, Any]:
     """The test background's m_JJ before and after the cut that keeps ``hunt.efficiency``
-    of the signal-region background (the model's own threshold)."""
-    from fivesigma.stats.bumphunt import sculpting
+    of the signal-region background (the model's own threshold).
+
+    Two measures: whether the *shape* changes at all (the pass/fail contingency χ² and
+    KS: any score that uses features correlated with m_JJ changes it), and whether the
+    change can fake a signal, which is what matters to the bump hunt: the hunt itself run
+    on the cut background, whose significance is the *spurious signal* (zero for a smooth
+    change that the dijet function absorbs).  ``not_sculpted`` is the second:
+    |Z_spurious| < ``hunt.spurious_tolerance`` and a dijet fit of p ≥ ``hunt.sculpting_tolerance``.
+    """
+    from fivesigma.stats.bumphunt import bump_hunt, sculpting
 
     bkg = splits.test_background
     mjj = np.asarray(bkg.mjj, dtype=np.float64)
@@ -295,12 +319,27 @@ def sculpting_check(
     scores = model.score(bkg.features(s.features), mjj)
     threshold = cut_threshold(scores, splits.regions.region(mjj) == 1, hunt.efficiency)
     edges = np.linspace(hunt.range[0], hunt.range[1], hunt.bins + 1)
-    result = sculpting(mjj, mjj[scores >= threshold], edges)
+    after = mjj[scores >= threshold]
+    result = sculpting(mjj, after, edges)
     result["edges"] = edges
     result["counts_before"] = np.histogram(mjj, edges)[0]
-    result["counts_after"] = np.histogram(mjj[scores >= threshold], edges)[0]
-    result["not_sculpted"] = bool(result["p_value"] >= hunt.sculpting_tolerance)
+    result["counts_after"] = np.histogram(after, edges)[0]
+    result["shape_unchanged"] = bool(result["p_value"] >= hunt.sculpting_tolerance)
+    try:
+        spurious = bump_hunt(after, edges, splits.regions.sr, n_params=hunt.n_params, limits=False)
+    except DataError as exc:  # the cut emptied the sidebands: sculpted beyond fitting
+        result["spurious_significance"] = result["spurious_fit_p_value"] = float("nan")
+        result["spurious_error"] = str(exc)
+        result["not_sculpted"] = False
+    else:
+        result["spurious_significance"] = float(spurious["significance"])
+        result["spurious_fit_p_value"] = float(spurious["fit"]["p_value"])
+        result["not_sculpted"] = bool(
+            abs(result["spurious_significance"]) < hunt.spurious_tolerance
+            and result["spurious_fit_p_value"] >= hunt.sculpting_tolerance
+        )
     result["tolerance"] = hunt.sculpting_tolerance
+    result["spurious_tolerance"] = hunt.spurious_tolerance
     return result
 
 
@@ -316,8 +355,9 @@ class SearchResult:
     runs: list[MethodRun]
     models: dict[str, Any]  # method -> the first retraining's fitted model (nominal S/B)
     scan: list[dict[str, Any]]  # per S/B: injection info, bump hunt
-    sculpting: dict[str, Any] | None
+    sculpting: dict[str, Any] | None  # of the bump-hunt method
     seconds: dict[str, float]
+    sculpting_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _inject(
@@ -344,21 +384,77 @@ def _inject(
     )
 
 
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training of the search: judged on the test events (``fold`` -1) or one fold of
+    the bump hunt's cross-scoring.  ``point`` is the scan's S/B (None: the nominal data)."""
+
+    method: str
+    seed: int
+    point: float | None = None
+    fold: int = -1
+    keep_model: bool = False
+
+    def cost(self) -> int:
+        """Rough relative cost, to start the longest trainings first."""
+        return {"cathode": 8, "flow": 4}.get(self.method, 1)
+
+
+#: the samples every training job of one worker process reads (set by _init_worker)
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(splits: SearchSplits, s: AnomalySettings) -> None:
+    _WORKER.clear()
+    _WORKER.update(splits=splits, settings=s, test=test_set(splits, s.features), data={})
+
+
+def _point_data(point: float | None) -> tuple[DijetTable, dict[str, Any]]:
+    """The injected data of a scan point (None: nominal), built once per process."""
+    cache = _WORKER["data"]
+    if point not in cache:
+        s = _WORKER["settings"]
+        if point is None:
+            cache[point] = _inject(_WORKER["splits"], s.s_over_b, s.n_signal, s.seed)
+        else:
+            cache[point] = _inject(_WORKER["splits"], point, None, s.seed)
+    return cache[point]
+
+
+def _run_job(job: TrainingJob) -> tuple[Any, Any]:
+    splits, s = _WORKER["splits"], _WORKER["settings"]
+    data, info = _point_data(job.point)
+    if job.fold >= 0:
+        return fold_scores(job.method, data, splits, s, job.seed, job.fold), None
+    run, model = train_and_judge(
+        job.method, data, splits, s, float(info["s_over_b_sr"]), job.seed, _WORKER["test"]
+    )
+    return run, (model if job.keep_model else None)
+
+
 def run_search(
     background: DijetTable,
     signal: DijetTable,
     s: AnomalySettings,
     hunt: Any,
     progress: bool = True,
+    jobs: int | None = 1,
 ) -> SearchResult:
     """The whole study: nominal injection with every method and its retrainings, the S/B
-    scan, the sculpting check and the bump hunts."""
+    scan, the sculpting check and the bump hunts.
+
+    Every training is independent of the others, so all of them (nominal, scan and the
+    bump hunts' folds) run side by side in ``jobs`` one-thread processes
+    (:func:`fivesigma.core.parallel.map_processes`; None: every core); the results do
+    not depend on ``jobs``."""
+    from fivesigma.core.parallel import map_processes
+
     seconds: dict[str, float] = {}
     regions = Regions(sr=s.sr, sidebands=s.sidebands)
     splits = make_splits(background, signal, regions, s.seed)
     counts = splits.counts()
-    test = test_set(splits, s.features)
-    data, info = _inject(splits, s.s_over_b, s.n_signal, s.seed)
+    _init_worker(splits, s)
+    data, info = _point_data(None)
     _say(
         progress,
         f"data: {len(data)} events, {info['n_background_sr']} background and "
@@ -366,47 +462,89 @@ def run_search(
         f"S/sqrt(B) {info['significance_sr']:.2f}); test: {counts['test_background_sr']} "
         f"background, {counts['test_signal_sr']} signal",
     )
+    nominal_sb = float(info["s_over_b_sr"])
+
+    # every training of the study, then one pool for all of them
+    work: list[TrainingJob] = [
+        TrainingJob(method, s.seed + 1000 * k, keep_model=k == 0)
+        for method in s.methods
+        for k in range(s.retrainings)
+    ]
+    points = [(value, *_point_data(value)) for value in s.scan]
+    for value, _, point_info in points:
+        if abs(point_info["s_over_b_sr"] - nominal_sb) < 1e-12:
+            continue  # the nominal runs stand for it
+        for method in s.scan_methods:
+            if method != "supervised":  # it never sees the data: no S/B dependence
+                work.append(TrainingJob(method, s.seed, point=value))
+    if hunt.enabled:
+        work += [
+            TrainingJob(hunt.method, s.seed, point=value, fold=k)
+            for value in s.scan
+            for k in (0, 1)
+        ]
+    order = sorted(range(len(work)), key=lambda i: -work[i].cost())
+
+    def report(i: int, result: tuple[Any, Any]) -> None:
+        job = work[order[i]]
+        where = "nominal" if job.point is None else f"S/B {job.point:.4f}"
+        if job.fold >= 0:
+            _say(progress, f"  {job.method:<11} {where} bump-hunt fold {job.fold} done")
+            return
+        run = result[0]
+        _say(
+            progress,
+            f"  {job.method:<11} {where} seed {run.seed:>5}: max SIC "
+            f"{run.max_sic['max_sic']:6.2f}, AUC {run.auc:.3f} ({run.seconds:.0f} s)",
+        )
+
+    t0 = time.perf_counter()
+    done = map_processes(
+        _run_job,
+        [work[i] for i in order],
+        jobs=jobs,
+        initializer=_init_worker,
+        initargs=(splits, s),
+        on_result=report,
+    )
+    seconds["training"] = time.perf_counter() - t0
+    results = {order[i]: r for i, r in enumerate(done)}
+
     runs: list[MethodRun] = []
     models: dict[str, Any] = {}
-    nominal_sb = float(info["s_over_b_sr"])
-    t0 = time.perf_counter()
-    for method in s.methods:
-        for k in range(s.retrainings):
-            run, model = train_and_judge(
-                method, data, splits, s, nominal_sb, s.seed + 1000 * k, test
-            )
-            runs.append(run)
-            models.setdefault(method, model)
-            _say(
-                progress,
-                f"  {method:<11} seed {run.seed:>5}: max SIC {run.max_sic['max_sic']:6.2f}, "
-                f"AUC {run.auc:.3f} ({run.seconds:.0f} s)",
-            )
-    seconds["nominal"] = time.perf_counter() - t0
+    scan_runs: dict[tuple[float, str], MethodRun] = {}
+    folds: dict[tuple[float, int], np.ndarray] = {}
+    for i, job in enumerate(work):
+        out, model = results[i]
+        if job.fold >= 0:
+            folds[(job.point, job.fold)] = out  # type: ignore[index]
+        elif job.point is None:
+            runs.append(out)
+            if model is not None:
+                models[job.method] = model
+        else:
+            scan_runs[(job.point, job.method)] = out
 
     sculpt = None
-    if hunt.enabled and hunt.method in models:
-        sculpt = sculpting_check(models[hunt.method], splits, s, hunt)
+    sculpt_by_method: dict[str, dict[str, Any]] = {}
+    if hunt.enabled:
+        for method, model in models.items():
+            sculpt_by_method[method] = sculpting_check(model, splits, s, hunt)
+        sculpt = sculpt_by_method.get(hunt.method)
 
     scan: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    for value in s.scan:
-        point_data, point_info = _inject(splits, value, None, s.seed)
+    for value, point_data, point_info in points:
         point: dict[str, Any] = {"s_over_b": value, "injection": point_info, "runs": {}}
-        same_as_nominal = abs(point_info["s_over_b_sr"] - nominal_sb) < 1e-12
         for method in s.scan_methods:
-            if same_as_nominal:
+            if (value, method) in scan_runs:
+                point["runs"][method] = [scan_runs[(value, method)]]
+            else:  # the nominal S/B, or the supervised reference
                 point["runs"][method] = [r for r in runs if r.method == method][:1]
-                continue
-            if method == "supervised":  # it never sees the data: no S/B dependence
-                point["runs"][method] = [r for r in runs if r.method == method][:1]
-                continue
-            run, _ = train_and_judge(
-                method, point_data, splits, s, point_info["s_over_b_sr"], s.seed, test
-            )
-            point["runs"][method] = [run]
         if hunt.enabled:
-            scores = cross_scores(hunt.method, point_data, splits, s, s.seed)
+            fold = _folds(len(point_data), s.seed)
+            scores = np.empty(len(point_data), dtype=np.float64)
+            for k in (0, 1):
+                scores[fold == k] = folds[(value, k)]
             mjj = np.asarray(point_data.mjj, dtype=np.float64)
             point["bump_hunt"] = bump_hunt_data(mjj, scores, regions, hunt)
             # the same hunt without the anomaly cut: the baseline a physicist compares to
@@ -419,7 +557,6 @@ def run_search(
             + ", ".join(f"{m} {r[0].max_sic['max_sic']:.2f}" for m, r in point["runs"].items() if r)
             + (f"; bump hunt {bh['significance']:+.2f} sigma" if bh else ""),
         )
-    seconds["scan"] = time.perf_counter() - t0
     return SearchResult(
         splits=counts,
         nominal=info,
@@ -428,6 +565,7 @@ def run_search(
         scan=scan,
         sculpting=sculpt,
         seconds=seconds,
+        sculpting_by_method=sculpt_by_method,
     )
 
 

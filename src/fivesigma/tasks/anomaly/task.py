@@ -146,7 +146,7 @@ class AnomalyTask(Task):
                     f"the {name} sample ({table.source}) has no column(s) "
                     f"{', '.join(missing)}; it has {', '.join(sorted(table.columns))}"
                 )
-        result = run_search(background, signal, s, config.bump_hunt, progress)
+        result = run_search(background, signal, s, config.bump_hunt, progress, jobs=s.jobs)
 
         asymmetry = None
         if config.asymmetry.enabled:
