@@ -18,7 +18,13 @@ pytest.importorskip("pyoperon")
 from fivesigma.cli import main  # noqa: E402
 from fivesigma.errors import ConfigError, DataError  # noqa: E402
 from fivesigma.tasks.symbolic.benchmark import BUILTIN, Formula, Input, sample, truth_expr  # noqa: E402
-from fivesigma.tasks.symbolic.engine import EngineSettings, search  # noqa: E402
+from fivesigma.tasks.symbolic.engine import (  # noqa: E402
+    Candidate,
+    EngineSettings,
+    _operon_pareto,
+    search,
+    select,
+)
 from fivesigma.tasks.symbolic.recovery import exact_recovery  # noqa: E402
 from fivesigma.tasks.symbolic.units import check_units, parse_unit  # noqa: E402
 
@@ -135,6 +141,43 @@ def test_short_search_recovers_the_relativistic_energy_exactly():
     Xc, _, yc = sample(f, 300, 0.0, 6)
     rec = exact_recovery(res.best.expr, truth_expr(f), f.names, Xc, yc, X)
     assert rec["exact"], res.best.expr
+
+
+def test_merged_operon_front_keeps_only_members_no_shorter_one_beats():
+    # (text, Operon length, Operon MSE) from three restarts, in no order
+    raw = [
+        ("a", 5, 1.0),
+        ("b", 7, 0.5),
+        ("c", 7, 0.8),  # beaten by b (same length)
+        ("d", 9, 0.9),  # beaten by b (shorter)
+        ("e", 11, 0.1),
+        ("f", 3, 2.0),
+        ("g", 13, float("nan")),  # unusable
+        ("h", 15, 0.1),  # no better than e, longer
+    ]
+    assert [m[0] for m in _operon_pareto(raw)] == ["f", "a", "b", "e"]
+
+
+def test_choice_weighs_fit_against_nodes_with_the_number_of_points():
+    """BIC: n ln(NMSE) + complexity ln(n).  At n = 300 with 1% noise (NMSE floor 1e-4),
+    a member 4 nodes simpler but 15% worse than the floor is an approximation (300 ln 1.15
+    = 42 > 4 ln 300 = 23): the longer member is chosen; an over-fit 6 nodes longer that
+    gains 1% (3 < 34) is not; with 30 points the same 15% no longer pays for 4 nodes."""
+    x = sp.Symbol("x")
+
+    def cand(cx, nmse, units=None):
+        return Candidate(x + cx, cx, nmse, units)
+
+    approx, truth, overfit = cand(8, 1.15e-4), cand(12, 1.0e-4), cand(18, 0.99e-4)
+    front = [approx, truth, overfit]
+    assert select(front, 300) is truth
+    assert select(front, 30) is approx
+    # a unit-inconsistent member is chosen only when no consistent one is left
+    bad = cand(12, 1.0e-4, "adds GeV to GeV^2")
+    assert select([approx, bad, overfit], 300) is approx
+    assert select([bad], 300) is bad
+    # noise-free: fits at machine precision are equal, the shorter is chosen
+    assert select([cand(8, 1e-30), cand(12, 1e-33)], 300).complexity == 8
 
 
 # -- distillation on a toy whose best score is known ----------------------------------------

@@ -1,7 +1,8 @@
 """The search: Operon (pyoperon) genetic programming, then SymPy and a Pareto front.
 
 :func:`search` runs NSGA-II on (R², length) with Levenberg-Marquardt constant fitting
-inside the evolution, turns every member of the final front into a SymPy expression,
+inside the evolution, several times (restarts with their own seeds), merges the final
+fronts, turns every member of the merged front into a SymPy expression,
 re-fits its constants on the data to convergence (scipy), measures its complexity (nodes
 of the SymPy tree), checks its units, and picks one formula: the least complex
 unit-consistent member with the smallest Bayesian information criterion,
@@ -152,9 +153,12 @@ class EngineSettings:
 
     ``generations`` (per restart) is the budget; ``max_seconds`` is only a safety cap
     per restart (a run that hits it says so in ``SearchResult.engine``).  ``restarts``
-    independent runs with seeds ``seed, seed + 1, ...`` are merged into one front; no
-    further restart runs once a member fits to ``stop_nmse`` (noise-free data, formula
-    found).  ``select_penalty`` and ``select_floor`` set the choice (:func:`select`).
+    independent runs with seeds ``seed, seed + 1, ...`` are merged into one front (only
+    the members of the merged Operon front, by Operon length and MSE, are re-fitted in
+    SymPy); no further restart runs once a member fits to ``stop_nmse`` (noise-free data,
+    formula found).  Many small restarts find more than few big ones for the same
+    evaluations (the quick preset uses 8 of population 250).  ``select_penalty`` and
+    ``select_floor`` set the choice (:func:`select`).
     """
 
     generations: int = 60
@@ -202,7 +206,27 @@ def _operon_front(
     }
     # fewer generations than asked: the time cap stopped the run
     stats["time_capped"] = stats["generations"] < e.generations
-    return [reg.get_model_string(d["tree"], 12, names) for d in members], stats
+    return [
+        (
+            reg.get_model_string(d["tree"], 12, names),
+            int(d["length"]),
+            float(d["mean_squared_error"]),
+        )
+        for d in members
+    ], stats
+
+
+def _operon_pareto(raw: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+    """The members of several Operon fronts that no shorter-or-equal member beats in
+    Operon's own MSE (constants already fitted by Levenberg-Marquardt): the merged front
+    before the costlier SymPy re-fit."""
+    out: list[tuple[str, int, float]] = []
+    best = np.inf
+    for m in sorted(raw, key=lambda m: (m[1], m[2])):
+        if np.isfinite(m[2]) and m[2] < best:
+            out.append(m)
+            best = m[2]
+    return out
 
 
 def search(
@@ -219,22 +243,26 @@ def search(
     e = settings or EngineSettings()
     t0 = time.perf_counter()
     runs = []
-    front: list[Candidate] = []
-    seen: set[str] = set()
+    raw: list[tuple[str, int, float]] = []
+    done: dict[str, Candidate | None] = {}  # Operon text -> refitted candidate (None: unusable)
     for k in range(e.restarts):
-        texts, stats = _operon_front(X, y, names, operators, e, seed + k)
+        members, stats = _operon_front(X, y, names, operators, e, seed + k)
         runs.append(stats)
-        for text in texts:
+        raw.extend(members)
+        # only members on the merged Operon front are parsed and refitted (the refit costs
+        # as much as a small restart); the rest are dominated already
+        for text, _, _ in _operon_pareto(raw):
+            if text in done:
+                continue
+            done[text] = None
             try:
                 expr = _parse(text, names)
             except Exception:  # an unreadable member is skipped, never fatal
                 continue
             expr, nmse = refit_constants(expr, names, X, y)
-            key = str(expr)
-            if key in seen or not np.isfinite(nmse):
-                continue
-            seen.add(key)
-            front.append(Candidate(expr, complexity(expr), nmse, check_units(expr, units)))
+            if np.isfinite(nmse):
+                done[text] = Candidate(expr, complexity(expr), nmse, check_units(expr, units))
+        front = _unique(c for c in done.values() if c is not None)
         if front and min(c.nmse for c in front) < e.stop_nmse:
             break
     if not front:
@@ -249,6 +277,14 @@ def search(
         "time_capped": any(r["time_capped"] for r in runs),
     }
     return SearchResult(front, best, time.perf_counter() - t0, info)
+
+
+def _unique(cands: Any) -> list[Candidate]:
+    """One candidate per written formula (restarts often find the same one)."""
+    seen: dict[str, Candidate] = {}
+    for c in cands:
+        seen.setdefault(str(c.expr), c)
+    return list(seen.values())
 
 
 def pareto(cands: list[Candidate]) -> list[Candidate]:
