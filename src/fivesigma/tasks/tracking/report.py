@@ -233,6 +233,7 @@ def write_report(path: Path, metrics: dict[str, Any], evaluated: Any, fitted: An
                     g.get("gnn_edge_efficiency", "—"),
                     g.get("gnn_edge_purity", "—"),
                     g.get("gnn_edge_auc", "—"),
+                    g.get("score_with_true_edge_scores", "—"),
                 ]
             )
     graph.add(
@@ -247,6 +248,7 @@ def write_report(path: Path, metrics: dict[str, Any], evaluated: Any, fitted: An
                 "eff. after GNN",
                 "purity after GNN",
                 "edge AUC",
+                "score with true edge scores",
             ],
             stage_rows,
         ),

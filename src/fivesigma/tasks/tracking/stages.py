@@ -213,6 +213,7 @@ def evaluate_all(
     config: Any, fitted: Fitted, test: list[Hits], out: Path, progress: bool
 ) -> Evaluated:
     """Reconstruct every test event with each chain, write submissions, collect metrics."""
+    from fivesigma.tasks.tracking.evaluate import event_metrics
     from fivesigma.tasks.tracking.task import write_submission
 
     ev_cfg = config.evaluation
@@ -234,6 +235,7 @@ def evaluate_all(
     test_edges: list[np.ndarray] = []
     true_scores: list[np.ndarray] = []
     false_scores: list[np.ndarray] = []
+    ceilings: list[float] = []
     for i, hits in enumerate(test):
         display: dict[str, Any] = {"hits": hits}
         for name, chain in chains.items():
@@ -255,6 +257,10 @@ def evaluate_all(
                     y = hits.edge_truth(rec.edge_index)
                     true_scores.append(rec.scores[y])
                     false_scores.append(rec.scores[~y])
+                    # the same graph and track building with a perfect edge classifier:
+                    # how much of the score the graph allows, and so what the GNN loses
+                    perfect = chain._build_tracks(len(hits), rec.edge_index, y.astype(np.float32))
+                    ceilings.append(event_metrics(hits, perfect, pt_min=ev_cfg.pt_min)[0]["score"])
         if i < ev_cfg.event_displays:
             result.displays.append(display)
     result.graph_metrics["test"] = mean_graph_metrics(test, test_edges, ev_cfg.pt_min)
@@ -266,6 +272,8 @@ def evaluate_all(
         result.graph_metrics["test"].update(
             _edge_metrics(true_scores, false_scores, fitted.gnn.build["threshold"])
         )
+    if ceilings:
+        result.graph_metrics["test"]["score_with_true_edge_scores"] = float(np.mean(ceilings))
     for name, ev in evals.items():
         if ev.events:
             result.methods[name] = ev.summary()
