@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from _anomaly_toys import write_toy_dijets
+from _cli import assert_fails_one_line, write_config
 from fivesigma.cli import main
 
 
@@ -27,14 +28,7 @@ def _config(tmp: Path, **extra) -> Path:
         "bump_hunt": {"method": "cwola"},
         "asymmetry": {"enabled": False},
     }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    path = tmp / "anomaly.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(tmp / "anomaly.yaml", cfg, extra)
 
 
 @pytest.mark.slow
@@ -70,32 +64,24 @@ def test_run_judges_every_method_and_hunts_the_bump(tmp_path, capsys):
     assert table.num_rows == 2000 and np.isfinite(table["score"].to_numpy()).all()
 
 
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
-
-
 def test_signal_region_outside_the_data_is_one_line(tmp_path, capsys):
     cfg = _config(tmp_path, regions={"sr": [9000, 9500], "sidebands": [8000, 10000]},
                   bump_hunt={"range": [7000, 11000]})  # fmt: skip
     out = tmp_path / "out"
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "signal region")
+    assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "signal region")
     assert not out.exists()
 
 
 def test_sidebands_with_too_few_events_are_one_line(tmp_path, capsys):
     cfg = _config(tmp_path, regions={"sr": [3300, 3700], "sidebands": [3299, 3701]})
     out = tmp_path / "out"
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "sideband")
+    assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "sideband")
     assert not out.exists()
 
 
 def test_cathode_without_a_conditional_variable_is_refused(tmp_path, capsys):
     cfg = _config(tmp_path, condition=None)
-    msg = _fails(["config", "--check", str(cfg)], capsys, "conditional variable")
+    msg = assert_fails_one_line(["config", "--check", str(cfg)], capsys, "conditional variable")
     assert "cathode" in msg
 
 
@@ -113,7 +99,7 @@ def test_a_flow_producing_nan_stops_the_run_without_output(tmp_path, capsys, mon
     cfg = _config(tmp_path, methods=["cathode"], bump_hunt={"method": "cathode"},
                   injection={"scan": []}, retrainings=1)  # fmt: skip
     out = tmp_path / "out"
-    msg = _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "cathode")
+    msg = assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "cathode")
     assert "nan" in msg.lower() or "non-finite" in msg.lower() or "NaN" in msg
     assert not out.exists()
 

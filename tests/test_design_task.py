@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _cli import assert_fails_one_line
 from fivesigma.cli import main
 from fivesigma.core.config import parse_config
 from fivesigma.errors import ConfigError
@@ -227,14 +228,6 @@ def test_ppo_learns_to_follow_the_falling_pile_up():
 # ----------------------------------------------------------------------- config, CLI
 
 
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
-
-
 def test_template_checks_and_presets_resolve(tmp_path, capsys):
     from fivesigma.core.registry import TASKS
 
@@ -254,15 +247,15 @@ def test_a_budget_below_the_reserved_rate_is_one_line(tmp_path, capsys):
         )
     )
     out = tmp_path / "out"
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "cannot be met")
+    assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "cannot be met")
     assert not out.exists()
-    _fails(["config", "--check", str(cfg)], capsys, "cannot be met")
+    assert_fails_one_line(["config", "--check", str(cfg)], capsys, "cannot be met")
 
 
 def test_fills_outside_the_pile_up_grid_are_refused(capsys, tmp_path):
     cfg = tmp_path / "d.yaml"
     cfg.write_text(yaml.safe_dump({"version": 1, "task": "design", "fill": {"mu_start": [50, 80]}}))
-    msg = _fails(["config", "--check", str(cfg)], capsys, "mu_grid")
+    msg = assert_fails_one_line(["config", "--check", str(cfg)], capsys, "mu_grid")
     assert "mu_start" in msg or "pile-up" in msg
 
 
@@ -324,5 +317,7 @@ def test_tiny_run_end_to_end_and_apply(tmp_path, capsys):
     # a budget no threshold can meet: one line, no output
     bad = tmp_path / "bad"
     cfg = _tiny(tmp_path, trigger={"budget_khz": 0.5, "bounds": {"ht": [60, 70]}})
-    _fails(["run", str(cfg), "--out", str(bad), "--quiet"], capsys, "cannot be met by any")
+    assert_fails_one_line(
+        ["run", str(cfg), "--out", str(bad), "--quiet"], capsys, "cannot be met by any"
+    )
     assert not bad.exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from _cli import assert_fails_one_line, write_config
 from fivesigma.cli import main
 
 pytest.importorskip("torch")
@@ -24,22 +24,7 @@ def _config(tmp: Path, **extra) -> Path:
         "training": {"epochs": 2, "gan_epochs": 2, "hidden": [32, 32], "ode_steps": 2},
         "validation": {"classifier_trees": 10},
     }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    path = tmp / "fastsim.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
+    return write_config(tmp / "fastsim.yaml", cfg, extra)
 
 
 @pytest.mark.slow
@@ -119,19 +104,21 @@ def test_nan_from_a_flow_is_one_line_and_no_output(tmp_path, capsys, monkeypatch
         training={"epochs": 1, "hidden": [8], "ode_steps": 1},
     )
     out = tmp_path / "out"
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "non-finite values")
+    assert_fails_one_line(
+        ["run", str(cfg), "--out", str(out), "--quiet"], capsys, "non-finite values"
+    )
     assert not out.exists()
 
 
 def test_config_check_and_bad_config(tmp_path, capsys):
     assert main(["config", "--check", str(_config(tmp_path))]) == 0
     capsys.readouterr()
-    _fails(
+    assert_fails_one_line(
         ["config", "--check", str(_config(tmp_path, calorimeter={"models": ["vae"]}))],
         capsys,
         "unknown model 'vae'",
     )
-    _fails(
+    assert_fails_one_line(
         [
             "config",
             "--check",
@@ -141,7 +128,7 @@ def test_config_check_and_bad_config(tmp_path, capsys):
         "unknown process 'top'",
     )
     out = tmp_path / "out"
-    _fails(
+    assert_fails_one_line(
         [
             "run",
             str(_config(tmp_path, calorimeter={"enabled": False})),

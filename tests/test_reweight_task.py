@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _cli import assert_fails_one_line
 from fivesigma.cli import main
 
 
@@ -48,14 +49,6 @@ def _config(tmp: Path, **extra) -> Path:
     path = tmp / "reweight.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
 
 
 @pytest.mark.slow
@@ -119,10 +112,12 @@ def test_different_feature_sets_are_one_line(tmp_path, capsys):
     _toys(tmp_path, n=200, target_cols=("a", "b", "d"))
     out = tmp_path / "out"
     cfg = _config(tmp_path, features=None, check_features=None)
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "different feature sets")
+    assert_fails_one_line(
+        ["run", str(cfg), "--out", str(out), "--quiet"], capsys, "different feature sets"
+    )
     assert not out.exists()
     cfg = _config(tmp_path)  # features named: the target lacks "c"
-    _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "no column(s) c")
+    assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "no column(s) c")
     assert not out.exists()
 
 
@@ -130,7 +125,9 @@ def test_a_target_with_zero_events_is_one_line(tmp_path, capsys):
     _toys(tmp_path, n=200)
     _write(tmp_path / "tgt.parquet", {k: np.zeros(0) for k in "abc"})
     out = tmp_path / "out"
-    _fails(["run", str(_config(tmp_path)), "--out", str(out), "--quiet"], capsys, "zero events")
+    assert_fails_one_line(
+        ["run", str(_config(tmp_path)), "--out", str(out), "--quiet"], capsys, "zero events"
+    )
     assert not out.exists()
 
 
@@ -140,7 +137,9 @@ def test_nan_features_are_one_line(tmp_path, capsys):
     a[3] = np.nan
     _write(tmp_path / "src.parquet", {"a": a, "b": np.zeros(200), "c": np.zeros(200)})
     out = tmp_path / "out"
-    _fails(["run", str(_config(tmp_path)), "--out", str(out), "--quiet"], capsys, "NaN")
+    assert_fails_one_line(
+        ["run", str(_config(tmp_path)), "--out", str(out), "--quiet"], capsys, "NaN"
+    )
     assert not out.exists()
 
 
@@ -158,7 +157,7 @@ def test_config_contradictions_are_one_line(tmp_path, capsys, extra, match):
     cfg = {"version": 1, "task": "reweight", **extra}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    _fails(["config", "--check", str(path)], capsys, match)
+    assert_fails_one_line(["config", "--check", str(path)], capsys, match)
 
 
 def test_the_template_checks(tmp_path, capsys):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _cli import assert_fails_one_line, write_config
 from fivesigma.cli import main
 from fivesigma.tasks.scan.oracle import LimitCurve, ZprimeOracle
 from fivesigma.tasks.scan.search import (
@@ -24,14 +25,6 @@ from fivesigma.tasks.scan.search import (
 from fivesigma.tasks.scan.surrogate import GPSurrogate
 
 
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
-
-
 def _config(tmp: Path, **extra) -> Path:
     cfg = {
         "version": 1,
@@ -42,14 +35,7 @@ def _config(tmp: Path, **extra) -> Path:
         "search": {"initial": 5, "max_calls": 12, "population": 10, "generations": 3},
         "benchmark": {"grid": 7, "seeds": 1, "random_max_calls": 20, "target": 0.95},
     }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    path = tmp / "scan.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(tmp / "scan.yaml", cfg, extra)
 
 
 # -- oracle ---------------------------------------------------------------------------------
@@ -167,15 +153,15 @@ def test_run_writes_region_benchmark_and_surrogate(tmp_path, capsys):
 def test_scan_range_outside_the_oracle_validity_is_one_line(tmp_path, capsys):
     cfg = _config(tmp_path, parameters={"mass": [100, 6000]})
     out = tmp_path / "out"
-    msg = _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "validity")
+    msg = assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "validity")
     assert "parameters.mass" in msg and "200" in msg
     assert not out.exists()
-    _fails(["config", "--check", str(cfg)], capsys, "validity")
+    assert_fails_one_line(["config", "--check", str(cfg)], capsys, "validity")
 
 
 def test_scanning_three_parameters_is_refused(tmp_path, capsys):
     cfg = _config(tmp_path, parameters={"g_lepton": [0.1, 1.0]})
-    msg = _fails(["config", "--check", str(cfg)], capsys, "exactly two")
+    msg = assert_fails_one_line(["config", "--check", str(cfg)], capsys, "exactly two")
     assert "g_lepton" in msg or "parameters" in msg
 
 

@@ -15,6 +15,7 @@ import yaml
 sp = pytest.importorskip("sympy")
 pytest.importorskip("pyoperon")
 
+from _cli import assert_fails_one_line, write_config  # noqa: E402
 from fivesigma.cli import main  # noqa: E402
 from fivesigma.errors import ConfigError, DataError  # noqa: E402
 from fivesigma.tasks.symbolic.benchmark import BUILTIN, Formula, Input, sample, truth_expr  # noqa: E402
@@ -27,14 +28,6 @@ from fivesigma.tasks.symbolic.engine import (  # noqa: E402
 )
 from fivesigma.tasks.symbolic.recovery import exact_recovery  # noqa: E402
 from fivesigma.tasks.symbolic.units import check_units, parse_unit  # noqa: E402
-
-
-def _fails(argv, capsys, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and match in err[0], err
-    return err[0]
 
 
 # -- units ----------------------------------------------------------------------------------
@@ -239,14 +232,7 @@ def _config(tmp: Path, **extra) -> Path:
         "engine": {"generations": 6, "population": 150, "restarts": 1, "jobs": 1},
         "distill": {"enabled": False},
     }  # fmt: skip
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    path = tmp / "symbolic.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(tmp / "symbolic.yaml", cfg, extra)
 
 
 @pytest.mark.slow
@@ -305,7 +291,7 @@ def test_run_writes_metrics_report_bundles_and_apply_evaluates_them(tmp_path, ca
     assert got["file_index"] == [0, 0] and got["entry"] == [0, 1]
     # a file without the formula's inputs: one line, no output
     bad = _write_table(tmp_path / "bad.csv", {"q": [1.0]})
-    _fails(
+    assert_fails_one_line(
         ["apply", str(bundle), str(bad), "--out", str(tmp_path / "x.parquet")],
         capsys,
         "no column(s) m, p",
@@ -318,10 +304,10 @@ def test_constant_input_stops_the_run_in_one_line_and_leaves_no_output(tmp_path,
                "inputs": {"a": {"low": 1, "high": 2}, "b": {"low": 3, "high": 3}}}]  # fmt: skip
     cfg = _config(tmp_path, benchmark={"custom": custom})
     out = tmp_path / "out"
-    msg = _fails(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "constant")
+    msg = assert_fails_one_line(["run", str(cfg), "--out", str(out), "--quiet"], capsys, "constant")
     assert "'flat'" in msg and "b" in msg
     assert not out.exists() and not list(tmp_path.glob("out*"))
-    _fails(["config", "--check", str(cfg)], capsys, "constant")
+    assert_fails_one_line(["config", "--check", str(cfg)], capsys, "constant")
 
 
 @pytest.mark.parametrize(
@@ -342,7 +328,7 @@ def test_constant_input_stops_the_run_in_one_line_and_leaves_no_output(tmp_path,
 )  # fmt: skip
 def test_bad_configs_are_one_line_errors(tmp_path, capsys, extra, match):
     cfg = _config(tmp_path, **extra)
-    _fails(["config", "--check", str(cfg)], capsys, match)
+    assert_fails_one_line(["config", "--check", str(cfg)], capsys, match)
 
 
 def test_template_parses_and_presets_resolve():
