@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ from fivesigma.tasks.tracking.gnn import (  # noqa: E402
     edge_metrics,
     split_graph,
 )
-from fivesigma.tasks.tracking.hits import Hits, orient_edges  # noqa: E402
+from fivesigma.tasks.tracking.hits import Hits, cluster_incidence, orient_edges  # noqa: E402
 
 #: small and fast, but enough to learn the toy geometry
 FAST = {"hidden": 16, "iterations": 3, "epochs": 15, "lr": 3e-3, "num_threads": 1}
@@ -108,6 +109,80 @@ def test_dphi_is_wrapped_across_the_seam():
     )
     dphi = edge_features(h, np.array([[0], [1]]))[0, EDGE_FEATURES.index("dphi")] * 0.1
     assert abs(dphi) < 0.001  # not ~2 pi
+
+
+def _hits_on_modules(geo, modules: np.ndarray) -> Hits:
+    """One hit at the centre of each module (rows of ``geo``)."""
+    c = geo.center[modules]
+    return Hits(1, np.arange(len(modules)) + 1, c[:, 0], c[:, 1], c[:, 2],
+                geo.volume_id[modules], geo.layer_id[modules], geo.module_id[modules])  # fmt: skip
+
+
+def test_cluster_incidence_by_hand():
+    import pandas as pd
+
+    from fivesigma.physics.tracker import default_geometry
+
+    geo = default_geometry()
+    pixel = int(np.flatnonzero(geo.volume_id == 8)[0])
+    strip = int(np.flatnonzero(geo.volume_id == 13)[0])
+    hits = _hits_on_modules(geo, np.array([pixel, strip, pixel]))
+    # hit 1: 1 x 3 pixels (a crossing inclined along v); hit 2: 3 strips; hit 3: no cells
+    cells = pd.DataFrame({"hit_id": [1, 1, 1, 2, 2, 2], "ch0": [7, 7, 7, 4, 5, 6],
+                          "ch1": [10, 11, 12, 0, 0, 0], "value": 1.0})  # fmt: skip
+    tan, frame = cluster_incidence(hits, cells, geo)
+    assert tan[0, 0] == 0.0
+    assert tan[0, 1] == pytest.approx(2 * geo.pitch_v[pixel] / geo.thickness[pixel])
+    assert tan[1, 0] == pytest.approx(2 * geo.pitch_u[strip] / geo.thickness[strip])
+    assert np.isnan(tan[1, 1]) and np.isnan(tan[2]).all()  # a strip's v; no cells
+    np.testing.assert_allclose(frame[0], geo.rotation[pixel], atol=1e-6)
+    # a module the geometry does not know: no cluster shapes rather than an error
+    other = _hits_on_modules(geo, np.array([pixel]))
+    other.module_id = np.array([99999])
+    assert cluster_incidence(other, cells, geo) == (None, None)
+
+    # the edge that crosses hit 1's sensor at its cluster's incidence is compatible (0);
+    # one three times as steep is not
+    hits.cluster, hits.frame = tan, frame
+    cv = EDGE_FEATURES.index("cv_src")
+    for steep, expected in ((1.0, 0.0), (3.0, np.arcsinh(3 * tan[0, 1]) - np.arcsinh(tan[0, 1]))):
+        local = np.array([0.0, steep * tan[0, 1], 1.0]) * 50.0
+        pair = Hits(1, np.arange(2), *np.stack([hits.x[[0]], hits.y[[0]], hits.z[[0]]]).repeat(
+            2, axis=1), np.full(2, 8), np.array([2, 4]), np.ones(2, np.int64))  # fmt: skip
+        end = geo.rotation[pixel] @ local
+        pair.x[1] += end[0]
+        pair.y[1] += end[1]
+        pair.z[1] += end[2]
+        pair.cluster, pair.frame = tan[[0, 0]], frame[[0, 0]]
+        f = edge_features(pair, np.array([[0], [1]]))[0]
+        assert f[cv] == pytest.approx(expected, abs=1e-4)
+    # without cells every compatibility is 0
+    plain = _hits_on_modules(geo, np.array([pixel, pixel]))
+    plain.z = plain.z + np.array([0.0, 30.0])
+    plain.x = plain.x * np.array([1.0, 1.5])
+    assert not edge_features(plain, np.array([[0], [1]]))[0, 6:].any()
+
+
+@pytest.mark.skipif(
+    not Path("/work/shared/data/trackml_subset_gnn_tracking/event000000001-cells.csv.gz").is_file(),
+    reason="shared TrackML data absent",
+)
+def test_cluster_compatibility_tells_true_edges_on_the_real_event():
+    from fivesigma.tasks.tracking.task import load_hits
+
+    hits = load_hits(
+        Path("/work/shared/data/trackml_subset_gnn_tracking/event000000001"), need_truth=True
+    )
+    true = orient_edges(hits, hits.truth_edges())
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(hits), (2, 200_000))
+    dphi = np.abs(np.remainder(hits.phi[a] - hits.phi[b] + np.pi, 2 * np.pi) - np.pi)
+    near = orient_edges(hits, np.stack([a, b])[:, (dphi < 0.05) & (np.abs(hits.r[a] - hits.r[b]) > 20)])
+    false = near[:, ~hits.edge_truth(near)]
+    cv = [EDGE_FEATURES.index("cv_src"), EDGE_FEATURES.index("cv_dst")]
+    t = np.abs(edge_features(hits, true)[:, cv]).mean()
+    f = np.abs(edge_features(hits, false)[:, cv]).mean()
+    assert false.shape[1] > 100 and f > 3 * t
 
 
 def test_to_graph(events):
@@ -254,7 +329,7 @@ def test_bad_inputs_are_one_line_errors(trained, graphs, events):
 
     g = graphs[4]
     empty = Data(x=torch.zeros(0, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
-                 edge_attr=torch.zeros(0, 6))  # fmt: skip
+                 edge_attr=torch.zeros(0, len(EDGE_FEATURES)))  # fmt: skip
     wide = g.clone()
     wide.x = torch.zeros(g.num_nodes, 7)
     cases = [

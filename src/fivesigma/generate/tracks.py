@@ -85,7 +85,9 @@ other hit gets one, so that every event is readable).  Cells: the readout
 channels ``ch0 = floor((u + maxhu) / pitch_u)``, ``ch1 = floor((v + hv) / pitch_v)`` along the
 particle's path through the sensor thickness (a cluster from the incidence angle), with
 ``value`` = path length in the cell (mm) for pixels and 1 for strips (binary readout, as
-the TrackML strips); a noise hit has one cell.
+the TrackML strips); a noise hit gets the cluster of a particle crossing of the same
+volume drawn at random (noise clusters in the real event are as large as the particles'
+clusters but uncorrelated with the hit's position).
 
 Files (one set per event, gzip level 1): ``eventNNNNNNNNN-hits.csv.gz``, ``-truth``,
 ``-particles``, ``-cells`` with the TrackML columns (:data:`fivesigma.io.trackml.PART_COLUMNS`),
@@ -162,7 +164,7 @@ __all__ = [
 ]
 
 #: Bump when the file layout or the meaning of a column changes (invalidates caches).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Events per block of work, each block with fresh Pythia instances and its own seeds
 #: (part of the sample's definition, hence of content_key()).
@@ -973,8 +975,9 @@ def digitize(
     ldir = geometry.local_direction(module, momentum)
     ldir = ldir / np.maximum(np.linalg.norm(ldir, axis=1), 1e-300)[:, None]
     pu, pv = geometry.pitch_u[module], geometry.pitch_v[module]
-    # path from the mid-plane to a sensor surface (grazing tracks capped below)
-    half = geometry.thickness[module] / np.maximum(np.abs(ldir[:, 2]), 1e-3)
+    # path from the mid-plane to a sensor surface (grazing tracks capped below); the
+    # sensor is module_t thick (see TrackerGeometry.thickness)
+    half = 0.5 * geometry.thickness[module] / np.maximum(np.abs(ldir[:, 2]), 1e-3)
     du = ldir[:, 0] * half
     dv = ldir[:, 1] * half
     # at most 20 cells along each axis (grazing loopers)
@@ -1023,6 +1026,37 @@ def _noise_hits(
     u = (2 * r[:, 1] - 1) * geometry.half_width(module, v)
     pos = geometry.to_global(module, np.stack([u, v, np.zeros(count)], axis=1))
     return module, pos
+
+
+def _noise_directions(
+    geometry: TrackerGeometry,
+    noise_module: np.ndarray,
+    module: np.ndarray,
+    momentum: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Global directions that give each noise hit the cluster of a particle crossing drawn
+    from the event's crossings in the same volume, in its module's own frame.
+
+    In the real TrackML event noise clusters are as large as the particles' clusters of
+    the same volume, but uncorrelated with where the noise hit is."""
+    n = noise_module.size
+    if module.size == 0:
+        return rng.standard_normal((n, 3))
+    local = geometry.local_direction(module, momentum)
+    vol = geometry.volume_id[module]
+    order = np.argsort(vol, kind="stable")
+    vols, first, count = np.unique(vol[order], return_index=True, return_counts=True)
+    nvol = geometry.volume_id[noise_module]
+    at = np.minimum(np.searchsorted(vols, nvol), vols.size - 1)
+    same = vols[at] == nvol
+    pick = np.where(
+        same,
+        first[at] + np.floor(rng.random(n) * count[at]).astype(np.int64),
+        rng.integers(0, module.size, size=n),
+    )
+    chosen = local[order[pick]]
+    return np.einsum("nij,nj->ni", geometry.rotation[noise_module], chosen)
 
 
 # --------------------------------------------------------------------------------------
@@ -1140,10 +1174,11 @@ def simulate_event(
     if nsig + nnoise == 0:
         nnoise = 1  # a TrackML event has hits: an event without any gets one noise hit
     nmod, npos = _noise_hits(geometry, nnoise, rng)
-    nlocal = geometry.to_local(nmod, npos)
-    nch0, nch1 = geometry.channels(nmod, nlocal[:, 0], nlocal[:, 1])
-    # one cell per noise hit; pixel values like a single-cell deposit
-    nvalue = np.where(geometry.pitch_v[nmod] < 0.5, rng.uniform(0.02, 0.2, nnoise), 1.0)
+    _, ncells = digitize(geometry, nmod, npos, _noise_directions(geometry, nmod, mod, tmom, rng),
+                         rng, smear=False)  # fmt: skip
+    nch0 = ncells["ch0"].to_numpy()
+    nch1 = ncells["ch1"].to_numpy()
+    nvalue = ncells["value"].to_numpy()
     all_mod = np.concatenate([mod, nmod])
     all_pos = np.concatenate([measured, npos])
     ids = np.asarray(particles["particle_id"], np.int64)
@@ -1207,7 +1242,7 @@ def simulate_event(
     primary = (ptable["particle_id"].to_numpy() & (0xFFF << 20)) == 0
     truth["weight"] = _round_sig(trackml_weights(truth, ptable, selected=primary), 7)
     # cells of each hit, in hit-id order (each hit's own cells come sorted by channel)
-    cell_hit = np.concatenate([cells["hit"].to_numpy(), nsig + np.arange(nnoise)])
+    cell_hit = np.concatenate([cells["hit"].to_numpy(), nsig + ncells["hit"].to_numpy()])
     corder = np.argsort(hit_id[cell_hit], kind="stable")
     cells_all = pd.DataFrame(
         {

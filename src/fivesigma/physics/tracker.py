@@ -6,7 +6,9 @@ A TrackML detector description lists every sensitive module: its identifiers
 
     global = c + R @ (u, v, w),
 
-its half thickness ``module_t`` along w, its half length ``module_hv`` along v and its
+its thickness ``module_t`` along w (the TrackML documentation calls it the half thickness,
+but the real event's cluster lengths follow a sensor ``module_t`` thick: 0.15 mm for the
+pixels), its half length ``module_hv`` along v and its
 half width along u, ``module_minhu`` at ``v = -hv`` growing linearly to ``module_maxhu``
 at ``v = +hv`` (endcap modules are trapezoids, barrel ones rectangles), and the readout
 pitch ``pitch_u, pitch_v`` (mm; strip modules have a long ``pitch_v``).
@@ -124,7 +126,7 @@ class TrackerGeometry:
     rotation : ndarray, shape (n, 3, 3)
         ``rotation[i] @ (u, v, w)`` is the global direction of a local vector.
     thickness, min_hu, max_hu, hv, pitch_u, pitch_v : ndarray
-        Half thickness, half widths at ``v = -hv`` and ``v = +hv``, half length, pitches (mm).
+        Sensor thickness, half widths at ``v = -hv`` and ``v = +hv``, half length, pitches (mm).
     layers : list of LayerSurface
         One per ``(volume_id, layer_id)``, sorted by volume then layer.
     source : str

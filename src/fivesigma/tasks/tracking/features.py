@@ -24,7 +24,19 @@ dz          dz / 100 mm                       O(1) for |eta| < 2
 deta        deta / 0.1                        a few 0.01
 phi_slope   dphi / dr, rad/m                  <= 0.3 B / (2 pT) = 0.6 rad/m at 0.5 GeV
 z0          z_src - r_src dz/dr, / 100 mm     the beam spot: sigma_z ~ 50 mm
+cu_src      cluster compatibility, u, src     ~0 (see below)
+cv_src      cluster compatibility, v, src     ~0
+cu_dst      cluster compatibility, u, dst     ~0
+cv_dst      cluster compatibility, v, dst     ~0
 ==========  ================================  ======================================
+
+The **cluster compatibility** of an end: the edge's direction, turned into the frame of
+that hit's module, predicts how far the cluster of cells should extend along u and v
+(``|tan|`` of the incidence, :attr:`~fivesigma.tasks.tracking.hits.Hits.cluster`); the
+feature is ``asinh(predicted) - asinh(measured)``.  A segment joining hits of two
+particles usually crosses the sensor at another angle than either particle did, which the
+cluster shows; this is the cell information of the Exa.TrkX pipelines.  It is 0 where the
+cluster tells nothing (a strip's v) and for events without cells.
 
 ``phi_slope`` and ``z0`` divide by ``dr``, which is ~0 for an edge between two hits at
 the same radius (endcap disks): ``|dr|`` is floored at 1 mm.  Every edge feature is
@@ -66,7 +78,9 @@ __all__ = [
 #: node feature names, in column order
 NODE_FEATURES: tuple[str, ...] = ("r", "phi", "z", "eta")
 #: edge feature names, in column order
-EDGE_FEATURES: tuple[str, ...] = ("dr", "dphi", "dz", "deta", "phi_slope", "z0")
+EDGE_FEATURES: tuple[str, ...] = (
+    "dr", "dphi", "dz", "deta", "phi_slope", "z0", "cu_src", "cv_src", "cu_dst", "cv_dst"
+)  # fmt: skip
 #: every (scaled) edge feature is clipped to [-EDGE_CLIP, EDGE_CLIP]
 EDGE_CLIP = 10.0
 
@@ -104,8 +118,9 @@ def check_edge_index(edge_index: Any, n_nodes: int, what: str = "edge_index") ->
 
 
 def edge_features(hits: Hits, edge_index: np.ndarray) -> np.ndarray:
-    """float32 ``(E, 6)``: dr, dphi, dz, deta, phi_slope, z0 of every edge ``src -> dst``,
-    scaled and clipped (see the module docstring)."""
+    """float32 ``(E, 10)``: dr, dphi, dz, deta, phi_slope, z0 and the four cluster
+    compatibilities of every edge ``src -> dst``, scaled and clipped (see the module
+    docstring)."""
     src, dst = check_edge_index(edge_index, len(hits))
     r, phi, z = hits.r, hits.phi, hits.z
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -118,8 +133,28 @@ def edge_features(hits: Hits, edge_index: np.ndarray) -> np.ndarray:
     safe_dr = np.where(np.abs(dr) < _MIN_DR_MM, np.where(dr < 0, -_MIN_DR_MM, _MIN_DR_MM), dr)
     phi_slope = dphi / safe_dr * 1000.0  # rad/m
     z0 = z[src] - r[src] * dz / safe_dr
-    out = np.stack([dr / 100.0, dphi / 0.1, dz / 100.0, deta / 0.1, phi_slope, z0 / 100.0], axis=1)
+    geometric = [dr / 100.0, dphi / 0.1, dz / 100.0, deta / 0.1, phi_slope, z0 / 100.0]
+    out = np.stack(geometric + _cluster_compatibility(hits, src, dst), axis=1)
     return np.clip(out, -EDGE_CLIP, EDGE_CLIP).astype(np.float32)
+
+
+def _cluster_compatibility(hits: Hits, src: np.ndarray, dst: np.ndarray) -> list[np.ndarray]:
+    """``asinh(predicted |tan|) - asinh(measured |tan|)`` along u and v at both ends (4
+    arrays); 0 where nothing is measured."""
+    if hits.cluster is None or hits.frame is None:
+        return [np.zeros(len(src))] * 4
+    direction = np.stack([hits.x[dst] - hits.x[src], hits.y[dst] - hits.y[src],
+                          hits.z[dst] - hits.z[src]], axis=1)  # fmt: skip
+    out = []
+    for end in (src, dst):
+        # frame is a rotation: its transpose takes global directions to (u, v, w)
+        local = np.einsum("nji,nj->ni", hits.frame[end].astype(np.float64), direction)
+        w = np.maximum(np.abs(local[:, 2]), 1e-6 * np.linalg.norm(local, axis=1) + 1e-12)
+        for axis in (0, 1):
+            predicted = np.abs(local[:, axis]) / w
+            diff = np.arcsinh(predicted) - np.arcsinh(hits.cluster[end, axis])
+            out.append(np.where(np.isfinite(diff), diff, 0.0))
+    return out
 
 
 def to_graph(hits: Hits, edge_index: np.ndarray, with_truth: bool = True) -> Data:

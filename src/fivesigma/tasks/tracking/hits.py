@@ -20,14 +20,21 @@ the truth graph, in either order (:meth:`Hits.edge_truth`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from fivesigma.errors import DataError
 from fivesigma.io.trackml import TrackMLEvent
 
+if TYPE_CHECKING:
+    from fivesigma.physics.tracker import TrackerGeometry
+
 __all__ = [
+    "STRIP_PITCH_V_MM",
     "Hits",
+    "cluster_incidence",
     "orient_edges",
     "submission_track_ids",
 ]
@@ -53,6 +60,14 @@ class Hits:
     order : float64 or None
         Distance of the true hit position from the particle's production vertex (mm),
         the order along the track; None without truth.
+    cluster : float64 (n, 2) or None
+        The incidence measured by the hit's cluster of cells: ``|tan|`` of the angle
+        between the particle and the module's normal w, along the module's u and v axes,
+        ``(extent in channels - 1) * pitch / thickness``; NaN where the cluster cannot
+        tell (a strip's v, a hit without cells).  None when the event has no cells file.
+    frame : float32 (n, 3, 3) or None
+        The rotation of each hit's module (``global = frame @ (u, v, w)``), set with
+        ``cluster``.
     """
 
     event_id: int
@@ -68,11 +83,14 @@ class Hits:
     particle_pt: np.ndarray | None = None
     particle_eta: np.ndarray | None = None
     order: np.ndarray | None = None
+    cluster: np.ndarray | None = None
+    frame: np.ndarray | None = None
 
     # ----------------------------------------------------------------------------------
     @classmethod
-    def from_event(cls, event: TrackMLEvent) -> Hits:
-        """The hit table of a :class:`~fivesigma.io.trackml.TrackMLEvent` (truth if read)."""
+    def from_event(cls, event: TrackMLEvent, geometry: TrackerGeometry | None = None) -> Hits:
+        """The hit table of a :class:`~fivesigma.io.trackml.TrackMLEvent` (truth if read;
+        cluster shapes when the cells were read and ``geometry`` knows every module)."""
         h = event.hits
         if len(h) == 0:
             raise DataError(f"event {event.event_id}: no hits; an event needs at least one hit")
@@ -86,6 +104,8 @@ class Hits:
             layer_id=h["layer_id"].to_numpy(np.int64),
             module_id=h["module_id"].to_numpy(np.int64),
         )
+        if event.cells is not None and geometry is not None:
+            hits.cluster, hits.frame = cluster_incidence(hits, event.cells, geometry)
         if event.truth is None:
             return hits
         truth = event.truth.set_index("hit_id").reindex(hits.hit_id)
@@ -189,6 +209,47 @@ class Hits:
         self._require_truth()
         a, b = np.asarray(edge_index, dtype=np.int64)
         return (self.particle_id[a] == self.particle_id[b]) & (self.particle_id[a] != 0)
+
+
+#: pitch_v (mm) from which a module is a strip module: its v extent tells nothing
+STRIP_PITCH_V_MM = 0.5
+
+
+def cluster_incidence(
+    hits: Hits, cells: pd.DataFrame, geometry: TrackerGeometry
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per hit, the ``|tan|`` of the incidence angle along u and v measured by its cluster
+    (see :attr:`Hits.cluster`) and its module's rotation; ``(None, None)`` when
+    ``geometry`` lacks a module of the hits (another detector: no cluster shapes).
+
+    A particle crossing a sensor of thickness t at incidence ``tan`` along an axis of
+    pitch p fires about ``1 + t |tan| / p`` channels along it; in the real TrackML event
+    this holds with correlation 0.97 for the pixel barrel's v (along z)."""
+    from fivesigma.errors import DataError
+
+    try:
+        module = geometry.module_index(hits.volume_id, hits.layer_id, hits.module_id)
+    except DataError:
+        return None, None
+    n = len(hits)
+    row = pd.Index(hits.hit_id).get_indexer(cells["hit_id"].to_numpy())
+    ok = row >= 0
+    row = row[ok]
+    ch0 = cells["ch0"].to_numpy(np.int64)[ok]
+    ch1 = cells["ch1"].to_numpy(np.int64)[ok]
+    big = np.iinfo(np.int64).max
+    lo0, hi0 = np.full(n, big), np.full(n, -1)
+    lo1, hi1 = np.full(n, big), np.full(n, -1)
+    np.minimum.at(lo0, row, ch0)
+    np.maximum.at(hi0, row, ch0)
+    np.minimum.at(lo1, row, ch1)
+    np.maximum.at(hi1, row, ch1)
+    has = hi0 >= 0
+    thickness = geometry.thickness[module]
+    tan_u = np.where(has, (hi0 - lo0) * geometry.pitch_u[module] / thickness, np.nan)
+    strip = geometry.pitch_v[module] >= STRIP_PITCH_V_MM
+    tan_v = np.where(has & ~strip, (hi1 - lo1) * geometry.pitch_v[module] / thickness, np.nan)
+    return np.stack([tan_u, tan_v], axis=1), geometry.rotation[module].astype(np.float32)
 
 
 def orient_edges(hits: Hits, edge_index: np.ndarray) -> np.ndarray:

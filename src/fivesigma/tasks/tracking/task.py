@@ -81,17 +81,22 @@ def _detectors_file(prefix: Path) -> Path | None:
 def load_hits(prefix: Path, need_truth: bool = False, check_geometry: bool = True) -> Hits:
     """The :class:`Hits` of one event (truth and particles when present; required when
     ``need_truth``); hits on modules unknown to a ``detectors.csv`` beside them are an
-    error."""
+    error.  With a cells file, the hits carry their cluster shapes, read in the frames of
+    that ``detectors.csv`` (or of the packaged TrackML detector when there is none)."""
     from fivesigma.io import trackml
+    from fivesigma.physics.tracker import geometry_from
 
     parts = ["hits"]
     if need_truth or _has_part(prefix, "truth"):
         parts += ["truth", "particles"]
+    if _has_part(prefix, "cells"):
+        parts.append("cells")
     event = trackml.read_event(prefix, parts=parts)
-    detectors = _detectors_file(prefix) if check_geometry else None
-    if detectors is not None:
+    detectors = _detectors_file(prefix)
+    if check_geometry and detectors is not None:
         trackml.check_geometry(event, trackml.read_detectors(detectors))
-    return Hits.from_event(event)
+    geometry = geometry_from(detectors) if event.cells is not None else None
+    return Hits.from_event(event, geometry)
 
 
 def write_submission(hits: Hits, labels: np.ndarray, path: Path) -> Path:
