@@ -14,6 +14,7 @@ pytest.importorskip("torch_geometric")
 from _tracking_toys import toy_event  # noqa: E402
 from fivesigma.errors import ConfigError, DataError, ModelError  # noqa: E402
 from fivesigma.tasks.tracking.embedding import (  # noqa: E402
+    EMBEDDING_FEATURES,
     MetricLearningGraph,
     embedding_features,
     graph_metrics,
@@ -144,6 +145,9 @@ def test_cluster_incidence_by_hand():
     # the edge that crosses hit 1's sensor at its cluster's incidence is compatible (0);
     # one three times as steep is not
     hits.cluster, hits.frame = tan, frame
+    x = node_features(hits)
+    assert x[0, NODE_FEATURES.index("cv")] == pytest.approx(np.arcsinh(tan[0, 1]) / 3, rel=1e-6)
+    assert x[1, NODE_FEATURES.index("cv")] == 0.0 and not x[2, 4:].any()  # nothing measured
     cv = EDGE_FEATURES.index("cv_src")
     for steep, expected in ((1.0, 0.0), (3.0, np.arcsinh(3 * tan[0, 1]) - np.arcsinh(tan[0, 1]))):
         local = np.array([0.0, steep * tan[0, 1], 1.0]) * 50.0
@@ -328,7 +332,7 @@ def test_bad_inputs_are_one_line_errors(trained, graphs, events):
     from torch_geometric.data import Data
 
     g = graphs[4]
-    empty = Data(x=torch.zeros(0, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
+    empty = Data(x=torch.zeros(0, len(NODE_FEATURES)), edge_index=torch.zeros(2, 0, dtype=torch.long),
                  edge_attr=torch.zeros(0, len(EDGE_FEATURES)))  # fmt: skip
     wide = g.clone()
     wide.x = torch.zeros(g.num_nodes, 7)
@@ -364,7 +368,7 @@ def test_bad_inputs_are_one_line_errors(trained, graphs, events):
 def test_metric_learning_graph(events, tmp_path):
     mlg = MetricLearningGraph(epochs=12, hidden=64, layers=3, num_threads=1)
     mlg.fit(events[:3], events[3:4])
-    assert embedding_features(events[4]).shape == (len(events[4]), 5)
+    assert embedding_features(events[4]).shape == (len(events[4]), len(EMBEDDING_FEATURES))
     edges = mlg.build(events[4])
     assert edges.dtype == np.int64 and edges.shape[0] == 2
     # inner -> outer, unique: what orient_edges gives

@@ -4,8 +4,9 @@ hits of a particle land close together, then link the neighbours in the embeddin
 The Exa.TrkX recipe (Ju et al., arXiv:2103.06995), on CPU:
 
 - **embedding**: an MLP maps the hit features of :func:`embedding_features` (r, cos phi,
-  sin phi, z, eta, scaled to O(1); cos/sin so that phi has no seam at ±pi) to
-  ``embedding_dim`` coordinates;
+  sin phi, z, eta, scaled to O(1); cos/sin so that phi has no seam at ±pi; and the
+  incidence the hit's cluster of cells measures along the module's u and v, which tells
+  which way the particle went) to ``embedding_dim`` coordinates;
 - **training**: a hinge loss, ``d^2`` on the truth edges (attract) and
   ``max(0, margin - d)^2`` on *random* pairs and *hard negatives*: the ``knn_train``
   nearest neighbours of every hit in the current embedding that are not truth edges
@@ -70,16 +71,23 @@ __all__ = [
 #: the ``kind`` of a MetricLearningGraph's model bundle
 BUNDLE_KIND = "tracking-metric-learning"
 #: the embedding MLP's input columns
-EMBEDDING_FEATURES: tuple[str, ...] = ("r", "cos_phi", "sin_phi", "z", "eta")
+EMBEDDING_FEATURES: tuple[str, ...] = ("r", "cos_phi", "sin_phi", "z", "eta", "cu", "cv")
 
 
 def embedding_features(hits: Hits) -> np.ndarray:
-    """float32 ``(n_hits, 5)``: r/1000, cos phi, sin phi, z/1000, eta/3."""
+    """float32 ``(n_hits, 7)``: r/1000, cos phi, sin phi, z/1000, eta/3 and the cluster's
+    asinh(tan_u)/3, asinh(tan_v)/3 (0 where the cluster tells nothing, as
+    :func:`~fivesigma.tasks.tracking.features.node_features`)."""
+    from fivesigma.tasks.tracking.features import node_features
+
     r, phi = hits.r, hits.phi
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.arcsinh(hits.z / r)
     eta = np.where(np.isfinite(eta), eta, np.sign(hits.z) * 10.0)
-    out = np.stack([r / 1000.0, np.cos(phi), np.sin(phi), hits.z / 1000.0, eta / 3.0], axis=1)
+    cluster = node_features(hits)[:, 4:6]
+    out = np.stack(
+        [r / 1000.0, np.cos(phi), np.sin(phi), hits.z / 1000.0, eta / 3.0, *cluster.T], axis=1
+    )
     return out.astype(np.float32)
 
 
@@ -295,7 +303,7 @@ class MetricLearningGraph:
                 c, sn = torch.cos(angle), torch.sin(angle)
                 cos_phi = x[:, 1] * c - x[:, 2] * sn
                 sin_phi = x[:, 1] * sn + x[:, 2] * c
-                x = torch.stack([x[:, 0], cos_phi, sin_phi, x[:, 3], x[:, 4]], dim=1)
+                x = torch.cat([x[:, :1], cos_phi[:, None], sin_phi[:, None], x[:, 3:]], dim=1)
             emb = model(x)  # (N, d)
             pairs = [truth]
             if s.random_pairs:

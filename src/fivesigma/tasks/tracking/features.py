@@ -1,6 +1,7 @@
 """Node and edge features of a hit graph, scaled to O(1), and the PyG graph of an event.
 
-Node features (:data:`NODE_FEATURES`), one row per hit, cylindrical coordinates:
+Node features (:data:`NODE_FEATURES`), one row per hit: cylindrical coordinates and the
+incidence its cluster of cells measures (:attr:`~fivesigma.tasks.tracking.hits.Hits.cluster`):
 
 ========  ===============  ==================================================
 name      value            why this scale
@@ -9,6 +10,8 @@ r         r / 1000 mm      the tracker reaches r ~ 1 m
 phi       phi / pi         in [-1, 1]
 z         z / 1000 mm      |z| up to ~3 m
 eta       eta / 3          |eta| up to ~4 in the TrackML detector
+cu        asinh(tan_u) / 3  0 for a crossing along the normal, ~1 for grazing
+cv        asinh(tan_v) / 3  (both 0 where the cluster tells nothing)
 ========  ===============  ==================================================
 
 Edge features (:data:`EDGE_FEATURES`), one row per edge ``src -> dst`` (inner to outer,
@@ -48,7 +51,7 @@ phi, two metres in z) cannot set the scale of a network's inputs.
 >>> h = Hits(1, np.arange(2), np.array([30.0, 70.0]), np.zeros(2), np.array([0.0, 10.0]),
 ...          np.full(2, 8), np.array([2, 4]), np.ones(2, dtype=np.int64))
 >>> node_features(h).shape
-(2, 4)
+(2, 6)
 >>> edge_features(h, np.array([[0], [1]])).astype(float).round(3).tolist()
 [[0.4, 0.0, 0.1, 1.424, 0.0, -0.075]]
 """
@@ -76,7 +79,7 @@ __all__ = [
 ]
 
 #: node feature names, in column order
-NODE_FEATURES: tuple[str, ...] = ("r", "phi", "z", "eta")
+NODE_FEATURES: tuple[str, ...] = ("r", "phi", "z", "eta", "cu", "cv")
 #: edge feature names, in column order
 EDGE_FEATURES: tuple[str, ...] = (
     "dr", "dphi", "dz", "deta", "phi_slope", "z0", "cu_src", "cv_src", "cu_dst", "cv_dst"
@@ -88,13 +91,21 @@ _MIN_DR_MM = 1.0
 
 
 def node_features(hits: Hits) -> np.ndarray:
-    """float32 ``(n_hits, 4)``: r/1000, phi/pi, z/1000, eta/3 (see the module docstring)."""
+    """float32 ``(n_hits, 6)``: r/1000, phi/pi, z/1000, eta/3 and the cluster's
+    asinh(tan_u)/3, asinh(tan_v)/3 (see the module docstring)."""
     r = hits.r
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.arcsinh(hits.z / r)
     # a hit on the beam line (r = 0) has no finite eta: the sign of z at a large value
     eta = np.where(np.isfinite(eta), eta, np.sign(hits.z) * 10.0)
-    out = np.stack([r / 1000.0, hits.phi / np.pi, hits.z / 1000.0, eta / 3.0], axis=1)
+    if hits.cluster is None:
+        cluster = np.zeros((len(hits), 2))
+    else:
+        cluster = np.nan_to_num(np.arcsinh(hits.cluster) / 3.0, nan=0.0)
+    out = np.stack(
+        [r / 1000.0, hits.phi / np.pi, hits.z / 1000.0, eta / 3.0, cluster[:, 0], cluster[:, 1]],
+        axis=1,
+    )
     return out.astype(np.float32)
 
 
@@ -160,7 +171,7 @@ def _cluster_compatibility(hits: Hits, src: np.ndarray, dst: np.ndarray) -> list
 def to_graph(hits: Hits, edge_index: np.ndarray, with_truth: bool = True) -> Data:
     """The PyG graph of ``hits`` with edges ``edge_index``.
 
-    Attributes: ``x`` float32 (N, 4) :func:`node_features`, ``edge_index`` int64 (2, E),
+    Attributes: ``x`` float32 (N, 6) :func:`node_features`, ``edge_index`` int64 (2, E),
     ``edge_attr`` float32 (E, 6) :func:`edge_features` and, when ``with_truth`` and the
     hits have truth, ``y`` float32 (E,): 1.0 for a true edge
     (:meth:`~fivesigma.tasks.tracking.hits.Hits.edge_truth`), else 0.0.
