@@ -42,7 +42,14 @@ def test_config_presets_and_overrides():
     )
     s = cfg.settings()
     assert s.mu == 0 and s.gnn["hidden"] == 16 and s.gnn["iterations"] == 6
-    assert s.train_events == 100
+    assert s.train_events == 100 and s.generator_options["hard_process"] == "ttbar"
+    # the quick preset simulates events as dense as a 5% TrackML subset: pile-up only
+    quick = parse_config({"version": 1, "task": "tracking"}).settings()
+    assert quick.mu == 10 and quick.generator_options["hard_process"] == "none"
+    chosen = {"version": 1, "task": "tracking", "generate": {"hard_process": "ttbar"}}
+    assert parse_config(chosen).settings().generator_options["hard_process"] == "ttbar"
+    with pytest.raises(ConfigError, match="hard_process"):
+        parse_config({"version": 1, "task": "tracking", "generate": {"hard_process": "higgs"}})
     with pytest.raises(ConfigError, match="graph.method"):
         parse_config({"version": 1, "task": "tracking", "graph": {"method": "hough"}})
     bad = parse_config(
