@@ -377,9 +377,9 @@ def test_cluster_length_follows_the_sensor_thickness(gun_event, geo):
     noise = truth.particle_id.to_numpy() == 0
     noise_barrel = noise & (geo.volume_id[mods] == 8)
     sizes = cells.groupby("hit_id").size()
-    ratio = sizes.reindex(hits.hit_id[noise_barrel]).mean() / sizes.reindex(
-        hits.hit_id[barrel]
-    ).mean()
+    ratio = (
+        sizes.reindex(hits.hit_id[noise_barrel]).mean() / sizes.reindex(hits.hit_id[barrel]).mean()
+    )
     assert 0.5 < ratio < 2.0
 
 

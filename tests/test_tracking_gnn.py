@@ -181,7 +181,9 @@ def test_cluster_compatibility_tells_true_edges_on_the_real_event():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, len(hits), (2, 200_000))
     dphi = np.abs(np.remainder(hits.phi[a] - hits.phi[b] + np.pi, 2 * np.pi) - np.pi)
-    near = orient_edges(hits, np.stack([a, b])[:, (dphi < 0.05) & (np.abs(hits.r[a] - hits.r[b]) > 20)])
+    near = orient_edges(
+        hits, np.stack([a, b])[:, (dphi < 0.05) & (np.abs(hits.r[a] - hits.r[b]) > 20)]
+    )
     false = near[:, ~hits.edge_truth(near)]
     cv = [EDGE_FEATURES.index("cv_src"), EDGE_FEATURES.index("cv_dst")]
     t = np.abs(edge_features(hits, true)[:, cv]).mean()

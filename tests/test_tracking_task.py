@@ -272,3 +272,40 @@ def test_bad_inputs_fail_before_writing(tmp_path):
             [str(tmp_path / "c" / "nothing" / "event000000001")],
             tmp_path / "applied",
         )
+
+
+def test_track_building_applies_exactly_what_tuning_scored():
+    """tune_build picks the method, threshold and walk threshold_high by the validation
+    score; the pipeline must then build with those very settings (it once widened a
+    walk's threshold_high of None to the threshold, so the run scored other tracks than
+    the ones tuning had chosen)."""
+    from fivesigma.tasks.tracking.pipeline import TrackingPipeline
+    from fivesigma.tasks.tracking.stages import tune_build
+
+    rng = np.random.default_rng(5)
+    events, edges, scores = [], [], []
+    for seed in range(3):
+        hits = Hits.from_event(toy_event(n_particles=40, noise=10, seed=seed))
+        true = orient_edges(hits, hits.truth_edges())
+        fake = orient_edges(hits, rng.integers(0, len(hits), (2, 3 * true.shape[1])))
+        e = np.concatenate([true, fake[:, ~hits.edge_truth(fake)]], axis=1)
+        # a noisy classifier: true edges mostly high, false ones mostly low
+        s = np.where(hits.edge_truth(e), rng.beta(5, 1, e.shape[1]), rng.beta(1, 5, e.shape[1]))
+        events.append(hits)
+        edges.append(e)
+        scores.append(s)
+    base = {"method": "walk", "threshold": 0.5, "threshold_high": None, "min_hits": 3}
+    chosen, table = tune_build(events, edges, scores, base)
+    assert {r["threshold_high"] for r in table if r["method"] == "walk"} >= {None, 0.9}
+    best = max(r["score"] for r in table)
+    pipe = TrackingPipeline(graph=object(), classifier=object(), build=chosen)
+    applied = []
+    for hits, e, s in zip(events, edges, scores, strict=True):
+        labels = pipe._build_tracks(len(hits), e, s)
+        applied.append(
+            trackml_score(
+                hits.hit_id, submission_track_ids(labels), hits.hit_id, hits.particle_id,
+                hits.weight,
+            )
+        )  # fmt: skip
+    assert np.mean(applied) == pytest.approx(best, abs=1e-12)

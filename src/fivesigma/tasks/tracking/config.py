@@ -144,7 +144,13 @@ class TrackingBuild(StrictModel):
     ] = "walk"
     threshold: Annotated[float, Field(gt=0, lt=1, description="edge score cut")] = 0.5
     threshold_high: Annotated[
-        float | None, Field(gt=0, lt=1, description="walk: preferred score cut")
+        float | None,
+        Field(
+            gt=0,
+            lt=1,
+            description="walk: also explore branches whose edges score above it, keeping "
+            "the longest road (null: follow the best edge only)",
+        ),
     ] = None
     min_hits: Annotated[int, Field(ge=1, description="shortest track kept")] = 3
     tune: Annotated[

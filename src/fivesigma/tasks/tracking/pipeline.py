@@ -175,8 +175,10 @@ class TrackingPipeline:
             return build.connected_components(
                 n_hits, edges, scores, b["threshold"], min_hits=b["min_hits"]
             )
-        high = b["threshold_high"] if b["threshold_high"] is not None else b["threshold"]
-        return build.walk(n_hits, edges, scores, b["threshold"], high, min_hits=b["min_hits"])
+        # exactly the settings tune_build scored (None: the walk follows the best edge only)
+        return build.walk(
+            n_hits, edges, scores, b["threshold"], b["threshold_high"], min_hits=b["min_hits"]
+        )
 
     # ----------------------------------------------------------------------------------
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

@@ -153,46 +153,62 @@ def fit_all(
 
 #: thresholds tried by :func:`tune_build`
 TUNE_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+#: the walk's ``threshold_high`` values tried (None: follow the best edge only)
+TUNE_THRESHOLDS_HIGH = (None, 0.9, 0.95)
 
 
 def tune_build(
     events: list[Hits], edges: list[np.ndarray], scores: list[np.ndarray], build: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The track-building method and threshold with the best mean TrackML score on
-    ``events`` (validation events with truth; never the test events)."""
+    """The track-building method, threshold and (walk) ``threshold_high`` with the best
+    mean TrackML score on ``events`` (validation events with truth; never the test
+    events)."""
     from fivesigma.metrics.tracking import trackml_score
     from fivesigma.tasks.tracking import build as builders
     from fivesigma.tasks.tracking.hits import submission_track_ids
 
     table = []
-    for method in ("walk", "cc"):
-        for threshold in TUNE_THRESHOLDS:
-            values = []
-            for hits, e, s in zip(events, edges, scores, strict=True):
-                if not hits.has_truth:
-                    continue
-                if method == "cc":
-                    labels = builders.connected_components(
-                        len(hits), e, s, threshold, min_hits=build["min_hits"]
-                    )
-                else:
-                    labels = builders.walk(
-                        len(hits), e, s, threshold, None, min_hits=build["min_hits"]
-                    )
-                values.append(
-                    trackml_score(
-                        hits.hit_id,
-                        submission_track_ids(labels),
-                        hits.hit_id,
-                        hits.particle_id,
-                        hits.weight,
-                    )
+    candidates = [("cc", t, None) for t in TUNE_THRESHOLDS] + [
+        ("walk", t, high)
+        for t in TUNE_THRESHOLDS
+        for high in TUNE_THRESHOLDS_HIGH
+        if high is None or high > t
+    ]
+    for method, threshold, high in candidates:
+        values = []
+        for hits, e, s in zip(events, edges, scores, strict=True):
+            if not hits.has_truth:
+                continue
+            if method == "cc":
+                labels = builders.connected_components(
+                    len(hits), e, s, threshold, min_hits=build["min_hits"]
                 )
-            table.append(
-                {"method": method, "threshold": threshold, "score": float(np.mean(values))}
+            else:
+                labels = builders.walk(len(hits), e, s, threshold, high, min_hits=build["min_hits"])
+            values.append(
+                trackml_score(
+                    hits.hit_id,
+                    submission_track_ids(labels),
+                    hits.hit_id,
+                    hits.particle_id,
+                    hits.weight,
+                )
             )
+        table.append(
+            {
+                "method": method,
+                "threshold": threshold,
+                "threshold_high": high,
+                "score": float(np.mean(values)),
+            }
+        )
     best = max(table, key=lambda r: r["score"])
-    chosen = dict(build, method=best["method"], threshold=best["threshold"], threshold_high=None)
+    chosen = dict(
+        build,
+        method=best["method"],
+        threshold=best["threshold"],
+        threshold_high=best["threshold_high"],
+    )
     return chosen, table
 
 
