@@ -53,7 +53,7 @@ phi, two metres in z) cannot set the scale of a network's inputs.
 >>> node_features(h).shape
 (2, 6)
 >>> edge_features(h, np.array([[0], [1]])).astype(float).round(3).tolist()
-[[0.4, 0.0, 0.1, 1.424, 0.0, -0.075]]
+[[0.4, 0.0, 0.1, 1.424, 0.0, -0.075, 0.0, 0.0, 0.0, 0.0]]
 """
 
 from __future__ import annotations
