@@ -79,14 +79,14 @@ EMBEDDING_FEATURES: tuple[str, ...] = ("r", "cos_phi", "sin_phi", "z", "eta", "c
 def embedding_features(hits: Hits) -> np.ndarray:
     """float32 ``(n_hits, 7)``: r/1000, cos phi, sin phi, z/1000, eta/3 and the cluster's
     asinh(tan_u)/3, asinh(tan_v)/3 (0 where the cluster tells nothing, as
-    :func:`~fivesigma.tasks.tracking.features.node_features`)."""
-    from fivesigma.tasks.tracking.features import node_features
+    :func:`~fivesigma.tasks.tracking.features.cluster_features`)."""
+    from fivesigma.tasks.tracking.features import cluster_features
 
     r, phi = hits.r, hits.phi
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.arcsinh(hits.z / r)
     eta = np.where(np.isfinite(eta), eta, np.sign(hits.z) * 10.0)
-    cluster = node_features(hits)[:, 4:6]
+    cluster = cluster_features(hits)
     out = np.stack(
         [r / 1000.0, np.cos(phi), np.sin(phi), hits.z / 1000.0, eta / 3.0, *cluster.T], axis=1
     )

@@ -73,6 +73,7 @@ __all__ = [
     "EDGE_FEATURES",
     "NODE_FEATURES",
     "check_edge_index",
+    "cluster_features",
     "edge_features",
     "node_features",
     "to_graph",
@@ -98,15 +99,20 @@ def node_features(hits: Hits) -> np.ndarray:
         eta = np.arcsinh(hits.z / r)
     # a hit on the beam line (r = 0) has no finite eta: the sign of z at a large value
     eta = np.where(np.isfinite(eta), eta, np.sign(hits.z) * 10.0)
-    if hits.cluster is None:
-        cluster = np.zeros((len(hits), 2))
-    else:
-        cluster = np.nan_to_num(np.arcsinh(hits.cluster) / 3.0, nan=0.0)
+    cluster = cluster_features(hits)
     out = np.stack(
         [r / 1000.0, hits.phi / np.pi, hits.z / 1000.0, eta / 3.0, cluster[:, 0], cluster[:, 1]],
         axis=1,
     )
     return out.astype(np.float32)
+
+
+def cluster_features(hits: Hits) -> np.ndarray:
+    """float64 ``(n_hits, 2)``: asinh(tan_u)/3, asinh(tan_v)/3 of each hit's cluster
+    (:attr:`~fivesigma.tasks.tracking.hits.Hits.cluster`); 0 where it tells nothing."""
+    if hits.cluster is None:
+        return np.zeros((len(hits), 2))
+    return np.nan_to_num(np.arcsinh(hits.cluster) / 3.0, nan=0.0)
 
 
 def check_edge_index(edge_index: Any, n_nodes: int, what: str = "edge_index") -> np.ndarray:
