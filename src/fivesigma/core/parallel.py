@@ -12,9 +12,8 @@ fastest way through K of them is N one-thread processes, not one process with N 
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 __all__ = ["default_jobs", "map_processes"]
@@ -29,24 +28,6 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
         return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` inside, restored after: a one-thread item gives
-    the same numbers here as in a worker, and several threads on a loaded machine make
-    small layers many times slower (every op waits for the busiest core)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _one_thread(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
@@ -92,7 +73,11 @@ def map_processes(
     jobs = default_jobs() if jobs is None else int(jobs)
     results: list[Any] = [None] * len(items)
     if jobs <= 1 or len(items) <= 1:
-        with _torch_threads(1):
+        # one thread: the same numbers as in a worker, and several threads on a loaded
+        # machine make small layers many times slower (every op waits for the busiest core)
+        from fivesigma.training.inputs import torch_threads
+
+        with torch_threads(1):
             if initializer is not None:
                 initializer(*initargs)
             for i, item in enumerate(items):

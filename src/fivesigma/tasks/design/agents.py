@@ -8,14 +8,14 @@ hidden layers and a tanh head) as numpy arrays, saved in a bundle with safetenso
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fivesigma.core import extras
+from fivesigma.training.inputs import torch_threads
 
 __all__ = ["NumpyPolicy", "optuna_search", "train_agent"]
 
@@ -92,17 +92,6 @@ def export_policy(agent: Any, kind: str) -> NumpyPolicy:
     return NumpyPolicy(_linears(actor.latent_pi), _linears(actor.mu)[0], "relu", "tanh")
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    torch = extras.torch()
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def train_agent(
     kind: str,
     make_env: Callable[[int], Any],
@@ -122,7 +111,7 @@ def train_agent(
     """
     sb3 = extras.stable_baselines3()
     vec = extras.stable_baselines3("common.vec_env")
-    with _threads(1):
+    with torch_threads(1):
         if kind == "ppo":
             envs = [make_env(i) for i in range(n_envs)]
             venv = vec.DummyVecEnv([lambda e=e: e for e in envs])

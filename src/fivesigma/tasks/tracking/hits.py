@@ -225,7 +225,6 @@ def cluster_incidence(
     A particle crossing a sensor of thickness t at incidence ``tan`` along an axis of
     pitch p fires about ``1 + t |tan| / p`` channels along it; in the real TrackML event
     this holds with correlation 0.97 for the pixel barrel's v (along z)."""
-    from fivesigma.errors import DataError
 
     try:
         module = geometry.module_index(hits.volume_id, hits.layer_id, hits.module_id)
